@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The ABI between the BPF programs and the daemon: plain fixed-width structs
+ * that cross the ring buffer and the maps. Only __u8..__u64, explicit padding,
+ * a size assertion per struct. Userspace memcpy()s samples out after checking
+ * their size; C++ helpers for this ABI live in userspace/bpf/, not here.
+ */
+#ifndef HTTPTRACED_ABI_H
+#define HTTPTRACED_ABI_H
+
+#ifdef __BPF__
+/* vmlinux.h provides the __u* types. */
+#else
+#include <linux/types.h>
+#endif
+
+#define HT_ABI_VERSION 1
+
+/* Payload bytes carried by one data event; larger syscalls are split. */
+#define HT_CHUNK_MAX 16384
+/* Upper bound on events emitted for one syscall (chunks and iovec pieces). */
+#define HT_MAX_EVENTS_PER_SYSCALL 64
+/* iovec entries walked per readv/writev/recvmsg/sendmsg; the rest is a gap. */
+#define HT_MAX_IOV 32
+/* Messages walked per recvmmsg/sendmmsg; the rest is a gap. */
+#define HT_MAX_MMSG 8
+/* Bytes the kernel accumulates to decide whether a connection speaks HTTP/1.x. */
+#define HT_PREFIX_LEN 8
+/* Syscalls a connection found mid-stream may take to show an HTTP message start. */
+#define HT_MAX_INFER_ATTEMPTS 32
+/* Entries in the --pid / --port filter arrays. */
+#define HT_MAX_FILTER 16
+
+enum ht_event_type {
+	HT_EV_CONN_OPEN = 1,  /* struct ht_conn_event */
+	HT_EV_DATA = 2,       /* struct ht_data_event + payload */
+	HT_EV_CONN_CLOSE = 3, /* struct ht_close_event */
+};
+
+/* Direction as seen by the traced process. */
+enum ht_direction {
+	HT_DIR_INGRESS = 0, /* bytes the process received */
+	HT_DIR_EGRESS = 1,  /* bytes the process sent */
+};
+
+enum ht_role {
+	HT_ROLE_UNKNOWN = 0,
+	HT_ROLE_CLIENT = 1, /* connect()ed socket */
+	HT_ROLE_SERVER = 2, /* accept()ed socket */
+};
+
+/* How the kernel learned about a connection. */
+enum ht_origin {
+	HT_ORIGIN_ACCEPT = 1,
+	HT_ORIGIN_CONNECT = 2,
+	HT_ORIGIN_DISCOVERED = 3, /* first seen at a read/write: opened before us */
+};
+
+enum ht_syscall {
+	HT_SYS_READ = 1,
+	HT_SYS_WRITE,
+	HT_SYS_READV,
+	HT_SYS_WRITEV,
+	HT_SYS_RECVFROM,
+	HT_SYS_SENDTO,
+	HT_SYS_RECVMSG,
+	HT_SYS_SENDMSG,
+	HT_SYS_RECVMMSG,
+	HT_SYS_SENDMMSG,
+	HT_SYS_SENDFILE,
+};
+
+enum ht_close_reason {
+	HT_CLOSE_SYSCALL = 1,  /* close() on the fd */
+	HT_CLOSE_NOT_HTTP = 2, /* the kernel decided the stream is not HTTP/1.x */
+	HT_CLOSE_DISABLED = 3, /* userspace asked to stop tracing it */
+};
+
+/* Data event flags. */
+#define HT_DATA_F_STREAM_START 0x1 /* first event emitted for this direction */
+
+/* A connection: survives fd and pid reuse through gen (ktime at first sight). */
+struct ht_conn_id {
+	__u32 tgid;
+	__s32 fd;
+	__u64 gen;
+};
+
+struct ht_event_header {
+	__u16 type;    /* enum ht_event_type */
+	__u16 version; /* HT_ABI_VERSION */
+	__u32 tid;     /* thread that made the syscall */
+	__u64 ts_ns;   /* CLOCK_MONOTONIC, at syscall exit */
+	struct ht_conn_id conn;
+};
+
+struct ht_conn_event {
+	struct ht_event_header hdr;
+	__u16 family; /* AF_INET or AF_INET6 */
+	__u8 role;    /* enum ht_role */
+	__u8 origin;  /* enum ht_origin */
+	__u16 local_port;  /* host byte order */
+	__u16 remote_port; /* host byte order */
+	__u8 local_addr[16];  /* network order; IPv4 in the first 4 bytes */
+	__u8 remote_addr[16];
+	char comm[16]; /* the process (thread group leader) name */
+};
+
+struct ht_data_event {
+	struct ht_event_header hdr;
+	__u64 pos;  /* offset of data[0] in this direction's byte stream */
+	__u32 len;  /* payload bytes that follow this struct */
+	__u32 skip; /* stream bytes after the payload that were not captured */
+	__u8 dir;   /* enum ht_direction */
+	__u8 syscall; /* enum ht_syscall */
+	__u16 flags;  /* HT_DATA_F_* */
+	__u32 pad;
+	/* __u8 data[len] follows */
+};
+
+struct ht_close_event {
+	struct ht_event_header hdr;
+	__u64 end_pos[2]; /* final stream length per direction (ingress, egress) */
+	__u32 reason;     /* enum ht_close_reason */
+	__u32 pad;
+};
+
+#ifdef __cplusplus
+static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
+static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
+static_assert(sizeof(struct ht_conn_event) == 88, "ht_conn_event ABI");
+static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
+static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
+#else
+_Static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
+_Static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
+_Static_assert(sizeof(struct ht_conn_event) == 88, "ht_conn_event ABI");
+_Static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
+_Static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
+#endif
+
+#endif /* HTTPTRACED_ABI_H */

@@ -1,0 +1,44 @@
+// What the daemon knows about one traced TCP connection.
+#ifndef HTTPTRACED_CONN_CONN_INFO_H_
+#define HTTPTRACED_CONN_CONN_INFO_H_
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "http/session.h"
+
+namespace httptraced::conn {
+
+struct ConnKey {
+  uint32_t tgid = 0;
+  int32_t fd = 0;
+  uint64_t gen = 0;  // kernel ktime at first sight: survives fd and pid reuse
+  friend bool operator==(const ConnKey&, const ConnKey&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const ConnKey& k) {
+    return H::combine(std::move(h), k.tgid, k.fd, k.gen);
+  }
+};
+
+struct Endpoint {
+  std::array<uint8_t, 16> addr{};  // network order; IPv4 uses the first 4 bytes
+  uint16_t port = 0;               // host order
+};
+
+enum class Origin { kAccept, kConnect, kDiscovered };
+
+struct ConnInfo {
+  ConnKey key;
+  int family = 0;  // AF_INET or AF_INET6
+  http::Role role = http::Role::kUnknown;
+  Origin origin = Origin::kDiscovered;
+  Endpoint local;   // this process's end
+  Endpoint remote;  // the peer
+  std::string comm;  // process name (thread group leader's comm)
+  uint64_t open_ts_ns = 0;  // monotonic
+};
+
+}  // namespace httptraced::conn
+
+#endif  // HTTPTRACED_CONN_CONN_INFO_H_

@@ -1,0 +1,66 @@
+// HTTP/1.x messages and exchanges: what the parser produces and the stitcher pairs.
+#ifndef HTTPTRACED_HTTP_MESSAGE_H_
+#define HTTPTRACED_HTTP_MESSAGE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace httptraced::http {
+
+// Where a chunk of bytes came from: the syscall that carried it.
+struct ChunkMeta {
+  uint64_t ts_ns = 0;  // CLOCK_MONOTONIC at syscall exit
+  uint32_t tid = 0;    // thread that made the syscall
+};
+
+struct Header {
+  std::string name;   // as sent (original case)
+  std::string value;  // leading/trailing whitespace removed
+};
+
+struct Body {
+  std::string content;    // the first bytes of the (de-chunked) body, at most max_body_bytes
+  uint64_t size = 0;      // the body's true size in bytes (de-chunked), captured or not
+  bool truncated = false;  // content holds fewer bytes than size (cap or missing bytes)
+  bool gap = false;        // some body bytes were never seen (kernel cap, drops, sendfile)
+};
+
+struct Message {
+  enum class Kind { kRequest, kResponse };
+  Kind kind = Kind::kRequest;
+  int version_minor = 1;  // HTTP/1.<minor>
+  // Request line.
+  std::string method;
+  std::string target;  // request-target as sent
+  // Status line.
+  int status_code = 0;
+  std::string reason;
+  std::vector<Header> headers;   // in order, repeated names kept
+  std::vector<Header> trailers;  // chunked trailers
+  Body body;
+  bool chunked = false;
+  // Timing: the syscalls that carried the first and the last byte of the message.
+  ChunkMeta first;
+  ChunkMeta last;
+  // False when the message was cut short (gap, close, shutdown) before it ended.
+  bool complete = true;
+  // The head (start line + headers) exceeded max_header_bytes: later headers dropped.
+  bool headers_truncated = false;
+  // Bytes were lost or skipped (resync) right before this message began.
+  bool gap_before = false;
+};
+
+// One request and the response that answered it.
+struct Exchange {
+  std::optional<Message> request;   // absent: a response with no request seen
+  std::optional<Message> response;  // final response; absent: none seen (incomplete)
+  uint64_t seq = 0;                 // 0-based index of the exchange on its connection
+  uint32_t interim_responses = 0;   // 1xx responses seen before the final one
+  bool incomplete = false;  // written at close/idle/shutdown without a final response
+};
+
+}  // namespace httptraced::http
+
+#endif  // HTTPTRACED_HTTP_MESSAGE_H_
