@@ -1,0 +1,149 @@
+// Helpers shared by the output tests (not part of the library).
+#ifndef HTTPTRACED_OUTPUT_TEST_SUPPORT_H_
+#define HTTPTRACED_OUTPUT_TEST_SUPPORT_H_
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
+#include "output/sink_event.h"
+
+namespace httptraced::output::testing {
+
+// A fresh directory per test, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string templ = "/tmp/httptraced-output-test.XXXXXX";
+    if (::mkdtemp(templ.data()) == nullptr) {
+      throw std::runtime_error("mkdtemp failed");
+    }
+    path_ = templ;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string operator/(absl::string_view name) const {
+    return absl::StrCat(path_, "/", name);
+  }
+
+ private:
+  std::string path_;
+};
+
+// Sets the umask for the scope.
+class ScopedUmask {
+ public:
+  explicit ScopedUmask(mode_t mask) : old_(::umask(mask)) {}
+  ~ScopedUmask() { ::umask(old_); }
+  ScopedUmask(const ScopedUmask&) = delete;
+  ScopedUmask& operator=(const ScopedUmask&) = delete;
+
+ private:
+  mode_t old_;
+};
+
+struct FakeClock {
+  // 2026-11-21T20:45:59.123Z
+  absl::Time now = absl::FromCivil(absl::CivilSecond(2026, 11, 21, 20, 45, 59),
+                                   absl::UTCTimeZone()) +
+                   absl::Milliseconds(123);
+  Clock AsClock() {
+    return [this] { return now; };
+  }
+};
+
+// Records sink events.
+struct EventLog {
+  std::vector<SinkEvent> events;
+  EventCallback AsCallback() {
+    return [this](const SinkEvent& e) { events.push_back(e); };
+  }
+};
+
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline void WriteFile(const std::string& path, absl::string_view data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+// Names in a directory, sorted.
+inline std::vector<std::string> ListDir(const std::string& path) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(path)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+inline mode_t Mode(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return 0;
+  return st.st_mode & 07777;
+}
+
+inline std::string Gunzip(const std::string& gz) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) throw std::runtime_error("inflate");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
+  z.avail_in = static_cast<uInt>(gz.size());
+  std::string out;
+  char buf[4096];
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof(buf);
+    rc = inflate(&z, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&z);
+      throw std::runtime_error("corrupt gzip");
+    }
+    out.append(buf, sizeof(buf) - z.avail_out);
+  }
+  const bool trailing = z.avail_in != 0;
+  inflateEnd(&z);
+  if (trailing) throw std::runtime_error("data after gzip stream");
+  return out;
+}
+
+// "rec-0000 <padding>\n" lines of exactly `width` bytes (newline included).
+inline std::string Lines(int first, int count, size_t width = 10) {
+  std::string out;
+  for (int i = first; i < first + count; ++i) {
+    std::string line = absl::StrCat("rec-", i);
+    line.resize(width - 1, '.');
+    out += line;
+    out += '\n';
+  }
+  return out;
+}
+
+}  // namespace httptraced::output::testing
+
+#endif  // HTTPTRACED_OUTPUT_TEST_SUPPORT_H_
