@@ -1,0 +1,318 @@
+#include "record/json_writer.h"
+
+#include <array>
+#include <charconv>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "record/timestamp.h"
+
+namespace httptraced::record {
+namespace {
+
+// What a byte needs inside a JSON string.
+enum ByteClass : uint8_t {
+  kPlain = 0,     // ASCII copied as is
+  kEscape = 1,    // '"', '\\' or a control character
+  kNonAscii = 2,  // starts (or breaks) a multi-byte UTF-8 sequence
+};
+
+constexpr std::array<uint8_t, 256> MakeByteClasses() {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    if (c < 0x20 || c == '"' || c == '\\') {
+      t[c] = kEscape;
+    } else if (c >= 0x80) {
+      t[c] = kNonAscii;
+    } else {
+      t[c] = kPlain;
+    }
+  }
+  return t;
+}
+constexpr std::array<uint8_t, 256> kByteClass = MakeByteClasses();
+
+// The escape for each kEscape byte: a two-character form where JSON has one,
+// otherwise empty (written as \u00XX).
+constexpr std::array<char, 256> MakeShortEscapes() {
+  std::array<char, 256> t{};
+  t['"'] = '"';
+  t['\\'] = '\\';
+  t['\b'] = 'b';
+  t['\f'] = 'f';
+  t['\n'] = 'n';
+  t['\r'] = 'r';
+  t['\t'] = 't';
+  return t;
+}
+constexpr std::array<char, 256> kShortEscape = MakeShortEscapes();
+
+constexpr char kHexDigits[] = "0123456789abcdef";
+
+// For each lead byte: how many continuation bytes follow, and the range the
+// first of them must fall in (RFC 3629 section 4; the narrowed ranges exclude
+// overlong forms, surrogates and code points above U+10FFFF). need == 0: the
+// byte can never start a sequence.
+struct Utf8Lead {
+  uint8_t need;
+  uint8_t lo;
+  uint8_t hi;
+};
+
+constexpr std::array<Utf8Lead, 256> MakeUtf8Leads() {
+  std::array<Utf8Lead, 256> t{};
+  for (int c = 0xC2; c <= 0xDF; ++c) t[c] = {1, 0x80, 0xBF};
+  t[0xE0] = {2, 0xA0, 0xBF};
+  for (int c = 0xE1; c <= 0xEC; ++c) t[c] = {2, 0x80, 0xBF};
+  t[0xED] = {2, 0x80, 0x9F};
+  t[0xEE] = {2, 0x80, 0xBF};
+  t[0xEF] = {2, 0x80, 0xBF};
+  t[0xF0] = {3, 0x90, 0xBF};
+  for (int c = 0xF1; c <= 0xF3; ++c) t[c] = {3, 0x80, 0xBF};
+  t[0xF4] = {3, 0x80, 0x8F};
+  return t;
+}
+constexpr std::array<Utf8Lead, 256> kUtf8Lead = MakeUtf8Leads();
+
+constexpr std::string_view kReplacement = "\xEF\xBF\xBD";  // U+FFFD
+
+// Looks at the non-ASCII sequence starting at `p` (p < end, *p >= 0x80).
+// Returns its length when well formed (2..4). Otherwise returns minus the
+// length of its maximal ill-formed subpart (1..3): the bytes one U+FFFD replaces.
+inline int Utf8Sequence(const unsigned char* p, const unsigned char* end) {
+  const Utf8Lead lead = kUtf8Lead[*p];
+  if (lead.need == 0) return -1;
+  const unsigned char* q = p + 1;
+  if (q == end || *q < lead.lo || *q > lead.hi) return -1;
+  ++q;
+  for (int i = 1; i < lead.need; ++i, ++q) {
+    if (q == end || *q < 0x80 || *q > 0xBF) return -static_cast<int>(q - p);
+  }
+  return static_cast<int>(q - p);
+}
+
+constexpr std::array<char, 256> MakeLowerAscii() {
+  std::array<char, 256> t{};
+  for (int c = 0; c < 256; ++c) {
+    t[c] = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  }
+  return t;
+}
+constexpr std::array<char, 256> kLowerAscii = MakeLowerAscii();
+
+void AppendEscape(unsigned char c, std::string& out) {
+  const char short_form = kShortEscape[c];
+  if (short_form != 0) {
+    const char esc[2] = {'\\', short_form};
+    out.append(esc, 2);
+  } else {
+    const char esc[6] = {'\\', 'u', '0', '0', kHexDigits[c >> 4], kHexDigits[c & 0xF]};
+    out.append(esc, 6);
+  }
+}
+
+// Appends the escaped contents of a JSON string (no quotes). kStrict: stop and
+// return false at the first ill-formed UTF-8 (output then partial; the caller
+// rolls back). Otherwise replace ill-formed subparts with U+FFFD. kLower:
+// lowercase ASCII letters.
+template <bool kStrict, bool kLower>
+bool AppendEscaped(std::string_view s, std::string& out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* const end = p + s.size();
+  while (p < end) {
+    const auto* run = p;
+    while (p < end && kByteClass[*p] == kPlain) ++p;
+    if (p != run) {
+      if constexpr (kLower) {
+        const size_t at = out.size();
+        out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
+        for (size_t i = at; i < out.size(); ++i) {
+          out[i] = kLowerAscii[static_cast<unsigned char>(out[i])];
+        }
+      } else {
+        out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
+      }
+    }
+    if (p == end) break;
+    if (kByteClass[*p] == kEscape) {
+      AppendEscape(*p, out);
+      ++p;
+      continue;
+    }
+    const int n = Utf8Sequence(p, end);
+    if (n > 0) {
+      out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+      p += n;
+    } else {
+      if constexpr (kStrict) return false;
+      out.append(kReplacement);
+      p += -n;
+    }
+  }
+  return true;
+}
+
+template <typename T>
+void AppendInteger(T v, std::string& out) {
+  char buf[24];
+  const auto result = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, static_cast<size_t>(result.ptr - buf));
+}
+
+constexpr char kBase64Alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+}  // namespace
+
+bool IsValidUtf8(std::string_view bytes) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto* const end = p + bytes.size();
+  while (p < end) {
+    // ASCII fast path, eight bytes at a time.
+    while (end - p >= 8) {
+      uint64_t word;
+      std::memcpy(&word, p, sizeof(word));
+      if ((word & 0x8080808080808080ULL) != 0) break;
+      p += 8;
+    }
+    if (p == end) break;
+    if (*p < 0x80) {
+      ++p;
+      continue;
+    }
+    const int n = Utf8Sequence(p, end);
+    if (n < 0) return false;
+    p += n;
+  }
+  return true;
+}
+
+void AppendSanitizedUtf8(std::string_view bytes, std::string& out) {
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  const auto* const end = p + bytes.size();
+  while (p < end) {
+    const auto* run = p;
+    while (p < end && *p < 0x80) ++p;
+    out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
+    if (p == end) break;
+    const int n = Utf8Sequence(p, end);
+    if (n > 0) {
+      out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+      p += n;
+    } else {
+      out.append(kReplacement);
+      p += -n;
+    }
+  }
+}
+
+void AppendBase64(std::string_view bytes, std::string& out) {
+  const size_t at = out.size();
+  out.resize(at + Base64Size(bytes.size()));
+  char* d = out.data() + at;
+  const auto* s = reinterpret_cast<const unsigned char*>(bytes.data());
+  size_t n = bytes.size();
+  for (; n >= 3; n -= 3, s += 3, d += 4) {
+    const uint32_t v = (uint32_t{s[0]} << 16) | (uint32_t{s[1]} << 8) | s[2];
+    d[0] = kBase64Alphabet[v >> 18];
+    d[1] = kBase64Alphabet[(v >> 12) & 0x3F];
+    d[2] = kBase64Alphabet[(v >> 6) & 0x3F];
+    d[3] = kBase64Alphabet[v & 0x3F];
+  }
+  if (n == 1) {
+    const uint32_t v = uint32_t{s[0]} << 16;
+    d[0] = kBase64Alphabet[v >> 18];
+    d[1] = kBase64Alphabet[(v >> 12) & 0x3F];
+    d[2] = '=';
+    d[3] = '=';
+  } else if (n == 2) {
+    const uint32_t v = (uint32_t{s[0]} << 16) | (uint32_t{s[1]} << 8);
+    d[0] = kBase64Alphabet[v >> 18];
+    d[1] = kBase64Alphabet[(v >> 12) & 0x3F];
+    d[2] = kBase64Alphabet[(v >> 6) & 0x3F];
+    d[3] = '=';
+  }
+}
+
+void AppendJsonString(std::string_view s, std::string& out) {
+  out.push_back('"');
+  AppendEscaped</*kStrict=*/false, /*kLower=*/false>(s, out);
+  out.push_back('"');
+}
+
+void JsonWriter::Key(std::string_view key) {
+  Separate();
+  out_->push_back('"');
+  AppendEscaped</*kStrict=*/false, /*kLower=*/false>(key, *out_);
+  out_->append("\":", 2);
+  need_comma_ = false;
+}
+
+void JsonWriter::KeyLowerAscii(std::string_view key) {
+  Separate();
+  out_->push_back('"');
+  AppendEscaped</*kStrict=*/false, /*kLower=*/true>(key, *out_);
+  out_->append("\":", 2);
+  need_comma_ = false;
+}
+
+void JsonWriter::String(std::string_view s) {
+  Separate();
+  AppendJsonString(s, *out_);
+  need_comma_ = true;
+}
+
+bool JsonWriter::StringIfValidUtf8(std::string_view s) {
+  const size_t rollback = out_->size();
+  Separate();
+  out_->push_back('"');
+  if (!AppendEscaped</*kStrict=*/true, /*kLower=*/false>(s, *out_)) {
+    out_->resize(rollback);
+    return false;
+  }
+  out_->push_back('"');
+  need_comma_ = true;
+  return true;
+}
+
+void JsonWriter::StringBase64(std::string_view bytes) {
+  Separate();
+  out_->push_back('"');
+  AppendBase64(bytes, *out_);
+  out_->push_back('"');
+  need_comma_ = true;
+}
+
+void JsonWriter::Timestamp(int64_t wall_ns) {
+  Separate();
+  out_->push_back('"');
+  AppendRfc3339Nanos(wall_ns, *out_);
+  out_->push_back('"');
+  need_comma_ = true;
+}
+
+void JsonWriter::Int(int64_t v) {
+  Separate();
+  AppendInteger(v, *out_);
+  need_comma_ = true;
+}
+
+void JsonWriter::Uint(uint64_t v) {
+  Separate();
+  AppendInteger(v, *out_);
+  need_comma_ = true;
+}
+
+void JsonWriter::Bool(bool v) {
+  Separate();
+  if (v) {
+    out_->append("true", 4);
+  } else {
+    out_->append("false", 5);
+  }
+  need_comma_ = true;
+}
+
+}  // namespace httptraced::record

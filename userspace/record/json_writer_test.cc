@@ -1,0 +1,301 @@
+#include "record/json_writer.h"
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace httptraced::record {
+namespace {
+
+using std::string_literals::operator""s;
+
+std::string Quoted(std::string_view s) {
+  std::string out;
+  AppendJsonString(s, out);
+  return out;
+}
+
+std::string Sanitized(std::string_view s) {
+  std::string out;
+  AppendSanitizedUtf8(s, out);
+  return out;
+}
+
+std::string Base64(std::string_view s) {
+  std::string out;
+  AppendBase64(s, out);
+  return out;
+}
+
+// A plain base64 decoder, to check round trips.
+std::string DecodeBase64(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (const char c : in) {
+    if (c == '=') break;
+    acc = (acc << 6) | static_cast<uint32_t>(value(c));
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+// Oracle: nlohmann's parser accepts a JSON string holding raw bytes exactly
+// when they are well-formed UTF-8 (it checks the RFC 3629 ranges).
+bool NlohmannAcceptsUtf8(const std::string& bytes) {
+  return nlohmann::json::accept("\"" + bytes + "\"");
+}
+
+TEST_CASE("JsonWriter places commas in nested objects and arrays") {
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject();
+  w.IntField("a", 1);
+  w.Key("b");
+  w.BeginArray();
+  w.Bool(true);
+  w.Bool(false);
+  w.String("x");
+  w.BeginObject();
+  w.EndObject();
+  w.BeginArray();
+  w.EndArray();
+  w.Int(-2);
+  w.EndArray();
+  w.Key("c");
+  w.BeginObject();
+  w.BoolField("d", false);
+  w.Key("e");
+  w.BeginObject();
+  w.EndObject();
+  w.EndObject();
+  w.Key("f");
+  w.BeginArray();
+  w.EndArray();
+  w.StringField("g", "h");
+  w.EndObject();
+  CHECK(out == R"({"a":1,"b":[true,false,"x",{},[],-2],"c":{"d":false,"e":{}},"f":[],"g":"h"})");
+}
+
+TEST_CASE("JsonWriter appends to what the string already holds") {
+  std::string out = "previous line\n";
+  JsonWriter w(out);
+  w.BeginObject();
+  w.StringField("k", "v");
+  w.EndObject();
+  CHECK(out == "previous line\n{\"k\":\"v\"}");
+}
+
+TEST_CASE("JsonWriter writes integer extremes exactly") {
+  std::string out;
+  JsonWriter w(out);
+  w.BeginArray();
+  w.Int(std::numeric_limits<int64_t>::min());
+  w.Int(std::numeric_limits<int64_t>::max());
+  w.Int(0);
+  w.Uint(std::numeric_limits<uint64_t>::max());
+  w.Uint(0);
+  w.EndArray();
+  CHECK(out == "[-9223372036854775808,9223372036854775807,0,18446744073709551615,0]");
+}
+
+TEST_CASE("JsonWriter writes RFC 3339 timestamps with nanoseconds") {
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject();
+  w.TimestampField("t", 1'795'293'959'123'456'789);
+  w.EndObject();
+  CHECK(out == R"({"t":"2026-11-21T20:45:59.123456789Z"})");
+}
+
+TEST_CASE("Strings escape quotes, backslashes and control characters") {
+  CHECK(Quoted("") == R"("")");
+  CHECK(Quoted("plain / text ~") == R"("plain / text ~")");
+  CHECK(Quoted("say \"hi\"") == R"("say \"hi\"")");
+  CHECK(Quoted("C:\\dir\\") == R"("C:\\dir\\")");
+  CHECK(Quoted("\b\f\n\r\t") == R"("\b\f\n\r\t")");
+  CHECK(Quoted("\x00\x01\x1f"s) == R"("\u0000\u0001\u001f")");
+  CHECK(Quoted("a\x0b"
+               "b\x1b[0m") == R"("a\u000bb\u001b[0m")");
+  CHECK(Quoted("\x7f") == "\"\x7f\"");  // DEL needs no escape in JSON
+}
+
+TEST_CASE("Every control character escapes to JSON that parses back to it") {
+  const char* const expected[32] = {
+      R"(\u0000)", R"(\u0001)", R"(\u0002)", R"(\u0003)", R"(\u0004)", R"(\u0005)", R"(\u0006)",
+      R"(\u0007)", R"(\b)",     R"(\t)",     R"(\n)",     R"(\u000b)", R"(\f)",     R"(\r)",
+      R"(\u000e)", R"(\u000f)", R"(\u0010)", R"(\u0011)", R"(\u0012)", R"(\u0013)", R"(\u0014)",
+      R"(\u0015)", R"(\u0016)", R"(\u0017)", R"(\u0018)", R"(\u0019)", R"(\u001a)", R"(\u001b)",
+      R"(\u001c)", R"(\u001d)", R"(\u001e)", R"(\u001f)"};
+  for (int c = 0; c < 32; ++c) {
+    const std::string raw(1, static_cast<char>(c));
+    CAPTURE(c);
+    CHECK(Quoted(raw) == "\"" + std::string(expected[c]) + "\"");
+    CHECK(nlohmann::json::parse(Quoted(raw)).get<std::string>() == raw);
+  }
+}
+
+TEST_CASE("Valid UTF-8 passes through unchanged") {
+  const std::string text =
+      "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf \xee\x80\x80";
+  CHECK(IsValidUtf8(text));
+  CHECK(Quoted(text) == "\"" + text + "\"");
+  CHECK(Sanitized(text) == text);
+  CHECK(nlohmann::json::parse(Quoted(text)).get<std::string>() == text);
+}
+
+TEST_CASE("Ill-formed UTF-8 becomes one U+FFFD per maximal subpart") {
+  const std::string r = "\xef\xbf\xbd";  // U+FFFD
+  // The example of Unicode 15, section 3.9, table 3-8.
+  CHECK(Sanitized("\x61\xf1\x80\x80\xe1\x80\xc2\x62\x80\x63\x80\xbf\x64") ==
+        "a" + r + r + r + "b" + r + "c" + r + r + "d");
+  CHECK(Sanitized("\xc0\xaf") == r + r);                  // overlong '/'
+  CHECK(Sanitized("\xe0\x80\xaf") == r + r + r);          // overlong, 3 bytes
+  CHECK(Sanitized("\xed\xa0\x80") == r + r + r);          // surrogate U+D800
+  CHECK(Sanitized("\xf4\x90\x80\x80") == r + r + r + r);  // above U+10FFFF
+  CHECK(Sanitized("\xf5\xff\xfe") == r + r + r);          // never-valid bytes
+  CHECK(Sanitized("x\xe2\x82") == "x" + r);               // cut at the end
+  CHECK(Sanitized("\xf0\x9f\x98") == r);                  // cut 4-byte sequence
+  CHECK(Sanitized("\xe2\x82(") == r + "(");               // cut by ASCII
+  CHECK(Sanitized("\xc3\xa9\xa9") == "\xc3\xa9" + r);     // stray continuation
+  CHECK(Quoted("a\xff\"") == "\"a" + r + "\\\"\"");
+}
+
+TEST_CASE("IsValidUtf8 agrees with nlohmann on every 1- and 2-byte string") {
+  for (int a = 0x20; a < 256; ++a) {
+    if (a == '"' || a == '\\') continue;
+    const std::string one(1, static_cast<char>(a));
+    CAPTURE(a);
+    REQUIRE(IsValidUtf8(one) == NlohmannAcceptsUtf8(one));
+    for (int b = 0x20; b < 256; ++b) {
+      if (b == '"' || b == '\\') continue;
+      const std::string two = one + static_cast<char>(b);
+      CAPTURE(b);
+      REQUIRE(IsValidUtf8(two) == NlohmannAcceptsUtf8(two));
+      // Whatever the bytes, the written string parses, and keeps valid input.
+      const nlohmann::json parsed = nlohmann::json::parse(Quoted(two));
+      if (IsValidUtf8(two)) REQUIRE(parsed.get<std::string>() == two);
+    }
+  }
+}
+
+TEST_CASE("IsValidUtf8 agrees with nlohmann on 3- and 4-byte sequences") {
+  // Every lead byte from 0xC0, every continuation byte and a few others in
+  // second place, boundary values after that.
+  std::vector<int> seconds = {0x20, 0x41, 0x7f};
+  for (int b = 0x80; b < 256; ++b) seconds.push_back(b);
+  const int tails[] = {0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff};
+  for (int lead = 0xc0; lead < 256; ++lead) {
+    for (const int second : seconds) {
+      for (const int third : tails) {
+        std::string s = {static_cast<char>(lead), static_cast<char>(second),
+                         static_cast<char>(third)};
+        CAPTURE(lead, second, third);
+        REQUIRE(IsValidUtf8(s) == NlohmannAcceptsUtf8(s));
+        REQUIRE(nlohmann::json::accept(Quoted(s)));
+        if (lead < 0xf0) continue;
+        for (const int fourth : tails) {
+          s.resize(3);
+          s.push_back(static_cast<char>(fourth));
+          CAPTURE(fourth);
+          REQUIRE(IsValidUtf8(s) == NlohmannAcceptsUtf8(s));
+          REQUIRE(nlohmann::json::accept(Quoted(s)));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("IsValidUtf8 finds a bad byte at any position of a long ASCII run") {
+  const std::string ascii(40, 'a');
+  CHECK(IsValidUtf8(ascii));
+  CHECK(IsValidUtf8(""));
+  for (size_t i = 0; i < ascii.size(); ++i) {
+    std::string s = ascii;
+    s[i] = '\xff';
+    CAPTURE(i);
+    CHECK_FALSE(IsValidUtf8(s));
+    s.replace(i, 1, "\xe2\x82\xac");
+    CHECK(IsValidUtf8(s));
+  }
+}
+
+TEST_CASE("KeyLowerAscii lowercases ASCII letters only") {
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject();
+  w.KeyLowerAscii("Content-TYPE");
+  w.Int(1);
+  w.KeyLowerAscii("X-\xc3\x84\xff\"Q\n");  // "Ä" stays, bad byte replaced
+  w.Int(2);
+  w.EndObject();
+  CHECK(out == "{\"content-type\":1,\"x-\xc3\x84\xef\xbf\xbd\\\"q\\n\":2}");
+}
+
+TEST_CASE("Base64 matches the RFC 4648 test vectors") {
+  CHECK(Base64("") == "");
+  CHECK(Base64("f") == "Zg==");
+  CHECK(Base64("fo") == "Zm8=");
+  CHECK(Base64("foo") == "Zm9v");
+  CHECK(Base64("foob") == "Zm9vYg==");
+  CHECK(Base64("fooba") == "Zm9vYmE=");
+  CHECK(Base64("foobar") == "Zm9vYmFy");
+  CHECK(Base64("\xff\xfe\x00"s) == "//4A");
+  CHECK(Base64("\xfb\xff") == "+/8=");
+  CHECK(Base64Size(0) == 0);
+  CHECK(Base64Size(1) == 4);
+  CHECK(Base64Size(3) == 4);
+  CHECK(Base64Size(4) == 8);
+}
+
+TEST_CASE("Base64 round-trips every byte value at every length mod 3") {
+  std::string all;
+  for (int c = 0; c < 256; ++c) all.push_back(static_cast<char>(c));
+  for (size_t len : {all.size(), all.size() - 1, all.size() - 2}) {
+    const std::string bytes = all.substr(0, len);
+    const std::string encoded = Base64(bytes);
+    CHECK(encoded.size() == Base64Size(len));
+    CHECK(DecodeBase64(encoded) == bytes);
+  }
+}
+
+TEST_CASE("StringIfValidUtf8 writes valid text and leaves no trace otherwise") {
+  std::string out;
+  JsonWriter w(out);
+  w.BeginArray();
+  CHECK(w.StringIfValidUtf8("caf\xc3\xa9\n"));
+  CHECK(out == "[\"caf\xc3\xa9\\n\"");
+  CHECK_FALSE(w.StringIfValidUtf8("ok so far \"\x01 then \xff"));
+  CHECK(out == "[\"caf\xc3\xa9\\n\"");
+  w.StringBase64("\xff");
+  w.EndArray();
+  CHECK(out == "[\"caf\xc3\xa9\\n\",\"/w==\"]");
+
+  std::string first;
+  JsonWriter w2(first);
+  w2.BeginObject();
+  w2.Key("b");
+  CHECK_FALSE(w2.StringIfValidUtf8("\x80"));
+  w2.StringBase64("\x80");
+  w2.EndObject();
+  CHECK(first == R"({"b":"gA=="})");
+}
+
+}  // namespace
+}  // namespace httptraced::record
