@@ -28,6 +28,8 @@
 #define HT_PREFIX_LEN 8
 /* Syscalls a connection found mid-stream may take to show an HTTP message start. */
 #define HT_MAX_INFER_ATTEMPTS 32
+/* Syscall numbers covered by the number -> kind table (a power of two). */
+#define HT_MAX_SYSCALL_NR 512
 /* Entries in the --pid / --port filter arrays. */
 #define HT_MAX_FILTER 16
 
@@ -76,6 +78,17 @@ enum ht_close_reason {
 	HT_CLOSE_DISABLED = 3, /* userspace asked to stop tracing it */
 };
 
+/* Per-CPU counters in the `counters` map, summed and reported by the daemon. */
+enum ht_counter {
+	HT_CNT_RB_DROPS = 0,      /* events lost: ring buffer full */
+	HT_CNT_RB_DROP_BYTES = 1, /* payload bytes in those events */
+	HT_CNT_READ_FAULTS = 2,   /* payload bytes the kernel could not copy */
+	HT_CNT_NOT_HTTP = 3,      /* connections the kernel decided are not HTTP */
+	HT_CNT_CONNS_SEEN = 4,    /* TCP connections entered into the map */
+	HT_CNT_STALE = 5,         /* map entries from an exited process replaced */
+	HT_CNT_MAX = 8,
+};
+
 /* Data event flags. */
 #define HT_DATA_F_STREAM_START 0x1 /* first event emitted for this direction */
 
@@ -104,6 +117,8 @@ struct ht_conn_event {
 	__u8 local_addr[16];  /* network order; IPv4 in the first 4 bytes */
 	__u8 remote_addr[16];
 	char comm[16]; /* the process (thread group leader) name */
+	/* Stream positions where this connection's events begin, per direction. */
+	__u64 start_pos[2];
 };
 
 struct ht_data_event {
@@ -128,13 +143,13 @@ struct ht_close_event {
 #ifdef __cplusplus
 static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
-static_assert(sizeof(struct ht_conn_event) == 88, "ht_conn_event ABI");
+static_assert(sizeof(struct ht_conn_event) == 104, "ht_conn_event ABI");
 static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 #else
 _Static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 _Static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
-_Static_assert(sizeof(struct ht_conn_event) == 88, "ht_conn_event ABI");
+_Static_assert(sizeof(struct ht_conn_event) == 104, "ht_conn_event ABI");
 _Static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 _Static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 #endif

@@ -2,7 +2,7 @@
 #
 # Compiles one CO-RE BPF object with clang (-target bpf) against the checked-in
 # vmlinux.h (never the build host's kernel), then wraps it with
-# `bpftool gen skeleton` into <name>.skel.h. The result is an INTERFACE target
+# `bpftool gen skeleton` into <name>.skel.h (struct <name>_bpf). The result is an INTERFACE target
 # `<name>_skel` that userspace links to get the skeleton header on its include path.
 
 find_program(BPF_CLANG NAMES clang-14 clang REQUIRED)
@@ -36,7 +36,7 @@ function(bpf_object)
     VERBATIM)
   add_custom_command(
     OUTPUT ${skel}
-    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${B_NAME} > ${skel}
+    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${B_NAME}_bpf > ${skel}
     DEPENDS ${obj}
     COMMENT "skeleton ${B_NAME}.skel.h"
     VERBATIM)

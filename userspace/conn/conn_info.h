@@ -36,6 +36,7 @@ struct ConnInfo {
   Endpoint local;   // this process's end
   Endpoint remote;  // the peer
   std::string comm;  // process name (thread group leader's comm)
+  std::string executable;  // /proc/<pid>/exe when the connection was first seen; "" if gone
   uint64_t open_ts_ns = 0;  // monotonic
 };
 

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Per-connection logic shared by the syscall hooks: lookup with pid-reuse
+ * protection, protocol inference, the userspace "stop tracing" request, and
+ * the syscall entry/exit halves.
+ */
+#ifndef HTTPTRACED_CONN_BPF_H
+#define HTTPTRACED_CONN_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "emit.bpf.h"
+#include "infer.bpf.h"
+#include "maps.bpf.h"
+#include "sock.bpf.h"
+
+#define HT_EINPROGRESS 115
+
+/*
+ * The entry for key, unless it was left behind by an exited process whose pid
+ * has been reused: such an entry is closed and dropped.
+ */
+static __always_inline struct conn_state *conn__lookup(const struct conn_key *key)
+{
+	struct conn_state *c = bpf_map_lookup_elem(&conns, key);
+
+	if (c && c->proc_start != task__proc_start()) {
+		if (c->emitted & EMITTED_OPEN)
+			emit__close(key, c, HT_CLOSE_SYSCALL);
+		bpf_map_delete_elem(&conns, key);
+		counters__add(HT_CNT_STALE, 1);
+		return NULL;
+	}
+	return c;
+}
+
+/* A new connection on key replaces whatever was there (a close we missed). */
+static __always_inline struct conn_state *conn__open(const struct conn_key *key, __u8 origin,
+						      __u8 role)
+{
+	struct conn_state *old = bpf_map_lookup_elem(&conns, key);
+
+	if (old && (old->emitted & EMITTED_OPEN))
+		emit__close(key, old, HT_CLOSE_SYSCALL);
+	return conn__create(key, origin, role, task__proc_start());
+}
+
+static __always_inline void conn__forget(const struct conn_key *key)
+{
+	struct conn_state *c = bpf_map_lookup_elem(&conns, key);
+
+	if (!c)
+		return;
+	if (c->emitted & EMITTED_OPEN)
+		emit__close(key, c, HT_CLOSE_SYSCALL);
+	if (disabled_pending) {
+		struct ht_conn_id id = {.tgid = key->tgid, .fd = key->fd, .gen = c->gen};
+
+		if (bpf_map_delete_elem(&disabled, &id) == 0)
+			__sync_fetch_and_sub(&disabled_pending, 1);
+	}
+	bpf_map_delete_elem(&conns, key);
+}
+
+static __always_inline void conn__ignore(const struct conn_key *key, struct conn_state *c,
+					 __u32 reason)
+{
+	c->proto = PROTO_IGNORED;
+	if (c->emitted & EMITTED_OPEN)
+		emit__close(key, c, reason);
+}
+
+/* Userspace asked to stop tracing this connection (not HTTP, switched protocol). */
+static __always_inline bool conn__disabled(const struct conn_key *key, struct conn_state *c)
+{
+	struct ht_conn_id id = {.tgid = key->tgid, .fd = key->fd, .gen = c->gen};
+
+	if (!bpf_map_lookup_elem(&disabled, &id))
+		return false;
+	if (bpf_map_delete_elem(&disabled, &id) == 0)
+		__sync_fetch_and_sub(&disabled_pending, 1);
+	conn__ignore(key, c, HT_CLOSE_DISABLED);
+	return true;
+}
+
+/*
+ * Decides whether the stream starts like HTTP/1.x, from the first bytes of
+ * this syscall (continuing a short prefix left by the previous one). A
+ * connection seen from its accept()/connect() gets one attempt; one found
+ * mid-stream may need a few syscalls before a message starts.
+ */
+static __always_inline enum infer_result conn__infer(const struct conn_key *key,
+						     struct conn_state *c, __u8 dir, __u64 pos,
+						     const struct payload_src *src)
+{
+	__u64 first = src->buf, first_len = src->total;
+	__u64 prefix = 0, more = 0;
+	__u32 have = 0, n;
+	enum infer_result r;
+
+	if (src->iov) {
+		struct iovec iov;
+
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)src->iov))
+			return INFER_NO;
+		first = (__u64)iov.iov_base;
+		first_len = iov.iov_len < src->total ? iov.iov_len : src->total;
+	}
+	if (c->prefix_len && c->prefix_dir == dir && c->prefix_end == pos) {
+		have = c->prefix_len & (HT_PREFIX_LEN - 1);
+		__builtin_memcpy(&prefix, c->prefix, HT_PREFIX_LEN);
+	}
+	n = HT_PREFIX_LEN - have;
+	if (n > first_len)
+		n = first_len;
+	if (n > HT_PREFIX_LEN)
+		n = HT_PREFIX_LEN;
+	barrier_var(n);
+	if (first && n && bpf_probe_read_user(&more, n, (void *)first))
+		n = 0;
+	prefix |= more << (have * 8);
+	r = first ? infer__classify(prefix, have + n) : INFER_NO;
+	if (r == INFER_POSSIBLE && n == src->total && have + n < HT_PREFIX_LEN) {
+		/* A short write like "GE": keep the prefix, wait for the rest. */
+		__builtin_memcpy(c->prefix, &prefix, HT_PREFIX_LEN);
+		c->prefix_len = have + n;
+		c->prefix_dir = dir;
+		c->prefix_end = pos + src->total;
+		return r;
+	}
+	c->prefix_len = 0;
+	if (r != INFER_NO) {
+		c->proto = PROTO_HTTP;
+		return INFER_MATCH;
+	}
+	c->attempts++;
+	if (c->origin != HT_ORIGIN_DISCOVERED || c->attempts >= HT_MAX_INFER_ATTEMPTS) {
+		counters__add(HT_CNT_NOT_HTTP, 1);
+		conn__ignore(key, c, HT_CLOSE_NOT_HTTP);
+	}
+	return INFER_NO;
+}
+
+/* Payload of one syscall (or one message of recvmmsg/sendmmsg) on a connection. */
+static __always_inline void conn__data(const struct conn_key *key, struct conn_state *c, __u8 dir,
+				       __u8 sys, const struct payload_src *src)
+{
+	struct ht_conn_id id;
+	__u64 pos;
+	__u16 flags = 0;
+
+	if (c->proto == PROTO_HTTP && disabled_pending && conn__disabled(key, c))
+		return;
+	pos = __sync_fetch_and_add(&c->pos[dir & 1], src->total);
+	if (c->proto == PROTO_UNKNOWN && conn__infer(key, c, dir, pos, src) == INFER_NO)
+		return;
+	if (!(c->emitted & EMITTED_OPEN)) {
+		if (emit__open(key, c, dir, pos))
+			return; /* the next syscall tries again */
+		c->emitted |= EMITTED_OPEN;
+	}
+	if (!(c->emitted & EMITTED_DIR(dir & 1))) {
+		flags = HT_DATA_F_STREAM_START;
+		c->emitted |= EMITTED_DIR(dir & 1);
+	}
+	id.tgid = key->tgid;
+	id.fd = key->fd;
+	id.gen = c->gen;
+	if (sys == HT_SYS_SENDFILE)
+		emit__skip(&id, dir, sys, flags, pos, src->total);
+	else
+		emit__payload(&id, dir, sys, flags, pos, src);
+}
+
+/* recvmmsg/sendmmsg: each message is a msghdr with its own iovecs and length. */
+static __always_inline void conn__mmsg(const struct conn_key *key, struct conn_state *c,
+				       const struct syscall_args *a, long nmsgs)
+{
+	struct mmsghdr m;
+	struct payload_src src = {};
+	__u64 rest = 0;
+	int i;
+
+#pragma clang loop unroll(disable)
+	for (i = 0; i < HT_MAX_MMSG; i++) {
+		if (i >= nmsgs)
+			return;
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)(a->buf + i * sizeof(m))))
+			goto lost;
+		src.iov = (__u64)m.msg_hdr.msg_iov;
+		src.iovcnt = m.msg_hdr.msg_iovlen;
+		src.total = m.msg_len;
+		conn__data(key, c, a->dir, a->sys, &src);
+		if (c->proto == PROTO_IGNORED)
+			return;
+	}
+	/* Beyond HT_MAX_MMSG: positions only, announced as skipped bytes. */
+#pragma clang loop unroll(disable)
+	for (i = HT_MAX_MMSG; i < 64; i++) {
+		if (i >= nmsgs)
+			break;
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)(a->buf + i * sizeof(m))))
+			goto lost;
+		rest += m.msg_len;
+	}
+	if (nmsgs > 64)
+		goto lost;
+	if (rest) {
+		struct ht_conn_id id = {.tgid = key->tgid, .fd = key->fd, .gen = c->gen};
+		__u64 pos = __sync_fetch_and_add(&c->pos[a->dir & 1], rest);
+
+		if (c->proto == PROTO_HTTP)
+			emit__skip(&id, a->dir, a->sys, 0, pos, rest);
+	}
+	return;
+lost:
+	/* Byte positions can no longer be trusted: stop tracing the connection. */
+	conn__ignore(key, c, HT_CLOSE_DISABLED);
+}
+
+/* The syscall's arguments, read back from the user registers saved at entry. */
+static __always_inline void conn__args(struct syscall_args *a)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+
+	a->fd = (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs);
+	a->buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	a->count = PT_REGS_PARM3_CORE_SYSCALL(regs);
+}
+
+/*
+ * Exit of a syscall that moves payload. Everything happens here, at exit:
+ * the arguments are still in the saved registers, so there is no entry hook
+ * and no per-thread stash, and a syscall that was already blocked when the
+ * daemon started (a server waiting in recv() on a keep-alive connection) is
+ * still seen when it returns.
+ */
+static __always_inline int conn__exit_data(long nr, long ret)
+{
+	struct payload_src src = {};
+	struct syscall_args a = {};
+	struct conn_key key;
+	struct conn_state *c;
+	__u32 idx = (__u32)nr;
+
+	if (ret <= 0 || nr < 0 || nr >= HT_MAX_SYSCALL_NR)
+		return 0;
+	barrier_var(idx);
+	a.sys = targ_sys_kind[idx & (HT_MAX_SYSCALL_NR - 1)];
+	if (a.sys == 0)
+		return 0;
+	key.tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!filter__pid_allowed(key.tgid))
+		return 0;
+	conn__args(&a);
+	if (a.fd < 0)
+		return 0;
+	key.fd = a.fd;
+	c = conn__lookup(&key);
+	if (!c)
+		c = conn__create(&key, HT_ORIGIN_DISCOVERED, HT_ROLE_UNKNOWN, task__proc_start());
+	if (!c || c->proto == PROTO_IGNORED)
+		return 0;
+	a.dir = (a.sys == HT_SYS_READ || a.sys == HT_SYS_READV || a.sys == HT_SYS_RECVFROM ||
+		 a.sys == HT_SYS_RECVMSG || a.sys == HT_SYS_RECVMMSG)
+			? HT_DIR_INGRESS
+			: HT_DIR_EGRESS;
+	switch (a.sys) {
+	case HT_SYS_READV:
+	case HT_SYS_WRITEV:
+		src.iov = a.buf;
+		src.iovcnt = a.count;
+		break;
+	case HT_SYS_RECVMSG:
+	case HT_SYS_SENDMSG: {
+		struct user_msghdr msg;
+
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)a.buf))
+			return 0;
+		src.iov = (__u64)msg.msg_iov;
+		src.iovcnt = msg.msg_iovlen;
+		break;
+	}
+	case HT_SYS_RECVMMSG:
+	case HT_SYS_SENDMMSG:
+		conn__mmsg(&key, c, &a, ret);
+		return 0;
+	default:
+		src.buf = a.buf;
+		break;
+	}
+	src.total = ret;
+	conn__data(&key, c, a.dir, a.sys, &src);
+	return 0;
+}
+
+/* connect() (or its non-blocking start) succeeded: a client connection. */
+static __always_inline int conn__exit_connect(long ret)
+{
+	struct syscall_args a = {};
+	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32};
+
+	if ((ret != 0 && ret != -HT_EINPROGRESS) || !filter__pid_allowed(key.tgid))
+		return 0;
+	conn__args(&a);
+	key.fd = a.fd;
+	if (key.fd >= 0)
+		conn__open(&key, HT_ORIGIN_CONNECT, HT_ROLE_CLIENT);
+	return 0;
+}
+
+#endif /* HTTPTRACED_CONN_BPF_H */

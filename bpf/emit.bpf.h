@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Events into the ring buffer: connection open/close and payload chunks. A
+ * syscall's payload (a flat buffer or an iovec array) is staged chunk by chunk
+ * in a per-CPU scratch area and copied into the ring with its exact size.
+ * Small iovec pieces are coalesced into one event; what is not captured (the
+ * per-syscall cap, unreadable memory) is announced as `skip` bytes so that
+ * userspace keeps every byte position straight.
+ */
+#ifndef HTTPTRACED_EMIT_BPF_H
+#define HTTPTRACED_EMIT_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include "maps.bpf.h"
+#include "sock.bpf.h"
+
+/* Where a syscall's payload lives in user memory. */
+struct payload_src {
+	__u64 buf;    /* flat buffer, when iov == 0 */
+	__u64 iov;    /* struct iovec array, or 0 */
+	__u64 iovcnt; /* entries in iov */
+	__u64 total;  /* bytes the syscall moved */
+};
+
+static __always_inline void emit__header(struct ht_event_header *h, __u16 type,
+					 const struct ht_conn_id *conn, __u32 tid, __u64 ts)
+{
+	h->type = type;
+	h->version = HT_ABI_VERSION;
+	h->tid = tid;
+	h->ts_ns = ts;
+	h->conn = *conn;
+}
+
+/* Sends the staged chunk (possibly empty, to announce skipped bytes). */
+static __always_inline void emit__flush(struct scratch *s, __u32 skip)
+{
+	struct emit_ctx *c = &s->ctx;
+	__u32 len = c->fill;
+
+	if (len > HT_CHUNK_MAX)
+		len = HT_CHUNK_MAX;
+	emit__header(&s->ev.hdr, HT_EV_DATA, &c->conn, c->tid, c->ts);
+	s->ev.pos = c->pos;
+	s->ev.len = len;
+	s->ev.skip = skip;
+	s->ev.dir = c->dir;
+	s->ev.syscall = c->sys;
+	s->ev.flags = c->flags;
+	s->ev.pad = 0;
+	ringbuf__output(&s->ev, sizeof(s->ev) + len);
+	c->pos += len + skip;
+	c->fill = 0;
+	c->flags = 0;
+}
+
+/* One step: load the next iovec, or copy the next piece into the chunk. */
+static long emit__step(__u32 index, void *unused)
+{
+	struct scratch *s = scratch__get();
+	struct emit_ctx *c;
+	struct iovec iov;
+	__u64 n;
+	__u32 off;
+
+	if (!s)
+		return 1;
+	c = &s->ctx;
+	if (c->budget == 0)
+		return 1;
+	if (c->left == 0) {
+		if (c->iov_idx >= c->iovcnt)
+			return 1;
+		if (bpf_probe_read_user(&iov, sizeof(iov),
+					(void *)(c->iov + c->iov_idx * sizeof(struct iovec))))
+			return 1;
+		c->iov_idx++;
+		c->base = (__u64)iov.iov_base;
+		c->left = iov.iov_len;
+		return 0;
+	}
+	n = c->left;
+	if (n > c->budget)
+		n = c->budget;
+	if (n > HT_CHUNK_MAX - c->fill)
+		n = HT_CHUNK_MAX - c->fill;
+	off = c->fill & (HT_CHUNK_MAX - 1);
+	if (n > HT_CHUNK_MAX)
+		n = HT_CHUNK_MAX;
+	barrier_var(n);
+	if (bpf_probe_read_user(&s->buf[off], n, (void *)c->base)) {
+		counters__add(HT_CNT_READ_FAULTS, n);
+		return 1; /* the rest becomes skipped bytes */
+	}
+	c->fill += n;
+	c->base += n;
+	c->left -= n;
+	c->budget -= n;
+	c->captured += n;
+	if (c->fill >= HT_CHUNK_MAX)
+		emit__flush(s, 0);
+	return 0;
+}
+
+static __always_inline struct scratch *emit__begin(const struct ht_conn_id *conn, __u8 dir,
+						   __u8 sys, __u16 flags, __u64 pos)
+{
+	struct scratch *s = scratch__get();
+	struct emit_ctx *c;
+
+	if (!s)
+		return NULL;
+	c = &s->ctx;
+	c->conn = *conn;
+	c->ts = bpf_ktime_get_ns();
+	c->tid = (__u32)bpf_get_current_pid_tgid();
+	c->pos = pos;
+	c->dir = dir;
+	c->sys = sys;
+	c->flags = flags;
+	c->fill = 0;
+	c->iov = 0;
+	c->iovcnt = 0;
+	c->iov_idx = 0;
+	c->base = 0;
+	c->left = 0;
+	c->budget = 0;
+	c->captured = 0;
+	return s;
+}
+
+/* Emits the payload of one syscall that moved src->total bytes starting at pos. */
+static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 dir, __u8 sys,
+					  __u16 flags, __u64 pos, const struct payload_src *src)
+{
+	struct scratch *s = emit__begin(conn, dir, sys, flags, pos);
+	struct emit_ctx *c;
+	__u64 skip;
+
+	if (!s)
+		return;
+	c = &s->ctx;
+	c->budget = src->total < targ_max_capture ? src->total : targ_max_capture;
+	if (src->iov) {
+		c->iov = src->iov;
+		c->iovcnt = src->iovcnt < HT_MAX_IOV ? src->iovcnt : HT_MAX_IOV;
+	} else {
+		c->base = src->buf;
+		c->left = src->total;
+	}
+	bpf_loop(HT_MAX_EVENTS_PER_SYSCALL + 2 * HT_MAX_IOV, emit__step, NULL, 0);
+
+	skip = src->total - c->captured;
+	if (c->fill || skip)
+		emit__flush(s, skip > 0xffffffffULL ? 0xffffffffU : (__u32)skip);
+}
+
+/* Announces `len` stream bytes that carry no payload (sendfile). */
+static __always_inline void emit__skip(const struct ht_conn_id *conn, __u8 dir, __u8 sys,
+				       __u16 flags, __u64 pos, __u64 len)
+{
+	struct scratch *s = emit__begin(conn, dir, sys, flags, pos);
+
+	if (s)
+		emit__flush(s, len > 0xffffffffULL ? 0xffffffffU : (__u32)len);
+}
+
+/*
+ * Tells userspace about a connection before its first payload, which sits at
+ * `pos` in direction `dir`; the other direction continues from its counter.
+ */
+static __always_inline long emit__open(const struct conn_key *key, const struct conn_state *st,
+				       __u8 dir, __u64 pos)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct ht_conn_event ev = {};
+	struct sock *sk = sock__from_fd(key->fd);
+
+	if (!sk)
+		return -1;
+	struct ht_conn_id id = {.tgid = key->tgid, .fd = key->fd, .gen = st->gen};
+
+	emit__header(&ev.hdr, HT_EV_CONN_OPEN, &id, (__u32)bpf_get_current_pid_tgid(),
+		     bpf_ktime_get_ns());
+	ev.role = st->role;
+	ev.origin = st->origin;
+	sock__fill_endpoints(sk, &ev);
+	BPF_CORE_READ_STR_INTO(&ev.comm, task, group_leader, comm);
+	ev.start_pos[dir & 1] = pos;
+	ev.start_pos[(dir & 1) ^ 1] = st->pos[(dir & 1) ^ 1];
+	return ringbuf__output(&ev, sizeof(ev));
+}
+
+static __always_inline void emit__close(const struct conn_key *key, const struct conn_state *st,
+					__u32 reason)
+{
+	struct ht_close_event ev = {};
+	struct ht_conn_id id = {.tgid = key->tgid, .fd = key->fd, .gen = st->gen};
+
+	emit__header(&ev.hdr, HT_EV_CONN_CLOSE, &id, (__u32)bpf_get_current_pid_tgid(),
+		     bpf_ktime_get_ns());
+	ev.end_pos[0] = st->pos[0];
+	ev.end_pos[1] = st->pos[1];
+	ev.reason = reason;
+	ringbuf__output(&ev, sizeof(ev));
+}
+
+#endif /* HTTPTRACED_EMIT_BPF_H */

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Maps, load-time filters and the kernel-private connection state. */
+#ifndef HTTPTRACED_MAPS_BPF_H
+#define HTTPTRACED_MAPS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "httptraced_abi.h"
+
+/* Load-time configuration, written by the daemon through skel->rodata. */
+const volatile __u32 targ_self_tgid = 0;
+const volatile __u32 targ_npids = 0;
+const volatile __u32 targ_pids[HT_MAX_FILTER] = {};
+const volatile __u32 targ_nports = 0;
+const volatile __u16 targ_ports[HT_MAX_FILTER] = {};
+const volatile __u32 targ_max_capture = 65536; /* payload bytes per syscall */
+const volatile __u64 targ_wakeup_bytes = 1 << 20; /* wake the reader past this backlog */
+/* Syscall number -> enum ht_syscall (0: not a payload syscall), filled by the daemon. */
+const volatile __u8 targ_sys_kind[HT_MAX_SYSCALL_NR] = {};
+
+/* Connections userspace asked to stop tracing, not yet seen by the kernel. */
+volatile __u64 disabled_pending = 0;
+
+enum conn_proto {
+	PROTO_UNKNOWN = 0,  /* not decided yet */
+	PROTO_HTTP = 1,     /* looks like HTTP/1.x: payload is emitted */
+	PROTO_IGNORED = 2,  /* not HTTP, filtered out, or disabled: costs one lookup */
+};
+
+struct conn_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
+struct conn_state {
+	__u64 gen;        /* ktime at first sight: identity across fd reuse */
+	__u64 proc_start; /* group leader's start_time: identity across pid reuse */
+	__u64 pos[2];     /* bytes transferred per direction (enum ht_direction) */
+	__u8 proto;       /* enum conn_proto */
+	__u8 role;        /* enum ht_role */
+	__u8 origin;      /* enum ht_origin */
+	__u8 emitted;     /* bit 0: open event sent; bits 1,2: a data event per direction */
+	__u8 attempts;    /* inference attempts so far */
+	__u8 prefix_len;  /* bytes accumulated in prefix */
+	__u8 prefix_dir;  /* direction the prefix comes from */
+	__u8 pad;
+	__u64 prefix_end; /* stream position right after the accumulated prefix */
+	char prefix[HT_PREFIX_LEN];
+};
+
+#define EMITTED_OPEN 0x1
+#define EMITTED_DIR(d) (0x2 << (d))
+
+/* A syscall's arguments, read back from the saved user registers at exit. */
+struct syscall_args {
+	__u64 buf;   /* buffer, iovec array, msghdr or mmsghdr array */
+	__u64 count; /* buffer size, iovec count or mmsghdr count */
+	__s32 fd;
+	__u8 sys;    /* enum ht_syscall */
+	__u8 dir;    /* enum ht_direction */
+	__u16 pad;
+};
+
+/* State of one payload emission, shared with the bpf_loop() step callback. */
+struct emit_ctx {
+	struct ht_conn_id conn;
+	__u64 ts;
+	__u64 pos;     /* stream position of the chunk being staged */
+	__u64 iov;     /* user pointer to the iovec array, or 0 */
+	__u64 iovcnt;
+	__u64 iov_idx;
+	__u64 base;    /* user pointer to the rest of the current piece */
+	__u64 left;    /* bytes left in the current piece */
+	__u64 budget;  /* bytes that may still be captured */
+	__u64 captured;
+	__u32 tid;
+	__u32 fill;    /* bytes staged in buf */
+	__u16 flags;   /* HT_DATA_F_* for the next event */
+	__u8 dir;
+	__u8 sys;
+	__u32 pad;
+};
+
+/*
+ * Per-CPU staging area: a chunk is assembled in buf, then copied into the ring
+ * with its exact size. The emission state lives here rather than on the stack
+ * so that the verifier sees it as plain map memory and the bpf_loop() callback
+ * converges quickly.
+ */
+struct scratch {
+	struct emit_ctx ctx;
+	struct ht_data_event ev;
+	__u8 buf[2 * HT_CHUNK_MAX]; /* twice the chunk: lets the verifier bound offsets */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* resized at load time */
+	__type(key, struct conn_key);
+	__type(value, struct conn_state);
+} conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ht_conn_id);
+	__type(value, __u8);
+} disabled SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* set to the number of possible CPUs at load time */
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch_space SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HT_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20); /* resized at load time */
+} events SEC(".maps");
+
+static __always_inline void counters__add(__u32 idx, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
+
+	if (c)
+		*c += n;
+}
+
+static __always_inline struct scratch *scratch__get(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+
+	return bpf_map_lookup_elem(&scratch_space, &cpu);
+}
+
+/*
+ * Ring-buffer output that counts what it loses. Wake-ups are batched: the reader
+ * is woken only past a backlog of targ_wakeup_bytes and otherwise polls on a
+ * short timer, so a busy server does not pay one wake-up per event.
+ */
+static __always_inline long ringbuf__output(void *data, __u64 size)
+{
+	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= targ_wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
+	long err = bpf_ringbuf_output(&events, data, size, flags);
+
+	if (err) {
+		counters__add(HT_CNT_RB_DROPS, 1);
+		counters__add(HT_CNT_RB_DROP_BYTES, size);
+	}
+	return err;
+}
+
+#endif /* HTTPTRACED_MAPS_BPF_H */

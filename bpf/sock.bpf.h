@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * From a file descriptor to its TCP socket, in the kernel: task -> files ->
+ * fdtable -> file -> socket -> sock. This is how connections opened before the
+ * daemon started are picked up at their next read or write.
+ */
+#ifndef HTTPTRACED_SOCK_BPF_H
+#define HTTPTRACED_SOCK_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "maps.bpf.h"
+
+#define HT_AF_INET 2
+#define HT_AF_INET6 10
+#define HT_IPPROTO_TCP 6
+#define HT_SOCK_STREAM 1
+#define HT_S_IFMT 00170000
+#define HT_S_IFSOCK 0140000
+
+static __always_inline __u64 task__proc_start(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, group_leader, start_time);
+}
+
+static __always_inline bool filter__pid_allowed(__u32 tgid)
+{
+	if (tgid == targ_self_tgid)
+		return false;
+	if (!targ_npids)
+		return true;
+	for (int i = 0; i < HT_MAX_FILTER; i++) {
+		if (i >= targ_npids)
+			break;
+		if (targ_pids[i] == tgid)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool filter__port_allowed(__u16 lport, __u16 rport)
+{
+	if (!targ_nports)
+		return true;
+	for (int i = 0; i < HT_MAX_FILTER; i++) {
+		if (i >= targ_nports)
+			break;
+		if (targ_ports[i] == lport || targ_ports[i] == rport)
+			return true;
+	}
+	return false;
+}
+
+/* The struct sock behind fd if it is an IPv4/IPv6 TCP socket, else NULL. */
+static __always_inline struct sock *sock__from_fd(__s32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	unsigned int max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
+	struct file *file = NULL;
+	struct socket *sock;
+	struct sock *sk;
+	__u16 family;
+
+	if (fd < 0 || (unsigned int)fd >= max_fds)
+		return NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	/* Only trust private_data once the inode says this is a socket. */
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & HT_S_IFMT) != HT_S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return NULL;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return NULL;
+	if (BPF_CORE_READ(sk, sk_protocol) != HT_IPPROTO_TCP ||
+	    BPF_CORE_READ(sk, sk_type) != HT_SOCK_STREAM)
+		return NULL;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != HT_AF_INET && family != HT_AF_INET6)
+		return NULL;
+	return sk;
+}
+
+static __always_inline void sock__ports(struct sock *sk, __u16 *lport, __u16 *rport)
+{
+	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+/* Fills the address part of an open event from the socket. */
+static __always_inline void sock__fill_endpoints(struct sock *sk, struct ht_conn_event *ev)
+{
+	ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	sock__ports(sk, &ev->local_port, &ev->remote_port);
+	if (ev->family == HT_AF_INET) {
+		bpf_core_read(ev->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(ev->remote_addr, 4, &sk->__sk_common.skc_daddr);
+	} else {
+		bpf_core_read(ev->local_addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(ev->remote_addr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+}
+
+/*
+ * Enters a connection into the map. Sockets that are not TCP get no entry;
+ * TCP sockets outside the port filter get an IGNORED entry so that their later
+ * syscalls cost one lookup.
+ */
+static __always_inline struct conn_state *conn__create(const struct conn_key *key, __u8 origin,
+							__u8 role, __u64 proc_start)
+{
+	struct sock *sk = sock__from_fd(key->fd);
+	struct conn_state st = {};
+	__u16 lport, rport;
+
+	if (!sk)
+		return NULL;
+	sock__ports(sk, &lport, &rport);
+	st.gen = bpf_ktime_get_ns();
+	st.proc_start = proc_start;
+	st.origin = origin;
+	st.role = role;
+	st.proto = filter__port_allowed(lport, rport) ? PROTO_UNKNOWN : PROTO_IGNORED;
+	if (bpf_map_update_elem(&conns, key, &st, BPF_ANY))
+		return NULL;
+	counters__add(HT_CNT_CONNS_SEEN, 1);
+	return bpf_map_lookup_elem(&conns, key);
+}
+
+#endif /* HTTPTRACED_SOCK_BPF_H */

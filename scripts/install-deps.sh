@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what httptraced needs to build and to run its tests, from Debian's
+# apt repositories only (Debian 12 "bookworm"). Run as root.
+set -euo pipefail
+
+BUILD_DEPS=(
+  cmake make g++ pkg-config
+  clang llvm libclang-rt-14-dev   # BPF objects (clang -target bpf), sanitizers, libFuzzer
+  libbpf-dev bpftool libelf-dev zlib1g-dev
+  libabsl-dev nlohmann-json3-dev catch2
+)
+TEST_DEPS=(
+  python3 python3-pytest python3-jsonschema   # end-to-end harness and schema checks
+  nginx-light nodejs curl                     # real servers and clients
+  procps iproute2 ca-certificates
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: run as root (apt-get)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}" >/dev/null
+# Debian's nginx package starts a system nginx on port 80 where an init system
+# runs; the tests start their own instances and need none.
+if pgrep -x nginx >/dev/null && [ -f /run/nginx.pid ]; then
+  nginx -s stop 2>/dev/null || true
+fi
+echo "install-deps.sh: dependencies installed"

@@ -1,0 +1,237 @@
+"""Fixtures for httptraced's privileged end-to-end tests.
+
+Everything here is real: the httptraced binary with its BPF programs, real
+servers (Python http.server, nginx, Node.js) on loopback, real clients (curl,
+raw sockets, http.client). The tracer sees the whole host, so every test
+filters records by its own servers' ports and its own processes' pids.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("HTTPTRACED_BIN", REPO / "build" / "userspace" / "httptraced"))
+SCHEMA = json.loads((REPO / "schema" / "httptraced-record.schema.json").read_text())
+VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
+SERVERS = Path(__file__).resolve().parent / "servers"
+PYTHON = "/usr/bin/python3"
+
+
+def pytest_configure(config):
+    if os.geteuid() != 0:
+        raise pytest.UsageError("the end-to-end tests load BPF programs: run them as root")
+    if not BIN.exists():
+        raise pytest.UsageError(f"httptraced binary not found at {BIN} (set HTTPTRACED_BIN)")
+
+
+class Daemon:
+    """A running httptraced writing to its own log directory."""
+
+    def __init__(self, log_dir, *args):
+        self.log_dir = Path(log_dir)
+        self.log = self.log_dir / "httptraced.json"
+        self.args = [str(BIN), f"--log_dir={self.log_dir}", "--stats_interval=1s", *args]
+        self.stderr_lines = []
+        self.proc = None
+        self.returncode = None
+
+    def start(self, timeout=30):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.stderr_lines.append(line.rstrip("\n"))
+                if "httptraced: tracing" in line:
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(timeout) or self.proc.poll() is not None:
+            self.proc.kill()
+            raise AssertionError("httptraced did not start:\n" + self.stderr())
+        return self
+
+    def stderr(self):
+        return "\n".join(self.stderr_lines)
+
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc is None or self.returncode is not None:
+            return self.returncode
+        self.proc.send_signal(sig)
+        try:
+            self.returncode = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("httptraced did not exit after SIGTERM:\n" + self.stderr())
+        time.sleep(0.05)  # let the stderr pump finish
+        return self.returncode
+
+    def records(self):
+        """Every record written so far (all files), each validated against the schema."""
+        out = []
+        if not self.log.exists():
+            return out
+        data = self.log.read_bytes()
+        assert data == b"" or data.endswith(b"\n"), "the log ends in a partial line"
+        for line in data.splitlines():
+            rec = json.loads(line)
+            errors = sorted(VALIDATOR.iter_errors(rec), key=lambda e: list(e.path))
+            assert not errors, f"record violates the schema: {errors[0].message} at " \
+                               f"{list(errors[0].path)}\n{line[:2000]!r}"
+            out.append(rec)
+        return out
+
+    def wait_for(self, pred, count=1, timeout=8.0):
+        """Waits until `count` records satisfy `pred`; returns exactly those records."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [r for r in self.records() if pred(r)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+
+def server_port(r):
+    return (r.get("server") or {}).get("port")
+
+
+def pick_port(host="127.0.0.1"):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, proc, port, host):
+        self.proc = proc
+        self.port = port
+        self.host = host
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def url(self, path):
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_server(cmd, host):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    assert line.strip().isdigit(), f"server {cmd} did not print its port: {line!r}"
+    return Server(proc, int(line), host)
+
+
+@pytest.fixture(scope="session")
+def tracer(tmp_path_factory):
+    """One httptraced for the whole session, tracing every process."""
+    d = Daemon(tmp_path_factory.mktemp("tracer") / "logs").start()
+    yield d
+    rc = d.stop()
+    assert rc == 0, f"httptraced exited {rc}:\n{d.stderr()}"
+    assert "runtime error" not in d.stderr() and "Sanitizer" not in d.stderr(), d.stderr()
+
+
+@pytest.fixture(scope="session")
+def py_server():
+    s = start_server([PYTHON, str(SERVERS / "py_server.py")], "127.0.0.1")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def py_server6():
+    s = start_server([PYTHON, str(SERVERS / "py_server.py"), "--host", "::1"], "::1")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def node_server():
+    s = start_server(["node", str(SERVERS / "node_server.js")], "127.0.0.1")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nginx")
+    www = root / "www"
+    (www / "nosendfile").mkdir(parents=True)
+    (www / "index.html").write_bytes(b"<h1>nginx static</h1>\n")
+    (www / "nosendfile" / "small.txt").write_bytes(b"served by writev\n")
+    port = pick_port()
+    conf = root / "nginx.conf"
+    conf.write_text(f"""
+user root;
+daemon off;
+master_process on;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  keepalive_timeout 30;
+  client_body_temp_path {root}/body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+  default_type text/plain;
+  server {{
+    listen 127.0.0.1:{port};
+    root {www};
+    location /nosendfile/ {{ sendfile off; }}
+  }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(root / "error.log")])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, (root / "error.log").read_text()
+            time.sleep(0.05)
+    s = Server(proc, port, "127.0.0.1")
+    s.workers = lambda: [int(p) for p in subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    yield s
+    s.stop()
+
+
+def curl(*args, check=True):
+    """Runs curl (HTTP/1.1, no proxy); returns (CompletedProcess, pid)."""
+    p = subprocess.Popen(["curl", "-sS", "--http1.1", "--noproxy", "*", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=30)
+    if check:
+        assert p.returncode == 0, f"curl {args} failed: {err.decode()}"
+    return out, p.pid

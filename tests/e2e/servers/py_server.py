@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""A Python http.server-based test server (HTTP/1.1, keep-alive, threaded).
+
+Prints its port on stdout once listening. Endpoints:
+  GET  /hello            -> 200 "hello world\n"
+  GET  /path/<x>         -> 200 "path=/path/<x>\n" (pipelining checks)
+  GET  /binary           -> 200, the 256 bytes 0x00..0xff
+  GET  /big?n=N          -> 200, N bytes of 'b'
+  GET  /slow?ms=N        -> 200 "slow\n" after N ms
+  HEAD /hello            -> 200 with Content-Length: 12, no body
+  POST /echo             -> 200, the request body back (Expect: 100-continue honoured)
+  POST /customResponse   -> {"size": N} -> {"answer": "<N random letters>"}
+"""
+import argparse
+import json
+import random
+import socket
+import string
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "pyserver"
+    sys_version = ""
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, body, ctype="text/plain", head=False):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def do_HEAD(self):
+        self._send(200, b"hello world\n", head=True)
+
+    def do_GET(self):
+        url = urlsplit(self.path)
+        q = parse_qs(url.query)
+        if url.path == "/hello":
+            self._send(200, b"hello world\n")
+        elif url.path.startswith("/path/"):
+            self._send(200, ("path=%s\n" % url.path).encode())
+        elif url.path == "/binary":
+            self._send(200, bytes(range(256)), "application/octet-stream")
+        elif url.path == "/big":
+            self._send(200, b"b" * int(q.get("n", ["0"])[0]))
+        elif url.path == "/slow":
+            time.sleep(int(q.get("ms", ["1000"])[0]) / 1000)
+            self._send(200, b"slow\n")
+        else:
+            self._send(404, b"not found\n")
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n)
+        url = urlsplit(self.path)
+        if url.path == "/echo":
+            self._send(200, body, self.headers.get("Content-Type", "application/octet-stream"))
+        elif url.path == "/customResponse":
+            try:
+                size = int(json.loads(body)["size"])
+            except (ValueError, KeyError, TypeError):
+                self._send(400, b'{"error": "bad request"}', "application/json")
+                return
+            answer = "".join(random.choice(string.ascii_letters + string.digits) for _ in range(size))
+            self._send(200, json.dumps({"answer": answer}).encode(), "application/json")
+        else:
+            self._send(404, b"not found\n")
+
+
+class V6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args()
+    cls = V6Server if ":" in args.host else ThreadingHTTPServer
+    cls.daemon_threads = True
+    srv = cls((args.host, args.port), Handler)
+    print(srv.server_address[1], flush=True)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""End-to-end: the real daemon and BPF against real servers and clients."""
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import PYTHON, SERVERS, Daemon, curl, server_port, start_server
+
+
+def match(port, path=None, role=None, method=None, original=None):
+    def pred(r):
+        if server_port(r) != port:
+            return False
+        if original is not None and r.get("url", {}).get("original") != original:
+            return False
+        if role and r["httptraced"]["role"] != role:
+            return False
+        req = r.get("http", {}).get("request") or {}
+        if method and req.get("method") != method:
+            return False
+        if path is not None and r.get("url", {}).get("path") != path:
+            return False
+        return True
+    return pred
+
+
+def one(daemon, pred, timeout=8.0):
+    found = daemon.wait_for(pred, 1, timeout)
+    assert len(found) == 1, f"expected exactly one record, got {len(found)}: {found}"
+    return found[0]
+
+
+def test_python_server_get_gives_server_and_client_records(tracer, py_server):
+    out, curl_pid = curl(py_server.url("/hello?x=1&y=two"), "-H", "User-Agent: e2e-agent/1.0")
+    assert out == b"hello world\n"
+    srv = one(tracer, match(py_server.port, "/hello", "server"))
+    cli = one(tracer, match(py_server.port, "/hello", "client"))
+
+    for r in (srv, cli):
+        assert r["event"]["kind"] == "event"
+        assert r["event"]["category"] == ["web", "network"]
+        assert r["event"]["type"] == ["access"]
+        assert r["event"]["dataset"] == "httptraced.session"
+        assert r["event"]["outcome"] == "success"
+        assert r["http"]["version"] == "1.1"
+        assert r["http"]["request"]["method"] == "GET"
+        assert r["http"]["request"]["body"]["bytes"] == 0
+        assert r["http"]["response"]["status_code"] == 200
+        assert r["http"]["response"]["body"]["bytes"] == 12
+        assert r["http"]["response"]["body"]["content"] == "hello world\n"
+        assert r["http"]["response"]["headers"]["content-length"] == "12"
+        assert r["http"]["response"]["headers"]["content-type"] == "text/plain"
+        assert r["http"]["request"]["headers"]["user-agent"] == "e2e-agent/1.0"
+        assert r["url"]["original"] == "/hello?x=1&y=two"
+        assert r["url"]["path"] == "/hello"
+        assert r["url"]["query"] == "x=1&y=two"
+        assert r["url"]["domain"] == "127.0.0.1"
+        assert r["user_agent"]["original"] == "e2e-agent/1.0"
+        assert r["server"] == {"ip": "127.0.0.1", "port": py_server.port}
+        assert r["client"]["ip"] == "127.0.0.1"
+        assert r["network"] == {"transport": "tcp", "type": "ipv4", "protocol": "http"}
+        assert r["httptraced"]["connection"]["seq"] == 0
+        assert r["httptraced"]["incomplete"] is False
+        assert r["event"]["duration"] > 0
+    # Both ends of one connection: same client port, each process its own record.
+    assert srv["client"]["port"] == cli["client"]["port"]
+    assert srv["process"]["pid"] == py_server.pid
+    assert srv["process"]["name"].startswith("python3")
+    assert srv["process"]["executable"] == os.path.realpath(PYTHON)
+    assert cli["process"]["pid"] == curl_pid
+    assert cli["process"]["name"] == "curl"
+    assert srv["httptraced"]["connection"]["id"] != cli["httptraced"]["connection"]["id"]
+
+
+def test_post_bodies_are_recorded_exactly(tracer, py_server):
+    payload = '{"name": "httptraced", "n": 42}'
+    out, _ = curl("-X", "POST", "-H", "Content-Type: application/json", "--data-binary", payload,
+                  py_server.url("/echo?t=post"))
+    assert out == payload.encode()
+    r = one(tracer, match(py_server.port, "/echo", "server", "POST", "/echo?t=post"))
+    assert r["http"]["request"]["body"] == {"bytes": len(payload), "content": payload}
+    assert r["http"]["response"]["body"] == {"bytes": len(payload), "content": payload}
+    assert r["http"]["request"]["headers"]["content-type"] == "application/json"
+
+
+def test_article_walkthrough_custom_response(tracer, py_server):
+    """The reference article's walkthrough: POST /customResponse {"size": 100}."""
+    out, _ = curl("-X", "POST", py_server.url("/customResponse"), "-d", '{"size": 100}')
+    answer = json.loads(out)["answer"]
+    assert len(answer) == 100
+    r = one(tracer, match(py_server.port, "/customResponse", "server", "POST"))
+    assert r["http"]["request"]["body"]["content"] == '{"size": 100}'
+    assert json.loads(r["http"]["response"]["body"]["content"]) == {"answer": answer}
+    assert r["http"]["response"]["status_code"] == 200
+
+
+def test_keepalive_client_numbers_exchanges_on_one_connection(tracer, py_server):
+    conn = http.client.HTTPConnection("127.0.0.1", py_server.port)
+    for i in range(3):
+        conn.request("GET", f"/path/ka{i}")
+        assert conn.getresponse().read() == f"path=/path/ka{i}\n".encode()
+    local_port = conn.sock.getsockname()[1]
+    conn.close()
+    for role in ("server", "client"):
+        recs = [one(tracer, match(py_server.port, f"/path/ka{i}", role)) for i in range(3)]
+        assert [r["httptraced"]["connection"]["seq"] for r in recs] == [0, 1, 2]
+        assert len({r["httptraced"]["connection"]["id"] for r in recs}) == 1
+        assert {r["client"]["port"] for r in recs} == {local_port}
+        assert [r["http"]["response"]["body"]["content"] for r in recs] == \
+            [f"path=/path/ka{i}\n" for i in range(3)]
+    assert recs[0]["process"]["pid"] == os.getpid()
+
+
+def test_three_pipelined_requests_pair_with_their_responses(tracer, py_server):
+    req = b"".join(b"GET /path/pipe%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3))
+    with socket.create_connection(("127.0.0.1", py_server.port)) as s:
+        s.sendall(req)  # one write: three requests
+        got = b""
+        deadline = time.monotonic() + 5
+        while got.count(b"path=") < 3 and time.monotonic() < deadline:
+            got += s.recv(65536)
+        assert got.count(b"HTTP/1.1 200") == 3
+        for i in range(3):
+            assert b"path=/path/pipe%d\n" % i in got
+    for role in ("server", "client"):
+        recs = [one(tracer, match(py_server.port, f"/path/pipe{i}", role)) for i in range(3)]
+        assert [r["httptraced"]["connection"]["seq"] for r in recs] == [0, 1, 2]
+        for i, r in enumerate(recs):
+            assert r["http"]["response"]["body"]["content"] == f"path=/path/pipe{i}\n"
+            assert r["url"]["domain"] == "x"
+
+
+def test_one_mib_body_truncated_then_small_request_exact(tracer, py_server):
+    big = bytes((i * 7) % 251 + 1 for i in range(1 << 20)).replace(b"\x80", b"a")
+    big = bytes(b if b < 0x80 else 0x41 for b in big)  # ASCII, so content is text
+    conn = http.client.HTTPConnection("127.0.0.1", py_server.port, timeout=30)
+    conn.request("POST", "/echo?t=big", body=big, headers={"Content-Type": "text/plain"})
+    assert conn.getresponse().read() == big
+    conn.request("GET", "/path/after-big")
+    assert conn.getresponse().read() == b"path=/path/after-big\n"
+    conn.close()
+    r = one(tracer, match(py_server.port, "/echo", "server", "POST", "/echo?t=big"), timeout=15)
+    for part in ("request", "response"):
+        body = r["http"][part]["body"]
+        assert body["bytes"] == 1 << 20
+        assert body["content"] == big[:16384].decode()
+        assert r["httptraced"][part]["body"]["truncated"] is True
+    small = one(tracer, match(py_server.port, "/path/after-big", "server"))
+    assert small["httptraced"]["connection"]["seq"] == 1
+    assert small["httptraced"]["connection"]["id"] == r["httptraced"]["connection"]["id"]
+    assert small["http"]["response"]["body"] == {"bytes": 21, "content": "path=/path/after-big\n"}
+    assert small["http"]["response"]["status_code"] == 200
+    assert small["httptraced"]["incomplete"] is False
+
+
+def test_binary_body_is_base64(tracer, py_server):
+    out, _ = curl(py_server.url("/binary?t=1"))
+    assert out == bytes(range(256))
+    r = one(tracer, match(py_server.port, "/binary", "server", original="/binary?t=1"))
+    assert r["http"]["response"]["body"]["bytes"] == 256
+    assert r["httptraced"]["response"]["body"]["encoding"] == "base64"
+    assert base64.b64decode(r["http"]["response"]["body"]["content"]) == bytes(range(256))
+
+
+def test_head_has_no_body_and_the_next_request_parses(tracer, py_server):
+    conn = http.client.HTTPConnection("127.0.0.1", py_server.port)
+    conn.request("HEAD", "/hello?t=head")
+    resp = conn.getresponse()
+    assert resp.getheader("Content-Length") == "12" and resp.read() == b""
+    conn.request("GET", "/path/after-head")
+    assert conn.getresponse().read() == b"path=/path/after-head\n"
+    conn.close()
+    head = one(tracer, match(py_server.port, "/hello", "server", "HEAD", "/hello?t=head"))
+    assert head["http"]["response"]["status_code"] == 200
+    assert head["http"]["response"]["headers"]["content-length"] == "12"
+    assert head["http"]["response"]["body"]["bytes"] == 0
+    nxt = one(tracer, match(py_server.port, "/path/after-head", "server"))
+    assert nxt["httptraced"]["connection"]["seq"] == 1
+    assert nxt["http"]["response"]["body"]["content"] == "path=/path/after-head\n"
+
+
+def test_expect_100_continue_pairs_the_final_response(tracer, py_server):
+    payload = "x" * 2000
+    out, _ = curl("-H", "Expect: 100-continue", "-H", "Content-Type: text/plain",
+                  "--data-binary", payload, py_server.url("/echo?expect=1"))
+    assert out == payload.encode()
+    r = one(tracer, match(py_server.port, "/echo", "server", "POST", "/echo?expect=1"))
+    assert r["url"]["query"] == "expect=1"
+    assert r["http"]["request"]["headers"]["expect"] == "100-continue"
+    assert r["http"]["response"]["status_code"] == 200
+    assert r["httptraced"]["interim_responses"] == 1
+    assert r["http"]["request"]["body"] == {"bytes": 2000, "content": payload}
+    assert r["http"]["response"]["body"] == {"bytes": 2000, "content": payload}
+
+
+def test_ipv6_loopback(tracer, py_server6):
+    out, _ = curl("-g", py_server6.url("/hello?v=6"))
+    assert out == b"hello world\n"
+    r = one(tracer, match(py_server6.port, "/hello", "server", original="/hello?v=6"))
+    assert r["network"]["type"] == "ipv6"
+    assert r["server"] == {"ip": "::1", "port": py_server6.port}
+    assert r["client"]["ip"] == "::1"
+    assert r["url"]["domain"] == "[::1]"  # ECS keeps the brackets of an IPv6 literal
+
+
+def test_nginx_sendfile_and_writev(tracer, nginx_server):
+    out, _ = curl(nginx_server.url("/index.html"), nginx_server.url("/nosendfile/small.txt"))
+    assert out == b"<h1>nginx static</h1>\nserved by writev\n"
+    workers = nginx_server.workers()
+    static = one(tracer, match(nginx_server.port, "/index.html", "server"))
+    assert static["process"]["pid"] in workers
+    assert static["process"]["name"] == "nginx"
+    assert static["http"]["response"]["status_code"] == 200
+    # sendfile(): the size is known, the bytes never pass through user memory.
+    assert static["http"]["response"]["body"]["bytes"] == 22
+    assert "content" not in static["http"]["response"]["body"]
+    assert static["httptraced"]["response"]["body"] == {"truncated": True, "gap": True}
+    small = one(tracer, match(nginx_server.port, "/nosendfile/small.txt", "server"))
+    assert small["httptraced"]["connection"]["seq"] == 1
+    assert small["http"]["response"]["body"] == {"bytes": 17, "content": "served by writev\n"}
+    assert small["http"]["response"]["headers"]["server"].startswith("nginx")
+
+
+def test_node_chunked_response_is_dechunked(tracer, node_server):
+    out, _ = curl(node_server.url("/chunked"))
+    assert out == b"part1part2part3"
+    r = one(tracer, match(node_server.port, "/chunked", "server"))
+    assert r["process"]["pid"] == node_server.pid
+    assert r["process"]["name"] == "node"
+    assert r["http"]["response"]["headers"]["transfer-encoding"] == "chunked"
+    assert r["http"]["response"]["body"] == {"bytes": 15, "content": "part1part2part3"}
+
+
+def test_garbage_then_valid_request(tracer, py_server):
+    with socket.create_connection(("127.0.0.1", py_server.port)) as s:
+        garbage_port = s.getsockname()[1]
+        s.sendall(b"\x16\x03\x01\x02\x00garbage that is not http\r\n\r\n")
+        s.settimeout(5)
+        try:
+            while s.recv(4096):
+                pass
+        except OSError:
+            pass
+    out, _ = curl(py_server.url("/path/after-garbage"))
+    assert out == b"path=/path/after-garbage\n"
+    r = one(tracer, match(py_server.port, "/path/after-garbage", "server"))
+    assert r["http"]["response"]["body"]["content"] == "path=/path/after-garbage\n"
+    assert r["httptraced"]["connection"]["seq"] == 0
+    assert not [x for x in tracer.records()
+                if server_port(x) == py_server.port and x["client"]["port"] == garbage_port]
+    assert tracer.proc.poll() is None
+
+
+def test_connection_opened_before_the_daemon_started(tmp_path, py_server):
+    conn = http.client.HTTPConnection("127.0.0.1", py_server.port)
+    conn.request("GET", "/path/before-start")
+    assert conn.getresponse().read() == b"path=/path/before-start\n"
+    d = Daemon(tmp_path / "logs").start()
+    try:
+        conn.request("GET", "/path/after-start")
+        assert conn.getresponse().read() == b"path=/path/after-start\n"
+        local_port = conn.sock.getsockname()[1]
+        srv = one(d, match(py_server.port, "/path/after-start", "server"))
+        cli = one(d, match(py_server.port, "/path/after-start", "client"))
+        assert srv["process"]["pid"] == py_server.pid
+        assert cli["process"]["pid"] == os.getpid()
+        for r in (srv, cli):
+            assert r["client"]["port"] == local_port
+            assert r["http"]["response"]["body"]["content"] == "path=/path/after-start\n"
+            assert r["http"]["response"]["status_code"] == 200
+        assert not d.wait_for(match(py_server.port, "/path/before-start"), 1, timeout=0.5)
+    finally:
+        conn.close()
+        assert d.stop() == 0, d.stderr()
+
+
+def test_sigterm_writes_inflight_exchange_as_incomplete_and_exits_0(tmp_path, py_server):
+    d = Daemon(tmp_path / "logs").start()
+    result = {}
+
+    def slow():
+        out, _ = curl(py_server.url("/slow?ms=2500"), check=False)
+        result["out"] = out
+
+    t = threading.Thread(target=slow)
+    t.start()
+    time.sleep(1.0)  # the request is read, the answer is 1.5 s away
+    assert d.stop() == 0, d.stderr()
+    t.join()
+    assert result["out"] == b"slow\n"
+    recs = [r for r in d.records() if match(py_server.port, "/slow", "server")(r)]
+    assert len(recs) == 1
+    assert recs[0]["httptraced"]["incomplete"] is True
+    assert "response" not in recs[0]["http"]
+    assert recs[0]["event"]["outcome"] == "unknown"
+    assert d.log.read_bytes().endswith(b"\n")
+    assert "httptraced: stats events=" in d.stderr()

@@ -1,0 +1,87 @@
+// Builders for ring-buffer samples exactly as the BPF side emits them, so that
+// decoder and connection-table tests never hand-write byte blobs.
+#ifndef HTTPTRACED_TESTS_SUPPORT_HT_EVENTS_H_
+#define HTTPTRACED_TESTS_SUPPORT_HT_EVENTS_H_
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "httptraced_abi.h"
+
+namespace httptraced::testing {
+
+struct ConnIdSpec {
+  uint32_t tgid = 1000;
+  int32_t fd = 7;
+  uint64_t gen = 555;
+};
+
+inline ht_event_header Header(uint16_t type, const ConnIdSpec& id, uint64_t ts, uint32_t tid) {
+  ht_event_header h{};
+  h.type = type;
+  h.version = HT_ABI_VERSION;
+  h.tid = tid;
+  h.ts_ns = ts;
+  h.conn.tgid = id.tgid;
+  h.conn.fd = id.fd;
+  h.conn.gen = id.gen;
+  return h;
+}
+
+template <typename T>
+std::string Bytes(const T& v) {
+  return std::string(reinterpret_cast<const char*>(&v), sizeof(v));
+}
+
+// An IPv4 open event: local 127.0.0.1:lport, remote 127.0.0.1:rport.
+inline std::string OpenSample(const ConnIdSpec& id, uint8_t role, uint16_t lport, uint16_t rport,
+                              std::string_view comm = "server", uint64_t ts = 100,
+                              uint64_t ingress_start = 0, uint64_t egress_start = 0) {
+  ht_conn_event ev{};
+  ev.hdr = Header(HT_EV_CONN_OPEN, id, ts, id.tgid);
+  ev.family = AF_INET;
+  ev.role = role;
+  ev.origin = role == HT_ROLE_SERVER ? HT_ORIGIN_ACCEPT : HT_ORIGIN_CONNECT;
+  ev.local_port = lport;
+  ev.remote_port = rport;
+  const uint32_t lo = htonl(INADDR_LOOPBACK);
+  std::memcpy(ev.local_addr, &lo, 4);
+  std::memcpy(ev.remote_addr, &lo, 4);
+  std::memcpy(ev.comm, comm.data(), std::min(comm.size(), sizeof(ev.comm) - 1));
+  ev.start_pos[HT_DIR_INGRESS] = ingress_start;
+  ev.start_pos[HT_DIR_EGRESS] = egress_start;
+  return Bytes(ev);
+}
+
+inline std::string DataSample(const ConnIdSpec& id, uint8_t dir, uint64_t pos,
+                              std::string_view payload, uint32_t skip = 0, uint16_t flags = 0,
+                              uint64_t ts = 200, uint32_t tid = 0, uint8_t sys = HT_SYS_READ) {
+  ht_data_event ev{};
+  ev.hdr = Header(HT_EV_DATA, id, ts, tid == 0 ? id.tgid : tid);
+  ev.pos = pos;
+  ev.len = static_cast<uint32_t>(payload.size());
+  ev.skip = skip;
+  ev.dir = dir;
+  ev.syscall = sys;
+  ev.flags = flags;
+  return Bytes(ev) + std::string(payload);
+}
+
+inline std::string CloseSample(const ConnIdSpec& id, uint64_t ingress_end, uint64_t egress_end,
+                               uint32_t reason = HT_CLOSE_SYSCALL, uint64_t ts = 900) {
+  ht_close_event ev{};
+  ev.hdr = Header(HT_EV_CONN_CLOSE, id, ts, id.tgid);
+  ev.end_pos[HT_DIR_INGRESS] = ingress_end;
+  ev.end_pos[HT_DIR_EGRESS] = egress_end;
+  ev.reason = reason;
+  return Bytes(ev);
+}
+
+}  // namespace httptraced::testing
+
+#endif  // HTTPTRACED_TESTS_SUPPORT_HT_EVENTS_H_

@@ -1,0 +1,90 @@
+#include "bpf/event.h"
+
+#include <arpa/inet.h>
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <variant>
+
+#include "ht_events.h"
+
+namespace httptraced::bpf {
+namespace {
+
+using testing::CloseSample;
+using testing::ConnIdSpec;
+using testing::DataSample;
+using testing::OpenSample;
+
+TEST_CASE("DecodeEvent: open event carries identity, role, endpoints and comm") {
+  const ConnIdSpec id{.tgid = 4242, .fd = 9, .gen = 123456789};
+  absl::StatusOr<Event> ev = DecodeEvent(OpenSample(id, HT_ROLE_SERVER, 8080, 51000, "nginx"));
+  REQUIRE(ev.ok());
+  const auto& open = std::get<OpenEvent>(*ev);
+  CHECK(open.info.key == conn::ConnKey{4242, 9, 123456789});
+  CHECK(open.info.role == http::Role::kServer);
+  CHECK(open.info.origin == conn::Origin::kAccept);
+  CHECK(open.info.family == AF_INET);
+  CHECK(open.info.local.port == 8080);
+  CHECK(open.info.remote.port == 51000);
+  CHECK(open.info.local.addr[0] == 127);
+  CHECK(open.info.local.addr[3] == 1);
+  CHECK(open.info.comm == "nginx");
+  CHECK(open.info.open_ts_ns == 100);
+}
+
+TEST_CASE("DecodeEvent: data event points at its payload") {
+  const std::string sample =
+      DataSample({}, HT_DIR_EGRESS, 77, "HTTP/1.1 200 OK\r\n", 5, HT_DATA_F_STREAM_START, 300, 99);
+  absl::StatusOr<Event> ev = DecodeEvent(sample);
+  REQUIRE(ev.ok());
+  const auto& data = std::get<DataEvent>(*ev);
+  CHECK(data.key == conn::ConnKey{1000, 7, 555});
+  CHECK(data.pos == 77);
+  CHECK(data.payload == "HTTP/1.1 200 OK\r\n");
+  CHECK(data.payload.data() == sample.data() + sizeof(ht_data_event));  // no copy
+  CHECK(data.skip == 5);
+  CHECK(data.dir == http::Direction::kEgress);
+  CHECK(data.stream_start);
+  CHECK(data.ts_ns == 300);
+  CHECK(data.tid == 99);
+}
+
+TEST_CASE("DecodeEvent: close event carries final positions and reason") {
+  absl::StatusOr<Event> ev = DecodeEvent(CloseSample({}, 10, 20, HT_CLOSE_NOT_HTTP));
+  REQUIRE(ev.ok());
+  const auto& close = std::get<CloseEvent>(*ev);
+  CHECK(close.end_pos[0] == 10);
+  CHECK(close.end_pos[1] == 20);
+  CHECK(close.reason == CloseReason::kNotHttp);
+}
+
+TEST_CASE("DecodeEvent rejects malformed samples with a message") {
+  CHECK(DecodeEvent("").status().code() == absl::StatusCode::kInvalidArgument);
+  CHECK(DecodeEvent(std::string(10, 'x')).status().code() == absl::StatusCode::kInvalidArgument);
+
+  std::string data = DataSample({}, HT_DIR_INGRESS, 0, "GET / HTTP/1.1\r\n");
+  // Payload shorter than the header says.
+  CHECK(DecodeEvent(data.substr(0, data.size() - 1)).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+  // Truncated in the middle of the fixed part.
+  CHECK(DecodeEvent(data.substr(0, sizeof(ht_data_event) - 1)).status().code() ==
+        absl::StatusCode::kInvalidArgument);
+
+  std::string bad_dir = DataSample({}, 7, 0, "x");
+  CHECK(DecodeEvent(bad_dir).status().message() == "data sample direction 7");
+
+  std::string open = OpenSample({}, HT_ROLE_CLIENT, 1, 2);
+  ht_event_header h;
+  std::memcpy(&h, open.data(), sizeof(h));
+  h.type = 99;
+  std::memcpy(open.data(), &h, sizeof(h));
+  CHECK(DecodeEvent(open).status().message() == "unknown BPF event type 99");
+  h.type = HT_EV_CONN_OPEN;
+  h.version = HT_ABI_VERSION + 1;
+  std::memcpy(open.data(), &h, sizeof(h));
+  CHECK(DecodeEvent(open).status().code() == absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace httptraced::bpf

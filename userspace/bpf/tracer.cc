@@ -1,0 +1,294 @@
+#include "bpf/tracer.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/capability.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "httptraced.skel.h"
+#include "httptraced_abi.h"
+
+namespace httptraced::bpf {
+namespace {
+
+// libbpf's print hook is process-wide and takes no context, so the verbosity it
+// filters by has to live here. It is written once, before the skeleton opens.
+std::atomic<int> libbpf_verbosity{0};
+
+int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
+  const int wanted = level == LIBBPF_WARN ? 0 : level == LIBBPF_INFO ? 1 : 2;
+  if (wanted > libbpf_verbosity.load(std::memory_order_relaxed)) return 0;
+  std::fputs("httptraced: ", stderr);  // libbpf's messages start with "libbpf: "
+  return std::vfprintf(stderr, format, args);
+}
+
+// The payload syscalls, by name and number: sys_exit_payload is attached to
+// each one's exit tracepoint and told its kind through targ_sys_kind.
+struct PayloadSyscall {
+  const char* name;
+  long nr;
+  uint8_t kind;
+};
+constexpr PayloadSyscall kPayloadSyscalls[] = {
+    {"read", SYS_read, HT_SYS_READ},
+    {"write", SYS_write, HT_SYS_WRITE},
+    {"readv", SYS_readv, HT_SYS_READV},
+    {"writev", SYS_writev, HT_SYS_WRITEV},
+    {"recvfrom", SYS_recvfrom, HT_SYS_RECVFROM},
+    {"sendto", SYS_sendto, HT_SYS_SENDTO},
+    {"recvmsg", SYS_recvmsg, HT_SYS_RECVMSG},
+    {"sendmsg", SYS_sendmsg, HT_SYS_SENDMSG},
+    {"recvmmsg", SYS_recvmmsg, HT_SYS_RECVMMSG},
+    {"sendmmsg", SYS_sendmmsg, HT_SYS_SENDMMSG},
+    {"sendfile64", SYS_sendfile, HT_SYS_SENDFILE},
+};
+
+std::string Errno(int err) { return std::strerror(err < 0 ? -err : err); }
+
+bool HasCapability(int cap) {
+  __user_cap_header_struct header{};
+  __user_cap_data_struct data[2]{};
+  header.version = _LINUX_CAPABILITY_VERSION_3;
+  header.pid = 0;
+  if (syscall(SYS_capget, &header, data) != 0) return false;
+  return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
+}
+
+constexpr int kCapSysAdmin = 21;
+constexpr int kCapPerfmon = 38;
+constexpr int kCapBpf = 39;
+
+bool IsDir(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// "tracepoint/syscalls/sys_enter_read" -> "syscalls/sys_enter_read".
+absl::string_view TracepointOf(const bpf_program* prog) {
+  absl::string_view sec = bpf_program__section_name(prog);
+  constexpr absl::string_view kPrefix = "tracepoint/";
+  if (!absl::StartsWith(sec, kPrefix)) return {};
+  return sec.substr(kPrefix.size());
+}
+
+}  // namespace
+
+absl::Status CheckPrerequisites(const std::string& tracefs) {
+  if (!HasCapability(kCapSysAdmin) && !(HasCapability(kCapBpf) && HasCapability(kCapPerfmon))) {
+    return absl::PermissionDeniedError(
+        "httptraced needs root (or CAP_BPF and CAP_PERFMON) to load its BPF programs: run it "
+        "with sudo or as the httptraced systemd service");
+  }
+  if (access("/sys/kernel/btf/vmlinux", R_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kernel BTF is missing at /sys/kernel/btf/vmlinux (", Errno(errno),
+        "): httptraced needs a kernel built with CONFIG_DEBUG_INFO_BTF=y, as Debian's "
+        "kernels are since Debian 11"));
+  }
+  const std::string events = tracefs + "/events/syscalls";
+  if (IsDir(events)) return absl::OkStatus();
+  if (!IsDir(tracefs)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tracefs mount point ", tracefs,
+        " does not exist: the kernel needs CONFIG_FTRACE_SYSCALLS and tracefs"));
+  }
+  if (mount("nodev", tracefs.c_str(), "tracefs", 0, nullptr) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "tracefs is not mounted at ", tracefs, " and mounting it failed (", Errno(errno),
+        "): run `mount -t tracefs nodev ", tracefs, "` as root, or give httptraced CAP_SYS_ADMIN"));
+  }
+  std::fprintf(stderr, "httptraced: mounted tracefs at %s\n", tracefs.c_str());
+  if (!IsDir(events)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        events, " does not exist: the kernel lacks syscall tracepoints (CONFIG_FTRACE_SYSCALLS)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& options,
+                                                      SampleHandler* handler) {
+  if (absl::Status s = CheckPrerequisites(options.tracefs); !s.ok()) return s;
+  libbpf_verbosity.store(options.verbosity, std::memory_order_relaxed);
+  libbpf_set_print(LibbpfPrint);
+
+  std::unique_ptr<Tracer> t(new Tracer());
+  t->handler_ = handler;
+  t->skel_ = httptraced_bpf__open();
+  if (t->skel_ == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
+  }
+  if (absl::Status s = t->Configure(options); !s.ok()) return s;
+  if (int err = httptraced_bpf__load(t->skel_); err != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the kernel refused httptraced's BPF programs (", Errno(err),
+        "); rerun with --verbosity=2 for the verifier log. httptraced needs Linux 5.17 or "
+        "newer with BTF"));
+  }
+  if (absl::Status s = t->Attach(options.tracefs); !s.ok()) return s;
+  t->ring_ = ring_buffer__new(bpf_map__fd(t->skel_->maps.events), &Tracer::OnRingSample,
+                              t.get(), nullptr);
+  if (t->ring_ == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot open the BPF ring buffer: ", Errno(errno)));
+  }
+  return t;
+}
+
+absl::Status Tracer::Configure(const TracerOptions& o) {
+  auto* ro = skel_->rodata;
+  if (o.pids.size() > HT_MAX_FILTER || o.ports.size() > HT_MAX_FILTER) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("at most ", HT_MAX_FILTER, " pids and ", HT_MAX_FILTER, " ports"));
+  }
+  ro->targ_self_tgid = o.self_tgid;
+  ro->targ_npids = static_cast<uint32_t>(o.pids.size());
+  for (size_t i = 0; i < o.pids.size(); ++i) ro->targ_pids[i] = o.pids[i];
+  ro->targ_nports = static_cast<uint32_t>(o.ports.size());
+  for (size_t i = 0; i < o.ports.size(); ++i) ro->targ_ports[i] = o.ports[i];
+  ro->targ_max_capture = o.max_capture_bytes;
+  ro->targ_wakeup_bytes = o.ring_buffer_bytes / 16;
+  for (const PayloadSyscall& sc : kPayloadSyscalls) {
+    static_assert(HT_MAX_SYSCALL_NR > 0);
+    if (sc.nr < 0 || sc.nr >= HT_MAX_SYSCALL_NR) {
+      return absl::InternalError(absl::StrCat("syscall number ", sc.nr, " of ", sc.name,
+                                              " is outside the kernel-side table"));
+    }
+    ro->targ_sys_kind[sc.nr] = sc.kind;
+  }
+
+  ncpus_ = libbpf_num_possible_cpus();
+  if (ncpus_ <= 0) return absl::InternalError("cannot count the possible CPUs");
+  struct {
+    bpf_map* map;
+    uint32_t entries;
+  } sizes[] = {
+      {skel_->maps.events, o.ring_buffer_bytes},
+      {skel_->maps.conns, o.max_connections},
+      {skel_->maps.scratch_space, static_cast<uint32_t>(ncpus_)},
+  };
+  for (const auto& [map, entries] : sizes) {
+    if (int err = bpf_map__set_max_entries(map, entries); err != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot size BPF map ", bpf_map__name(map),
+                                                     " to ", entries, ": ", Errno(err)));
+    }
+  }
+  // Probe the hooks: a syscall this kernel lacks is skipped with a warning.
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    absl::string_view tp = TracepointOf(prog);
+    if (!tp.empty() && !IsDir(absl::StrCat(o.tracefs, "/events/", tp))) {
+      std::fprintf(stderr, "httptraced: warning: tracepoint %.*s is missing; not traced\n",
+                   static_cast<int>(tp.size()), tp.data());
+      bpf_program__set_autoload(prog, false);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Tracer::AttachOne(bpf_program* prog, const char* category, const char* name) {
+  bpf_link* link = name == nullptr ? bpf_program__attach(prog)
+                                   : bpf_program__attach_tracepoint(prog, category, name);
+  if (link == nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot attach ", bpf_program__name(prog), " to ",
+        name == nullptr ? bpf_program__section_name(prog) : name, ": ", Errno(errno)));
+  }
+  links_.push_back(link);
+  ++attached_;
+  return absl::OkStatus();
+}
+
+absl::Status Tracer::Attach(const std::string& tracefs) {
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (!bpf_program__autoload(prog) || prog == skel_->progs.sys_exit_payload) continue;
+    if (absl::Status s = AttachOne(prog, nullptr, nullptr); !s.ok()) return s;
+  }
+  for (const PayloadSyscall& sc : kPayloadSyscalls) {
+    const std::string name = absl::StrCat("sys_exit_", sc.name);
+    if (!IsDir(absl::StrCat(tracefs, "/events/syscalls/", name))) {
+      std::fprintf(stderr, "httptraced: warning: tracepoint syscalls/%s is missing; not traced\n",
+                   name.c_str());
+      continue;
+    }
+    if (absl::Status s = AttachOne(skel_->progs.sys_exit_payload, "syscalls", name.c_str());
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+int Tracer::OnRingSample(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<Tracer*>(ctx);
+  self->handler_->OnSample(std::string_view(static_cast<const char*>(data), size));
+  return 0;
+}
+
+absl::StatusOr<int> Tracer::Poll(int timeout_ms) {
+  int n = ring_buffer__poll(ring_, timeout_ms);
+  if (n == -EINTR) n = 0;
+  if (n < 0) return absl::InternalError(absl::StrCat("ring buffer poll: ", Errno(n)));
+  // The kernel side wakes us only past a backlog (BPF_RB_NO_WAKEUP otherwise),
+  // so a quiet poll still has to look at the ring.
+  int more = ring_buffer__consume(ring_);
+  if (more < 0) return absl::InternalError(absl::StrCat("ring buffer consume: ", Errno(more)));
+  return n + more;
+}
+
+absl::StatusOr<int> Tracer::Drain() {
+  int n = ring_buffer__consume(ring_);
+  if (n < 0) return absl::InternalError(absl::StrCat("ring buffer consume: ", Errno(n)));
+  return n;
+}
+
+int Tracer::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }
+
+KernelCounters Tracer::ReadCounters() const {
+  KernelCounters out;
+  uint64_t* fields[] = {&out.ring_drops, &out.ring_drop_bytes, &out.read_faults,
+                        &out.not_http,   &out.conns_seen,      &out.stale};
+  std::vector<uint64_t> values(static_cast<size_t>(ncpus_));
+  for (uint32_t i = 0; i < std::size(fields); ++i) {
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.counters), &i, values.data()) != 0) continue;
+    for (uint64_t v : values) *fields[i] += v;
+  }
+  return out;
+}
+
+absl::Status Tracer::Disable(const conn::ConnKey& key) {
+  ht_conn_id id{};
+  id.tgid = key.tgid;
+  id.fd = key.fd;
+  id.gen = key.gen;
+  uint8_t one = 1;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.disabled), &id, &one, BPF_NOEXIST) != 0) {
+    if (errno == EEXIST) return absl::OkStatus();
+    return absl::InternalError(absl::StrCat("cannot disable a connection: ", Errno(errno)));
+  }
+  __atomic_fetch_add(&skel_->bss->disabled_pending, 1, __ATOMIC_SEQ_CST);
+  return absl::OkStatus();
+}
+
+void Tracer::Detach() {
+  for (bpf_link* link : links_) bpf_link__destroy(link);
+  links_.clear();
+}
+
+Tracer::~Tracer() {
+  Detach();
+  if (ring_ != nullptr) ring_buffer__free(ring_);
+  if (skel_ != nullptr) httptraced_bpf__destroy(skel_);
+}
+
+}  // namespace httptraced::bpf

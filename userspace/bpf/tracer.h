@@ -1,0 +1,97 @@
+// Tracer: the BPF side of the daemon, as one RAII object. Open the skeleton,
+// configure it (load-time filters in rodata, map sizes), load, attach the
+// syscall tracepoints, and hand every ring-buffer sample to a handler.
+#ifndef HTTPTRACED_BPF_TRACER_H_
+#define HTTPTRACED_BPF_TRACER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "conn/conn_info.h"
+
+struct httptraced_bpf;
+struct ring_buffer;
+struct bpf_link;
+struct bpf_program;
+
+namespace httptraced::bpf {
+
+struct TracerOptions {
+  std::vector<uint32_t> pids;   // only these processes (empty: all)
+  std::vector<uint16_t> ports;  // only connections with one end on these ports (empty: all)
+  uint32_t self_tgid = 0;       // never traced
+  uint32_t max_capture_bytes = 65536;      // payload captured per syscall
+  uint32_t ring_buffer_bytes = 16u << 20;  // power of two, multiple of the page size
+  uint32_t max_connections = 65536;        // kernel connection map entries
+  std::string tracefs = "/sys/kernel/tracing";
+  int verbosity = 0;  // libbpf messages: 0 warnings, 1 info, 2 debug
+};
+
+// Receives each ring-buffer sample. `sample` is valid only during the call.
+class SampleHandler {
+ public:
+  virtual ~SampleHandler() = default;
+  virtual void OnSample(std::string_view sample) = 0;
+};
+
+struct KernelCounters {
+  uint64_t ring_drops = 0;       // events lost because the ring buffer was full
+  uint64_t ring_drop_bytes = 0;  // bytes in those events
+  uint64_t read_faults = 0;      // payload bytes the kernel could not copy
+  uint64_t not_http = 0;         // connections the kernel classified as not HTTP
+  uint64_t conns_seen = 0;       // TCP connections entered into the kernel map
+  uint64_t stale = 0;            // entries left by exited processes, replaced
+};
+
+// Checks what tracing needs before anything is loaded: privileges, kernel BTF,
+// tracefs (mounted here if missing). Each failure is one sentence saying what
+// is missing and how to fix it.
+absl::Status CheckPrerequisites(const std::string& tracefs);
+
+class Tracer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Tracer>> Start(const TracerOptions& options,
+                                                       SampleHandler* handler);
+  ~Tracer();
+  Tracer(const Tracer&) = delete;
+  Tracer& operator=(const Tracer&) = delete;
+
+  // Waits up to timeout_ms for samples and handles all that are ready.
+  // Returns the number handled. EINTR is not an error (returns 0).
+  absl::StatusOr<int> Poll(int timeout_ms);
+  // Handles every sample already in the ring without waiting.
+  absl::StatusOr<int> Drain();
+  // An fd that becomes readable when samples are ready (for epoll).
+  int epoll_fd() const;
+
+  KernelCounters ReadCounters() const;
+  // Asks the kernel to stop sending events for a connection.
+  absl::Status Disable(const conn::ConnKey& key);
+  // Detaches every tracepoint; the ring buffer stays readable for a final Drain().
+  void Detach();
+  int attached_programs() const { return attached_; }
+
+ private:
+  Tracer() = default;
+  absl::Status Configure(const TracerOptions& options);
+  absl::Status Attach(const std::string& tracefs);
+  // Attaches prog to its own section's hook (name null) or to category:name.
+  absl::Status AttachOne(bpf_program* prog, const char* category, const char* name);
+  static int OnRingSample(void* ctx, void* data, size_t size);
+
+  httptraced_bpf* skel_ = nullptr;
+  ring_buffer* ring_ = nullptr;
+  SampleHandler* handler_ = nullptr;
+  std::vector<::bpf_link*> links_;
+  int attached_ = 0;
+  int ncpus_ = 1;
+};
+
+}  // namespace httptraced::bpf
+
+#endif  // HTTPTRACED_BPF_TRACER_H_

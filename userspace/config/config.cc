@@ -1,0 +1,209 @@
+#include "config/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "httptraced_abi.h"
+
+ABSL_FLAG(std::string, log_dir, "/var/log/httptraced",
+          "Directory for the JSON log: active file httptraced.json, rotated files beside it. "
+          "Created with mode 0750; refused if it is a symlink or writable by group or others.");
+ABSL_FLAG(bool, stdout, false,
+          "Write records to standard output instead of the log directory (containers, journald).");
+ABSL_FLAG(uint64_t, log_max_size_mb, 100,
+          "Rotate the active log file when it would grow past this many MiB (1..1048576).");
+ABSL_FLAG(uint32_t, log_max_files, 10,
+          "Rotated files to keep (0..1000); older ones are deleted. All but the newest are "
+          "gzip-compressed when --log_compress is on.");
+ABSL_FLAG(absl::Duration, log_max_age, absl::ZeroDuration(),
+          "Also rotate a non-empty active file older than this (e.g. 1h); 0 turns it off.");
+ABSL_FLAG(bool, log_compress, true, "gzip rotated files other than the newest.");
+ABSL_FLAG(std::string, pid, "",
+          "Comma-separated process ids to trace (at most 16); empty traces every process.");
+ABSL_FLAG(std::string, port, "",
+          "Comma-separated TCP ports (at most 16); a connection is traced when either end "
+          "uses one. Empty traces every port.");
+ABSL_FLAG(uint32_t, max_body_bytes, 16384,
+          "Body bytes kept per request and per response (0..1048576); records keep the true "
+          "size and a truncated flag.");
+ABSL_FLAG(uint32_t, max_header_bytes, 65536,
+          "Bytes of request/status line plus headers buffered per message (1024..1048576); "
+          "beyond it headers are dropped and the record says so.");
+ABSL_FLAG(bool, capture_bodies, true, "Record body contents; off keeps only body sizes.");
+ABSL_FLAG(std::string, redact_headers, "authorization,proxy-authorization,cookie,set-cookie",
+          "Comma-separated header names whose values are written as \"[REDACTED]\". Setting "
+          "this flag replaces the list; an empty value redacts nothing.");
+ABSL_FLAG(std::string, host_name, "", "host.name in records; empty uses the system host name.");
+ABSL_FLAG(uint32_t, max_capture_bytes, 65536,
+          "Payload bytes copied from the kernel per syscall (256..1048576); the rest of a "
+          "large read or write is skipped but still counted, so parsing stays in step.");
+ABSL_FLAG(uint32_t, ring_buffer_mb, 16,
+          "Size of the kernel-to-daemon ring buffer in MiB, a power of two (1..1024).");
+ABSL_FLAG(uint32_t, max_connections, 65536,
+          "Connections tracked at once, in the kernel map and in the daemon (1024..4194304).");
+ABSL_FLAG(std::string, tracefs, "/sys/kernel/tracing",
+          "Where tracefs is (mounted there when it is missing).");
+ABSL_FLAG(absl::Duration, request_timeout, absl::Seconds(60),
+          "A request still unanswered after this is written as incomplete (1s..24h).");
+ABSL_FLAG(absl::Duration, conn_idle_timeout, absl::Minutes(10),
+          "A connection with no traffic for this long is forgotten (10s..7d).");
+ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(60),
+          "Print a stats line on stderr this often; 0 prints only at exit.");
+ABSL_FLAG(int, verbosity, 0, "Log detail on stderr: 0 warnings, 1 info, 2 debug (libbpf too).");
+
+namespace httptraced::config {
+namespace {
+
+template <typename T>
+absl::StatusOr<std::vector<T>> ParseNumberList(absl::string_view text, absl::string_view flag,
+                                               uint64_t max) {
+  std::vector<T> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    part = absl::StripAsciiWhitespace(part);
+    uint64_t v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v == 0 || v > max) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, ": \"", part, "\" is not a number between 1 and ", max));
+    }
+    if (std::find(out.begin(), out.end(), static_cast<T>(v)) != out.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", v, " is listed twice"));
+    }
+    out.push_back(static_cast<T>(v));
+  }
+  if (out.size() > HT_MAX_FILTER) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": at most ", HT_MAX_FILTER, " values, got ", out.size()));
+  }
+  return out;
+}
+
+bool IsTokenChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+         absl::string_view("!#$%&'*+-.^_`|~").find(c) != absl::string_view::npos;
+}
+
+absl::Status Range(absl::string_view flag, uint64_t v, uint64_t lo, uint64_t hi) {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", flag, "=", v, " is out of range: allowed ", lo, "..", hi));
+}
+
+absl::Status DurationRange(absl::string_view flag, absl::Duration v, absl::Duration lo,
+                           absl::Duration hi) {
+  if (v >= lo && v <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, "=", absl::FormatDuration(v),
+                                                 " is out of range: allowed ",
+                                                 absl::FormatDuration(lo), "..",
+                                                 absl::FormatDuration(hi)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<uint32_t>> ParsePidList(absl::string_view text) {
+  return ParseNumberList<uint32_t>(text, "pid", 4194304);  // PID_MAX_LIMIT
+}
+
+absl::StatusOr<std::vector<uint16_t>> ParsePortList(absl::string_view text) {
+  return ParseNumberList<uint16_t>(text, "port", 65535);
+}
+
+absl::StatusOr<std::vector<std::string>> ParseHeaderList(absl::string_view text) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    part = absl::StripAsciiWhitespace(part);
+    if (!std::all_of(part.begin(), part.end(), IsTokenChar)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--redact_headers: \"", part, "\" is not a valid header name"));
+    }
+    std::string name = absl::AsciiStrToLower(part);
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(std::move(name));
+  }
+  return out;
+}
+
+absl::Status Validate(const Config& c) {
+  absl::Status checks[] = {
+      Range("log_max_size_mb", c.log_max_size_mb, 1, 1048576),
+      Range("log_max_files", c.log_max_files, 0, 1000),
+      Range("max_body_bytes", c.max_body_bytes, 0, 1048576),
+      Range("max_header_bytes", c.max_header_bytes, 1024, 1048576),
+      Range("max_capture_bytes", c.max_capture_bytes, 256,
+            static_cast<uint64_t>(HT_MAX_EVENTS_PER_SYSCALL) * HT_CHUNK_MAX),
+      Range("ring_buffer_mb", c.ring_buffer_mb, 1, 1024),
+      Range("max_connections", c.max_connections, 1024, 4194304),
+      DurationRange("log_max_age", c.log_max_age, absl::ZeroDuration(), absl::Hours(24 * 366)),
+      DurationRange("request_timeout", c.request_timeout, absl::Seconds(1), absl::Hours(24)),
+      DurationRange("conn_idle_timeout", c.conn_idle_timeout, absl::Seconds(10),
+                    absl::Hours(24 * 7)),
+      DurationRange("stats_interval", c.stats_interval, absl::ZeroDuration(),
+                    absl::Hours(24)),
+  };
+  for (absl::Status& s : checks) {
+    if (!s.ok()) return s;
+  }
+  if (c.verbosity < 0 || c.verbosity > 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--verbosity=", c.verbosity, " is out of range: allowed 0..2"));
+  }
+  if ((c.ring_buffer_mb & (c.ring_buffer_mb - 1)) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ring_buffer_mb=", c.ring_buffer_mb, " must be a power of two"));
+  }
+  if (!c.to_stdout && (c.log_dir.empty() || c.log_dir[0] != '/')) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--log_dir=\"", c.log_dir, "\" must be an absolute path"));
+  }
+  if (c.tracefs.empty() || c.tracefs[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tracefs=\"", c.tracefs, "\" must be an absolute path"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Config> FromFlags() {
+  Config c;
+  c.log_dir = absl::GetFlag(FLAGS_log_dir);
+  c.to_stdout = absl::GetFlag(FLAGS_stdout);
+  c.log_max_size_mb = absl::GetFlag(FLAGS_log_max_size_mb);
+  c.log_max_files = absl::GetFlag(FLAGS_log_max_files);
+  c.log_max_age = absl::GetFlag(FLAGS_log_max_age);
+  c.log_compress = absl::GetFlag(FLAGS_log_compress);
+  absl::StatusOr<std::vector<uint32_t>> pids = ParsePidList(absl::GetFlag(FLAGS_pid));
+  if (!pids.ok()) return pids.status();
+  c.pids = *std::move(pids);
+  absl::StatusOr<std::vector<uint16_t>> ports = ParsePortList(absl::GetFlag(FLAGS_port));
+  if (!ports.ok()) return ports.status();
+  c.ports = *std::move(ports);
+  c.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
+  c.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
+  c.capture_bodies = absl::GetFlag(FLAGS_capture_bodies);
+  absl::StatusOr<std::vector<std::string>> redact =
+      ParseHeaderList(absl::GetFlag(FLAGS_redact_headers));
+  if (!redact.ok()) return redact.status();
+  c.redact_headers = *std::move(redact);
+  c.host_name = absl::GetFlag(FLAGS_host_name);
+  if (c.host_name.empty()) {
+    char buf[HOST_NAME_MAX + 1] = {};
+    if (gethostname(buf, sizeof(buf) - 1) == 0) c.host_name = buf;
+  }
+  c.max_capture_bytes = absl::GetFlag(FLAGS_max_capture_bytes);
+  c.ring_buffer_mb = absl::GetFlag(FLAGS_ring_buffer_mb);
+  c.max_connections = absl::GetFlag(FLAGS_max_connections);
+  c.tracefs = absl::GetFlag(FLAGS_tracefs);
+  c.request_timeout = absl::GetFlag(FLAGS_request_timeout);
+  c.conn_idle_timeout = absl::GetFlag(FLAGS_conn_idle_timeout);
+  c.stats_interval = absl::GetFlag(FLAGS_stats_interval);
+  c.verbosity = absl::GetFlag(FLAGS_verbosity);
+  if (absl::Status s = Validate(c); !s.ok()) return s;
+  return c;
+}
+
+}  // namespace httptraced::config

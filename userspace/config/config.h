@@ -1,0 +1,59 @@
+// The daemon's configuration: parsed from flags (and --flagfile) once in main,
+// validated here, then passed by value. Validation is pure so tests can drive it.
+#ifndef HTTPTRACED_CONFIG_CONFIG_H_
+#define HTTPTRACED_CONFIG_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace httptraced::config {
+
+struct Config {
+  // Output.
+  std::string log_dir = "/var/log/httptraced";
+  bool to_stdout = false;
+  uint64_t log_max_size_mb = 100;
+  uint32_t log_max_files = 10;
+  absl::Duration log_max_age = absl::ZeroDuration();
+  bool log_compress = true;
+  // What to trace.
+  std::vector<uint32_t> pids;
+  std::vector<uint16_t> ports;
+  // What records hold.
+  uint32_t max_body_bytes = 16384;
+  uint32_t max_header_bytes = 65536;
+  bool capture_bodies = true;
+  std::vector<std::string> redact_headers;  // lowercase
+  std::string host_name;
+  // Kernel side.
+  uint32_t max_capture_bytes = 65536;
+  uint32_t ring_buffer_mb = 16;
+  uint32_t max_connections = 65536;
+  std::string tracefs = "/sys/kernel/tracing";
+  // Timing.
+  absl::Duration request_timeout = absl::Seconds(60);
+  absl::Duration conn_idle_timeout = absl::Minutes(10);
+  absl::Duration stats_interval = absl::Seconds(60);
+  int verbosity = 0;
+};
+
+// "1,22,333" -> {1,22,333}. Empty string -> {}. Rejects junk, zero, duplicates.
+absl::StatusOr<std::vector<uint32_t>> ParsePidList(absl::string_view text);
+absl::StatusOr<std::vector<uint16_t>> ParsePortList(absl::string_view text);
+// "Authorization, X-Api-Key" -> {"authorization","x-api-key"}; rejects invalid tokens.
+absl::StatusOr<std::vector<std::string>> ParseHeaderList(absl::string_view text);
+
+// Checks ranges and combinations; the message names the flag and what is allowed.
+absl::Status Validate(const Config& config);
+
+// Reads the flags (after absl::ParseCommandLine) into a validated Config.
+absl::StatusOr<Config> FromFlags();
+
+}  // namespace httptraced::config
+
+#endif  // HTTPTRACED_CONFIG_CONFIG_H_

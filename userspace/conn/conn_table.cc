@@ -1,0 +1,189 @@
+#include "conn/conn_table.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+namespace httptraced::conn {
+
+// One connection: two reassembled directions feeding one HTTP session.
+class ConnTable::Tracker {
+ public:
+  Tracker(ConnInfo info, const ConnTableOptions& options)
+      : info_(std::move(info)),
+        session_(options.session, info_.role),
+        streams_{DataStream(options.stream), DataStream(options.stream)},
+        feeds_{Feed(this, http::Direction::kIngress), Feed(this, http::Direction::kEgress)} {}
+
+  // Ends a direction's reassembled bytes in the session.
+  class Feed final : public StreamConsumer {
+   public:
+    Feed(Tracker* t, http::Direction dir) : t_(t), dir_(dir) {}
+    void OnBytes(std::string_view bytes, const http::ChunkMeta& meta) override {
+      t_->session_.OnData(dir_, bytes, meta);
+    }
+    void OnGap(uint64_t len, const http::ChunkMeta& meta) override {
+      t_->session_.OnGap(dir_, len, meta);
+    }
+
+   private:
+    Tracker* t_;
+    http::Direction dir_;
+  };
+
+  ConnInfo info_;
+  http::HttpSession session_;
+  DataStream streams_[2];
+  Feed feeds_[2];
+  uint64_t last_event_ns_ = 0;
+  bool ignored_ = false;  // not HTTP / switched protocols: events are dropped until close
+};
+
+ConnTable::ConnTable(ConnTableOptions options, ExchangeSink& sink, ConnController& controller)
+    : options_(std::move(options)), sink_(sink), controller_(controller) {}
+
+ConnTable::~ConnTable() = default;
+
+void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable) {
+  auto& slot = conns_[ev.info.key];
+  if (slot != nullptr) return;  // data raced ahead of its open event: keep what we have
+  ConnInfo info = ev.info;
+  info.executable = std::move(executable);
+  slot = std::make_unique<Tracker>(std::move(info), options_);
+  slot->last_event_ns_ = ev.info.open_ts_ns;
+  slot->streams_[0].StartAt(ev.start_pos[0]);
+  slot->streams_[1].StartAt(ev.start_pos[1]);
+  ++stats_.opened;
+  if (conns_.size() > options_.max_connections) EvictIdlest(conns_.size() / 10 + 1);
+}
+
+ConnTable::Tracker& ConnTable::GetOrCreate(const ConnKey& key, uint64_t ts_ns) {
+  auto& slot = conns_[key];
+  if (slot == nullptr) {
+    // Its open event was lost (ring buffer full) or it was evicted: carry on
+    // with what the key tells.
+    ConnInfo info;
+    info.key = key;
+    info.open_ts_ns = ts_ns;
+    slot = std::make_unique<Tracker>(std::move(info), options_);
+    ++stats_.unknown_conn;
+    ++stats_.opened;
+  }
+  return *slot;
+}
+
+void ConnTable::OnData(const bpf::DataEvent& ev, uint64_t now_ns) {
+  Tracker& t = GetOrCreate(ev.key, ev.ts_ns);
+  t.last_event_ns_ = ev.ts_ns;
+  if (t.ignored_) return;
+  const int d = static_cast<int>(ev.dir);
+  const http::ChunkMeta meta{.ts_ns = ev.ts_ns, .tid = ev.tid};
+  t.streams_[d].Add(ev.pos, ev.payload, ev.skip, ev.stream_start, meta, now_ns, t.feeds_[d]);
+
+  if (t.info_.role == http::Role::kUnknown) t.info_.role = t.session_.role();
+  for (http::Exchange& ex : t.session_.ready()) sink_.OnExchange(t.info_, std::move(ex));
+  t.session_.ready().clear();
+  if (t.session_.not_http() || t.session_.switched_protocols()) {
+    ++(t.session_.not_http() ? stats_.not_http : stats_.switched);
+    t.ignored_ = true;
+    controller_.StopTracing(ev.key);
+  }
+  if (conns_.size() > options_.max_connections) EvictIdlest(conns_.size() / 10 + 1);
+}
+
+void ConnTable::Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns) {
+  const http::ChunkMeta meta{.ts_ns = ts_ns, .tid = 0};
+  if (!t.ignored_) {
+    for (int d = 0; d < 2; ++d) {
+      if (end_pos != nullptr) {
+        t.streams_[d].Finish(end_pos[d], meta, t.feeds_[d]);
+      } else {
+        t.streams_[d].FlushHoles(0, /*force=*/true, t.feeds_[d]);
+      }
+    }
+    t.session_.OnClose(meta);
+  }
+  if (t.info_.role == http::Role::kUnknown) t.info_.role = t.session_.role();
+  for (http::Exchange& ex : t.session_.ready()) sink_.OnExchange(t.info_, std::move(ex));
+  t.session_.ready().clear();
+  for (const DataStream& s : t.streams_) {
+    stats_.gaps += s.stats().gaps;
+    stats_.gap_bytes += s.stats().gap_bytes;
+  }
+  stats_.parse_errors += t.session_.stats().parse_errors;
+}
+
+void ConnTable::OnClose(const bpf::CloseEvent& ev) {
+  auto it = conns_.find(ev.key);
+  if (it == conns_.end()) return;
+  Finish(*it->second, ev.end_pos, ev.ts_ns);
+  conns_.erase(it);
+  ++stats_.closed;
+}
+
+void ConnTable::Tick(uint64_t now_ns) {
+  const uint64_t request_deadline =
+      now_ns > options_.request_timeout_ns ? now_ns - options_.request_timeout_ns : 0;
+  std::vector<ConnKey> idle;
+  for (auto& [key, t] : conns_) {
+    if (t->ignored_) {
+      if (now_ns - std::min(now_ns, t->last_event_ns_) > options_.conn_idle_timeout_ns) {
+        idle.push_back(key);
+      }
+      continue;
+    }
+    for (int d = 0; d < 2; ++d) {
+      if (t->streams_[d].has_pending()) {
+        t->streams_[d].FlushHoles(now_ns, /*force=*/false, t->feeds_[d]);
+      }
+    }
+    if (t->session_.busy()) t->session_.ExpireOlderThan(request_deadline);
+    for (http::Exchange& ex : t->session_.ready()) sink_.OnExchange(t->info_, std::move(ex));
+    t->session_.ready().clear();
+    if (now_ns - std::min(now_ns, t->last_event_ns_) > options_.conn_idle_timeout_ns) {
+      idle.push_back(key);
+    }
+  }
+  for (const ConnKey& key : idle) {
+    auto it = conns_.find(key);
+    Finish(*it->second, nullptr, now_ns);
+    conns_.erase(it);
+    ++stats_.expired;
+  }
+}
+
+void ConnTable::EvictIdlest(size_t count) {
+  std::vector<std::pair<uint64_t, ConnKey>> by_age;
+  by_age.reserve(conns_.size());
+  for (const auto& [key, t] : conns_) by_age.emplace_back(t->last_event_ns_, key);
+  count = std::min(count, by_age.size());
+  std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(count),
+                   by_age.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < count; ++i) {
+    auto it = conns_.find(by_age[i].second);
+    Finish(*it->second, nullptr, it->second->last_event_ns_);
+    conns_.erase(it);
+    ++stats_.evicted;
+  }
+}
+
+void ConnTable::FinishAll() {
+  for (auto& [key, t] : conns_) Finish(*t, nullptr, t->last_event_ns_);
+  stats_.closed += conns_.size();
+  conns_.clear();
+}
+
+ConnTableStats ConnTable::stats() const {
+  ConnTableStats out = stats_;
+  for (const auto& [key, t] : conns_) {
+    for (const DataStream& s : t->streams_) {
+      out.gaps += s.stats().gaps;
+      out.gap_bytes += s.stats().gap_bytes;
+    }
+    out.parse_errors += t->session_.stats().parse_errors;
+  }
+  return out;
+}
+
+}  // namespace httptraced::conn

@@ -1,0 +1,88 @@
+// ConnTable: every traced connection's state in the daemon, keyed by the
+// kernel's connection identity (tgid, fd, generation). Events go in; finished
+// exchanges come out through an ExchangeSink.
+#ifndef HTTPTRACED_CONN_CONN_TABLE_H_
+#define HTTPTRACED_CONN_CONN_TABLE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "bpf/event.h"
+#include "conn/conn_info.h"
+#include "conn/data_stream.h"
+#include "http/session.h"
+
+namespace httptraced::conn {
+
+class ExchangeSink {
+ public:
+  virtual ~ExchangeSink() = default;
+  // conn.role is the session's role once known (the kernel may not have known it).
+  virtual void OnExchange(const ConnInfo& conn, http::Exchange&& exchange) = 0;
+};
+
+// Lets the table ask the kernel to stop sending a connection's events.
+class ConnController {
+ public:
+  virtual ~ConnController() = default;
+  virtual void StopTracing(const ConnKey& key) = 0;
+};
+
+struct ConnTableOptions {
+  http::SessionOptions session;
+  DataStreamLimits stream;
+  // Unanswered requests older than this are written as incomplete.
+  uint64_t request_timeout_ns = 60'000'000'000;
+  // A connection with no event for this long is forgotten (after flushing).
+  uint64_t conn_idle_timeout_ns = 600'000'000'000;
+  size_t max_connections = 65536;  // tracked at once; the idlest are evicted beyond
+};
+
+struct ConnTableStats {
+  uint64_t opened = 0;
+  uint64_t closed = 0;
+  uint64_t evicted = 0;        // dropped to stay under max_connections
+  uint64_t expired = 0;        // forgotten after conn_idle_timeout
+  uint64_t not_http = 0;       // given up by the parser
+  uint64_t switched = 0;       // Upgrade / CONNECT: no longer HTTP/1.x
+  uint64_t unknown_conn = 0;   // data for a connection whose open event never came
+  uint64_t gaps = 0;           // holes declared in streams
+  uint64_t gap_bytes = 0;
+  uint64_t parse_errors = 0;
+};
+
+class ConnTable {
+ public:
+  ConnTable(ConnTableOptions options, ExchangeSink& sink, ConnController& controller);
+  ~ConnTable();
+
+  void OnOpen(const bpf::OpenEvent& ev, std::string executable);
+  void OnData(const bpf::DataEvent& ev, uint64_t now_ns);
+  void OnClose(const bpf::CloseEvent& ev);
+  // Periodic work: holes become gaps, stale requests become incomplete,
+  // idle connections are forgotten, the table is kept under its bound.
+  void Tick(uint64_t now_ns);
+  // Shutdown: every connection is finished; in-flight exchanges come out incomplete.
+  void FinishAll();
+
+  size_t size() const { return conns_.size(); }
+  ConnTableStats stats() const;
+
+ private:
+  class Tracker;
+  Tracker& GetOrCreate(const ConnKey& key, uint64_t ts_ns);
+  void Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns);
+  void EvictIdlest(size_t count);
+
+  ConnTableOptions options_;
+  ExchangeSink& sink_;
+  ConnController& controller_;
+  absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>> conns_;
+  ConnTableStats stats_;
+};
+
+}  // namespace httptraced::conn
+
+#endif  // HTTPTRACED_CONN_CONN_TABLE_H_

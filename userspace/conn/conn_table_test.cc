@@ -1,0 +1,193 @@
+#include "conn/conn_table.h"
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "bpf/event.h"
+#include "ht_events.h"
+
+namespace httptraced::conn {
+namespace {
+
+using testing::CloseSample;
+using testing::ConnIdSpec;
+using testing::DataSample;
+using testing::OpenSample;
+
+struct Captured {
+  ConnInfo conn;
+  http::Exchange exchange;
+};
+
+class FakeSink final : public ExchangeSink, public ConnController {
+ public:
+  void OnExchange(const ConnInfo& conn, http::Exchange&& exchange) override {
+    got.push_back({conn, std::move(exchange)});
+  }
+  void StopTracing(const ConnKey& key) override { stopped.push_back(key); }
+  std::vector<Captured> got;
+  std::vector<ConnKey> stopped;
+};
+
+template <typename T>
+T Decode(const std::string& sample) {
+  absl::StatusOr<bpf::Event> ev = bpf::DecodeEvent(sample);
+  REQUIRE(ev.ok());
+  return std::get<T>(*ev);
+}
+
+constexpr const char* kReq = "GET /a?b=c HTTP/1.1\r\nHost: h\r\n\r\n";
+constexpr const char* kResp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+struct Fixture {
+  FakeSink sink;
+  ConnTableOptions options;
+  ConnTable table{options, sink, sink};
+  void Data(const ConnIdSpec& id, uint8_t dir, uint64_t pos, std::string_view bytes,
+            uint64_t ts, uint32_t skip = 0, uint16_t flags = 0) {
+    table.OnData(Decode<bpf::DataEvent>(DataSample(id, dir, pos, bytes, skip, flags, ts)), ts);
+  }
+};
+
+TEST_CASE("ConnTable pairs a server connection's request and response") {
+  Fixture f;
+  const ConnIdSpec id;
+  f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 8080, 40000, "srv")),
+                 "/usr/bin/srv");
+  f.Data(id, HT_DIR_INGRESS, 0, kReq, 1000, 0, HT_DATA_F_STREAM_START);
+  f.Data(id, HT_DIR_EGRESS, 0, kResp, 2000, 0, HT_DATA_F_STREAM_START);
+  REQUIRE(f.sink.got.size() == 1);
+  const Captured& c = f.sink.got[0];
+  CHECK(c.conn.key == ConnKey{1000, 7, 555});
+  CHECK(c.conn.role == http::Role::kServer);
+  CHECK(c.conn.comm == "srv");
+  CHECK(c.conn.executable == "/usr/bin/srv");
+  CHECK(c.conn.local.port == 8080);
+  REQUIRE(c.exchange.request.has_value());
+  REQUIRE(c.exchange.response.has_value());
+  CHECK(c.exchange.request->target == "/a?b=c");
+  CHECK(c.exchange.request->first.ts_ns == 1000);
+  CHECK(c.exchange.response->status_code == 200);
+  CHECK(c.exchange.response->body.content == "ok");
+  CHECK(c.exchange.response->last.ts_ns == 2000);
+  CHECK(c.exchange.seq == 0);
+  CHECK_FALSE(c.exchange.incomplete);
+
+  f.table.OnClose(Decode<bpf::CloseEvent>(CloseSample(id, 32, 40)));
+  CHECK(f.table.size() == 0);
+  CHECK(f.table.stats().closed == 1);
+  CHECK(f.table.stats().gaps == 0);
+}
+
+TEST_CASE("ConnTable learns the role of a connection found mid-stream") {
+  Fixture f;
+  const ConnIdSpec id{.tgid = 5, .fd = 3, .gen = 9};
+  f.Data(id, HT_DIR_EGRESS, 500, kReq, 10, 0, HT_DATA_F_STREAM_START);
+  f.Data(id, HT_DIR_INGRESS, 900, kResp, 20, 0, HT_DATA_F_STREAM_START);
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].conn.role == http::Role::kClient);
+  CHECK(f.table.stats().unknown_conn == 1);
+}
+
+TEST_CASE("ConnTable: the same fd with a new generation is a new connection") {
+  Fixture f;
+  const ConnIdSpec a{.tgid = 1, .fd = 4, .gen = 100};
+  const ConnIdSpec b{.tgid = 1, .fd = 4, .gen = 200};
+  f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(a, HT_ROLE_SERVER, 80, 1)), "");
+  f.Data(a, HT_DIR_INGRESS, 0, "GET /first HTTP/1.1\r\n\r\n", 1, 0, HT_DATA_F_STREAM_START);
+  f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(b, HT_ROLE_SERVER, 80, 2)), "");
+  f.Data(b, HT_DIR_INGRESS, 0, "GET /second HTTP/1.1\r\n\r\n", 2, 0, HT_DATA_F_STREAM_START);
+  f.Data(b, HT_DIR_EGRESS, 0, kResp, 3, 0, HT_DATA_F_STREAM_START);
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].exchange.request->target == "/second");
+  f.table.OnClose(Decode<bpf::CloseEvent>(CloseSample(a, 24, 0)));
+  REQUIRE(f.sink.got.size() == 2);
+  CHECK(f.sink.got[1].exchange.request->target == "/first");
+  CHECK(f.sink.got[1].exchange.incomplete);
+  CHECK_FALSE(f.sink.got[1].exchange.response.has_value());
+}
+
+TEST_CASE("ConnTable: bytes lost at the end of a direction show up as a gap") {
+  Fixture f;
+  const ConnIdSpec id;
+  f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+  f.Data(id, HT_DIR_INGRESS, 0, kReq, 1, 0, HT_DATA_F_STREAM_START);
+  f.table.OnClose(Decode<bpf::CloseEvent>(CloseSample(id, 32, 57)));
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].exchange.incomplete);
+  CHECK(f.table.stats().gaps == 1);
+  CHECK(f.table.stats().gap_bytes == 57);
+}
+
+TEST_CASE("ConnTable stops tracing what is not HTTP") {
+  Fixture f;
+  f.options.session.not_http_after_bytes = 64;
+  ConnTable table(f.options, f.sink, f.sink);
+  const ConnIdSpec id;
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+  const std::string junk(200, '\x01');
+  table.OnData(Decode<bpf::DataEvent>(
+                   DataSample(id, HT_DIR_INGRESS, 0, junk, 0, HT_DATA_F_STREAM_START, 5)),
+               5);
+  REQUIRE(f.sink.stopped.size() == 1);
+  CHECK(f.sink.stopped[0] == ConnKey{1000, 7, 555});
+  CHECK(table.stats().not_http == 1);
+  // Events still in flight are dropped without asking again.
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 200, kReq, 0, 0, 6)), 6);
+  CHECK(f.sink.stopped.size() == 1);
+  CHECK(f.sink.got.empty());
+  CHECK(table.size() == 1);
+  table.OnClose(Decode<bpf::CloseEvent>(CloseSample(id, 232, 0, HT_CLOSE_DISABLED)));
+  CHECK(table.size() == 0);
+}
+
+TEST_CASE("ConnTable writes unanswered requests as incomplete after the timeout") {
+  Fixture f;
+  f.options.request_timeout_ns = 1000;
+  ConnTable table(f.options, f.sink, f.sink);
+  const ConnIdSpec id;
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+  table.OnData(
+      Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 100)),
+      100);
+  table.Tick(1000);
+  CHECK(f.sink.got.empty());
+  table.Tick(1101);
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].exchange.incomplete);
+  CHECK(table.size() == 1);  // the connection itself lives on
+}
+
+TEST_CASE("ConnTable forgets idle connections and evicts beyond its bound") {
+  Fixture f;
+  f.options.conn_idle_timeout_ns = 10'000;
+  f.options.max_connections = 20;
+  ConnTable table(f.options, f.sink, f.sink);
+  for (int i = 0; i < 21; ++i) {
+    const ConnIdSpec id{.tgid = 1, .fd = i, .gen = static_cast<uint64_t>(i)};
+    table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1, "s",
+                                                   static_cast<uint64_t>(i))),
+                 "");
+  }
+  CHECK(table.stats().evicted == 3);  // 21 > 20: the idlest tenth (+1) go
+  CHECK(table.size() == 18);
+  table.Tick(20'000);
+  CHECK(table.stats().expired == 18);
+  CHECK(table.size() == 0);
+}
+
+TEST_CASE("ConnTable FinishAll writes in-flight exchanges as incomplete") {
+  Fixture f;
+  const ConnIdSpec id;
+  f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+  f.Data(id, HT_DIR_INGRESS, 0, kReq, 1, 0, HT_DATA_F_STREAM_START);
+  f.table.FinishAll();
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].exchange.incomplete);
+  CHECK(f.table.size() == 0);
+}
+
+}  // namespace
+}  // namespace httptraced::conn

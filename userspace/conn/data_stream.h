@@ -1,0 +1,97 @@
+// DataStream: one direction of one connection, put back in byte order.
+//
+// Each data event carries the position of its first byte in the direction's
+// stream, so reassembly is by position: in-order chunks pass straight through
+// (zero copy), chunks that arrive ahead of a hole wait (copied, bounded), and a
+// hole that does not fill in time becomes an explicit gap. Bytes on either
+// side of a gap are never glued together.
+#ifndef HTTPTRACED_CONN_DATA_STREAM_H_
+#define HTTPTRACED_CONN_DATA_STREAM_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+
+#include "http/message.h"
+
+namespace httptraced::conn {
+
+// Where reassembled bytes go, in order.
+class StreamConsumer {
+ public:
+  virtual ~StreamConsumer() = default;
+  virtual void OnBytes(std::string_view bytes, const http::ChunkMeta& meta) = 0;
+  virtual void OnGap(uint64_t len, const http::ChunkMeta& meta) = 0;
+};
+
+struct DataStreamLimits {
+  size_t max_pending_bytes = 256 * 1024;  // waiting behind a hole, per direction
+  uint64_t hole_timeout_ns = 20'000'000;  // a hole older than this is a gap
+};
+
+struct DataStreamStats {
+  uint64_t gaps = 0;           // holes declared
+  uint64_t gap_bytes = 0;      // bytes in them (including uncaptured `skip` bytes)
+  uint64_t late_chunks = 0;    // chunks entirely behind the stream (duplicates, too late)
+  uint64_t reordered = 0;      // chunks that arrived ahead of a hole
+};
+
+class DataStream {
+ public:
+  explicit DataStream(DataStreamLimits limits = {}) : limits_(limits) {}
+
+  // The direction's events begin at `pos` (from the connection's open event).
+  void StartAt(uint64_t pos) {
+    if (!started_) {
+      started_ = true;
+      next_pos_ = pos;
+    }
+  }
+
+  // A chunk: `payload` starts at stream position `pos`, followed by `skip`
+  // bytes that were not captured. `stream_start`: the kernel's first event for
+  // this direction (its position is where the stream begins for us).
+  // `now_ns` is the daemon's monotonic clock, used to age holes.
+  void Add(uint64_t pos, std::string_view payload, uint64_t skip, bool stream_start,
+           const http::ChunkMeta& meta, uint64_t now_ns, StreamConsumer& out);
+
+  // Declares holes older than the timeout (or all holes when `force`) as gaps
+  // and delivers what waited behind them.
+  void FlushHoles(uint64_t now_ns, bool force, StreamConsumer& out);
+
+  // The direction ended at `end_pos` (from the close event): everything pending
+  // is delivered, and bytes never seen up to end_pos become a final gap.
+  void Finish(uint64_t end_pos, const http::ChunkMeta& meta, StreamConsumer& out);
+
+  bool started() const { return started_; }
+  uint64_t next_pos() const { return next_pos_; }
+  size_t pending_bytes() const { return pending_bytes_; }
+  bool has_pending() const { return !pending_.empty(); }
+  const DataStreamStats& stats() const { return stats_; }
+
+ private:
+  struct Pending {
+    std::string bytes;
+    uint64_t skip = 0;
+    http::ChunkMeta meta;
+  };
+  // Delivers a chunk at next_pos_ (possibly overlapping bytes already seen).
+  void Deliver(uint64_t pos, std::string_view payload, uint64_t skip,
+               const http::ChunkMeta& meta, StreamConsumer& out);
+  // Delivers waiting chunks that have become contiguous.
+  void DrainContiguous(StreamConsumer& out);
+  void DeclareGapTo(uint64_t pos, const http::ChunkMeta& meta, StreamConsumer& out);
+
+  DataStreamLimits limits_;
+  bool started_ = false;
+  uint64_t next_pos_ = 0;
+  std::map<uint64_t, Pending> pending_;  // by position; empty on the fast path
+  size_t pending_bytes_ = 0;
+  uint64_t hole_since_ns_ = 0;
+  DataStreamStats stats_;
+};
+
+}  // namespace httptraced::conn
+
+#endif  // HTTPTRACED_CONN_DATA_STREAM_H_

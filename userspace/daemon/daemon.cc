@@ -1,0 +1,183 @@
+#include "daemon/daemon.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bpf/event.h"
+
+namespace httptraced::daemon {
+namespace {
+
+constexpr int kPollTimeoutMs = 50;              // bounds record latency and signal handling
+constexpr uint64_t kTickNs = 50'000'000;        // holes, timeouts, rotation by age
+constexpr uint64_t kFlushAfterNs = 200'000'000; // a record reaches the file within this
+constexpr size_t kFlushBytes = 256 * 1024;      // or once this much is batched
+
+uint64_t Now(clockid_t clock) {
+  timespec ts;
+  clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+conn::ConnTableOptions TableOptions(const config::Config& c) {
+  conn::ConnTableOptions o;
+  o.session.max_body_bytes = c.max_body_bytes;
+  o.session.max_header_bytes = c.max_header_bytes;
+  o.request_timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(c.request_timeout));
+  o.conn_idle_timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(c.conn_idle_timeout));
+  o.max_connections = c.max_connections;
+  return o;
+}
+
+record::RecordOptions BuilderOptions(const config::Config& c) {
+  record::RecordOptions o;
+  o.redact_headers = c.redact_headers;
+  o.capture_bodies = c.capture_bodies;
+  o.host_name = c.host_name;
+  return o;
+}
+
+}  // namespace
+
+Daemon::Daemon(const config::Config& config, output::RecordSink& sink)
+    : config_(config),
+      sink_(sink),
+      table_(TableOptions(config), *this, *this),
+      builder_(BuilderOptions(config)) {
+  RefreshClock();
+  batch_.reserve(kFlushBytes + 64 * 1024);
+}
+
+void Daemon::RefreshClock() {
+  // Bracket the realtime read with two monotonic reads to bound the error.
+  const uint64_t m1 = Now(CLOCK_MONOTONIC);
+  const uint64_t r = Now(CLOCK_REALTIME);
+  const uint64_t m2 = Now(CLOCK_MONOTONIC);
+  clock_.realtime_minus_monotonic_ns =
+      static_cast<int64_t>(r) - static_cast<int64_t>(m1 + (m2 - m1) / 2);
+  now_ns_ = m2;
+}
+
+void Daemon::OnSample(std::string_view sample) {
+  ++stats_.events;
+  absl::StatusOr<bpf::Event> ev = bpf::DecodeEvent(sample);
+  if (!ev.ok()) {
+    if (stats_.decode_errors++ == 0) {
+      std::fprintf(stderr, "httptraced: dropping malformed BPF event: %s\n",
+                   ev.status().ToString().c_str());
+    }
+    return;
+  }
+  if (auto* data = std::get_if<bpf::DataEvent>(&*ev)) {
+    stats_.payload_bytes += data->payload.size();
+    table_.OnData(*data, now_ns_);
+  } else if (auto* open = std::get_if<bpf::OpenEvent>(&*ev)) {
+    table_.OnOpen(*open, processes_.Executable(open->info.key.tgid, now_ns_));
+  } else {
+    table_.OnClose(std::get<bpf::CloseEvent>(*ev));
+  }
+}
+
+void Daemon::OnExchange(const conn::ConnInfo& conn, http::Exchange&& exchange) {
+  if (batch_.empty()) batch_started_ns_ = now_ns_;
+  builder_.Append(conn, exchange, record::ProcessDetails{conn.executable}, clock_, batch_);
+  ++stats_.records;
+  if (batch_.size() >= kFlushBytes) Flush();
+}
+
+void Daemon::StopTracing(const conn::ConnKey& key) {
+  if (tracer_ == nullptr) return;
+  if (absl::Status s = tracer_->Disable(key); !s.ok()) {
+    std::fprintf(stderr, "httptraced: %s\n", s.ToString().c_str());
+  }
+}
+
+void Daemon::Flush() {
+  if (batch_.empty()) return;
+  if (absl::Status s = sink_.Write(batch_); !s.ok()) {
+    std::fprintf(stderr, "httptraced: %s\n", std::string(s.message()).c_str());
+  }
+  batch_.clear();
+}
+
+void Daemon::Tick(uint64_t now_ns) {
+  table_.Tick(now_ns);
+  sink_.Tick();
+}
+
+std::string Daemon::StatsLine() const {
+  const conn::ConnTableStats t = table_.stats();
+  const output::SinkStats& o = sink_.stats();
+  bpf::KernelCounters k;
+  if (tracer_ != nullptr) k = tracer_->ReadCounters();
+  return absl::StrFormat(
+      "httptraced: stats events=%d bytes=%d records=%d written=%d lost=%d kernel_drops=%d "
+      "kernel_drop_bytes=%d parse_errors=%d gaps=%d connections=%d opened=%d evicted=%d "
+      "not_http=%d decode_errors=%d",
+      stats_.events, stats_.payload_bytes, stats_.records, o.records_written, o.records_lost,
+      k.ring_drops, k.ring_drop_bytes, t.parse_errors, t.gaps, table_.size(), t.opened,
+      t.evicted, t.not_http + k.not_http, stats_.decode_errors);
+}
+
+absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
+  tracer_ = &tracer;
+  uint64_t last_tick = Now(CLOCK_MONOTONIC);
+  uint64_t last_clock = last_tick;
+  uint64_t last_stats = last_tick;
+  const uint64_t stats_every =
+      static_cast<uint64_t>(absl::ToInt64Nanoseconds(config_.stats_interval));
+  bool stop = false;
+  while (!stop) {
+    now_ns_ = Now(CLOCK_MONOTONIC);
+    absl::StatusOr<int> polled = tracer.Poll(kPollTimeoutMs);
+    if (!polled.ok()) return polled.status();
+    now_ns_ = Now(CLOCK_MONOTONIC);
+
+    signalfd_siginfo si;
+    while (read(signal_fd, &si, sizeof(si)) == sizeof(si)) {
+      if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+        stop = true;
+      } else if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGHUP) {
+        Flush();
+        if (absl::Status s = sink_.Reopen(); !s.ok()) {
+          std::fprintf(stderr, "httptraced: reopening the log: %s\n",
+                       std::string(s.message()).c_str());
+        }
+      }
+    }
+    if (now_ns_ - last_tick >= kTickNs) {
+      Tick(now_ns_);
+      last_tick = now_ns_;
+    }
+    if (now_ns_ - last_clock >= 1'000'000'000) {
+      RefreshClock();
+      last_clock = now_ns_;
+    }
+    if (!batch_.empty() && now_ns_ - batch_started_ns_ >= kFlushAfterNs) Flush();
+    if (stats_every > 0 && now_ns_ - last_stats >= stats_every) {
+      std::fprintf(stderr, "%s\n", StatsLine().c_str());
+      last_stats = now_ns_;
+    }
+  }
+  // Shutdown: stop new events, take what the kernel already queued, then
+  // finish every connection so in-flight exchanges are written as incomplete.
+  tracer.Detach();
+  now_ns_ = Now(CLOCK_MONOTONIC);
+  if (absl::StatusOr<int> drained = tracer.Drain(); !drained.ok()) {
+    std::fprintf(stderr, "httptraced: %s\n", drained.status().ToString().c_str());
+  }
+  table_.FinishAll();
+  Flush();
+  std::fprintf(stderr, "%s\n", StatsLine().c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace httptraced::daemon

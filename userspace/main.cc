@@ -1,0 +1,87 @@
+// httptraced: records every HTTP/1.x exchange on this host as one JSON line.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "bpf/tracer.h"
+#include "config/config.h"
+#include "daemon/daemon.h"
+#include "output/rotating_log.h"
+#include "output/stdout_sink.h"
+
+namespace {
+
+int Fail(const absl::Status& status, int code) {
+  std::fprintf(stderr, "httptraced: %s\n", std::string(status.message()).c_str());
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "records every HTTP/1.x exchange on this host as one JSON line (ECS fields).\n"
+      "Usage: httptraced [--log_dir=DIR | --stdout] [--pid=P,...] [--port=N,...] [flags]\n"
+      "Runs as root (or with CAP_BPF, CAP_PERFMON). --flagfile=FILE reads flags from a file.");
+  absl::ParseCommandLine(argc, argv);
+
+  absl::StatusOr<httptraced::config::Config> config = httptraced::config::FromFlags();
+  if (!config.ok()) return Fail(config.status(), 2);
+
+  // Signals are taken synchronously by the event loop.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&mask, sig);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  const int signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd < 0) return Fail(absl::InternalError("signalfd failed"), 1);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<httptraced::output::RecordSink> sink;
+  if (config->to_stdout) {
+    httptraced::output::StdoutSink::Options options;
+    options.on_event = [](const httptraced::output::SinkEvent& event) {
+      std::fprintf(stderr, "httptraced: stdout: %s\n", event.ToString().c_str());
+    };
+    sink = std::make_unique<httptraced::output::StdoutSink>(std::move(options));
+  } else {
+    httptraced::output::RotatingLog::Options options;
+    options.dir = config->log_dir;
+    options.max_size_bytes = config->log_max_size_mb << 20;
+    options.max_files = config->log_max_files;
+    options.max_age = config->log_max_age;
+    options.compress = config->log_compress;
+    options.on_event = [](const httptraced::output::SinkEvent& event) {
+      std::fprintf(stderr, "httptraced: log: %s\n", event.ToString().c_str());
+    };
+    auto log = httptraced::output::RotatingLog::Open(options);
+    if (!log.ok()) return Fail(log.status(), 1);
+    sink = *std::move(log);
+  }
+
+  httptraced::daemon::Daemon daemon(*config, *sink);
+  httptraced::bpf::TracerOptions topts;
+  topts.pids = config->pids;
+  topts.ports = config->ports;
+  topts.self_tgid = static_cast<uint32_t>(getpid());
+  topts.max_capture_bytes = config->max_capture_bytes;
+  topts.ring_buffer_bytes = config->ring_buffer_mb << 20;
+  topts.max_connections = config->max_connections;
+  topts.tracefs = config->tracefs;
+  topts.verbosity = config->verbosity;
+  auto tracer = httptraced::bpf::Tracer::Start(topts, &daemon);
+  if (!tracer.ok()) return Fail(tracer.status(), 1);
+  std::fprintf(stderr, "httptraced: tracing (%d tracepoints attached), writing to %s\n",
+               (*tracer)->attached_programs(),
+               config->to_stdout ? "standard output" : (config->log_dir + "/httptraced.json").c_str());
+
+  if (absl::Status s = daemon.Run(**tracer, signal_fd); !s.ok()) return Fail(s, 1);
+  close(signal_fd);
+  return 0;
+}
