@@ -1,0 +1,120 @@
+#include "http/stitcher.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace httptraced::http {
+namespace {
+
+bool IsInterim(const Message& response) {
+  return response.status_code >= 100 && response.status_code < 200 && response.status_code != 101;
+}
+
+}  // namespace
+
+Stitcher::Stitcher(size_t max_pending_requests)
+    : max_pending_(std::max<size_t>(max_pending_requests, 1)) {}
+
+void Stitcher::AddRequest(Message request, std::vector<Exchange>* out) {
+  if (fifo_.size() >= max_pending_) {
+    Pending& oldest = fifo_.front();
+    if (!oldest.expired) {
+      ++requests_dropped_;
+      EmitUnanswered(&oldest, out);
+    }
+    fifo_.pop_front();
+  }
+  Pending pending;
+  pending.method = request.method;
+  pending.first_ts_ns = request.first.ts_ns;
+  pending.request = std::move(request);
+  fifo_.push_back(std::move(pending));
+  ++waiting_;
+}
+
+namespace {
+// A request sent at `request_ts` can be answered by a response begun at
+// `response_ts`. A zero timestamp is unknown and rules nothing out.
+bool CanAnswer(uint64_t request_ts, uint64_t response_ts) {
+  return request_ts == 0 || response_ts == 0 || request_ts <= response_ts;
+}
+}  // namespace
+
+bool Stitcher::FrontAnswers(uint64_t response_ts_ns) const {
+  return !fifo_.empty() && CanAnswer(fifo_.front().first_ts_ns, response_ts_ns);
+}
+
+void Stitcher::AddResponse(Message response, std::vector<Exchange>* out) {
+  const bool answers = FrontAnswers(response.first.ts_ns);
+  if (IsInterim(response)) {
+    if (answers) {
+      ++fifo_.front().interim;
+    } else {
+      ++orphan_interim_;
+    }
+    return;
+  }
+  Exchange exchange;
+  if (answers) {
+    Pending& front = fifo_.front();
+    if (!front.expired) {
+      exchange.request = std::move(front.request);
+      --waiting_;
+    }
+    exchange.interim_responses = front.interim;
+    fifo_.pop_front();
+  }
+  // 1xx that found no request belong to this final response: typically a
+  // "100 Continue" sent while the request body was still arriving, before the
+  // request (complete only with its body) reached the FIFO.
+  exchange.interim_responses += orphan_interim_;
+  orphan_interim_ = 0;
+  exchange.response = std::move(response);
+  Emit(std::move(exchange), out);
+}
+
+void Stitcher::OnResponseSyncLost(uint64_t ts_ns, std::vector<Exchange>* out) {
+  while (!fifo_.empty() && fifo_.front().first_ts_ns < ts_ns) {
+    Pending& front = fifo_.front();
+    if (!front.expired) EmitUnanswered(&front, out);
+    fifo_.pop_front();
+  }
+}
+
+void Stitcher::ExpireOlderThan(uint64_t deadline_ns, std::vector<Exchange>* out) {
+  for (Pending& pending : fifo_) {
+    if (!pending.expired && pending.first_ts_ns < deadline_ns) EmitUnanswered(&pending, out);
+  }
+}
+
+void Stitcher::Close(std::vector<Exchange>* out) {
+  for (Pending& pending : fifo_) {
+    if (!pending.expired) EmitUnanswered(&pending, out);
+  }
+  fifo_.clear();
+  orphan_interim_ = 0;
+}
+
+std::string_view Stitcher::PendingMethod(size_t skip, uint64_t response_ts_ns) const {
+  if (skip >= fifo_.size()) return {};
+  const Pending& pending = fifo_[skip];
+  if (!CanAnswer(pending.first_ts_ns, response_ts_ns)) return {};
+  return pending.method;
+}
+
+void Stitcher::Emit(Exchange exchange, std::vector<Exchange>* out) {
+  exchange.seq = next_seq_++;
+  out->push_back(std::move(exchange));
+}
+
+void Stitcher::EmitUnanswered(Pending* pending, std::vector<Exchange>* out) {
+  Exchange exchange;
+  exchange.request = std::move(pending->request);
+  exchange.interim_responses = pending->interim;
+  exchange.incomplete = true;
+  pending->expired = true;
+  --waiting_;
+  Emit(std::move(exchange), out);
+}
+
+}  // namespace httptraced::http

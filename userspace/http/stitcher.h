@@ -1,0 +1,89 @@
+// Stitcher: pairs the requests and responses of one connection into exchanges.
+//
+// HTTP/1.x answers requests in order, so requests wait in a FIFO and each final
+// response answers the oldest unanswered one (pipelined requests 1, 2, 3 pair
+// with responses 1, 2, 3). Interim 1xx responses (not 101) are counted on the
+// exchange of the next final response and do not consume a request; a 1xx may
+// arrive before its request is complete (Expect: 100-continue: the request
+// reaches the stitcher only with its body, after the 100).
+//
+// Lost bytes make the order ambiguous; the stitcher prefers leaving a request or
+// a response unpaired to pairing it with the wrong partner:
+//  - A response never answers a request whose first byte came after the
+//    response's first byte (timestamps of the syscalls that carried them; a
+//    zero timestamp counts as unknown and rules nothing out). A
+//    response to a request that was never seen (lost in a gap, or sent before
+//    tracing began) therefore does not steal the next request: it becomes an
+//    exchange with only a response.
+//  - When the response direction loses sync at time T (a gap not absorbed by a
+//    body of known length, or garbage where a response should have started: a
+//    response mangled from its first byte is as lost as one in a gap), any
+//    response in the lost bytes answered a request sent before T. How many were lost is unknown, so
+//    every request sent before T and still waiting is emitted unanswered (incomplete), and later
+//    responses pair with requests sent after T. Only a client that pipelined yet
+//    another request between T and the next response can still be mispaired.
+//  - Requests given up on by ExpireOlderThan stay in the FIFO as placeholders so
+//    that a late response consumes the placeholder (and is reported without its
+//    request) instead of the next request's slot.
+#ifndef HTTPTRACED_HTTP_STITCHER_H_
+#define HTTPTRACED_HTTP_STITCHER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/message.h"
+
+namespace httptraced::http {
+
+class Stitcher {
+ public:
+  explicit Stitcher(size_t max_pending_requests);
+
+  void AddRequest(Message request, std::vector<Exchange>* out);
+  // Final responses are paired (or emitted alone); 1xx other than 101 are counted.
+  void AddResponse(Message response, std::vector<Exchange>* out);
+  // The response direction lost sync at `ts_ns`: requests sent before then and
+  // still unanswered are emitted as incomplete exchanges.
+  void OnResponseSyncLost(uint64_t ts_ns, std::vector<Exchange>* out);
+  // Unanswered requests whose first byte is older than `deadline_ns` are emitted
+  // as incomplete exchanges.
+  void ExpireOlderThan(uint64_t deadline_ns, std::vector<Exchange>* out);
+  // End of connection: every unanswered request is emitted as incomplete.
+  void Close(std::vector<Exchange>* out);
+
+  // Method of the request a final response starting at `response_ts_ns` would
+  // answer, `skip` places down the FIFO; "" when none or unknown.
+  std::string_view PendingMethod(size_t skip, uint64_t response_ts_ns) const;
+  // Requests waiting for a response (placeholders of expired ones excluded).
+  size_t pending_requests() const { return waiting_; }
+  uint64_t requests_dropped() const { return requests_dropped_; }
+
+ private:
+  struct Pending {
+    Message request;  // moved out (and `expired` set) once emitted by expiry
+    std::string method;
+    uint64_t first_ts_ns = 0;
+    uint32_t interim = 0;
+    bool expired = false;
+  };
+
+  // Whether the oldest entry may be answered by a response that began at `ts_ns`.
+  bool FrontAnswers(uint64_t response_ts_ns) const;
+  void Emit(Exchange exchange, std::vector<Exchange>* out);
+  void EmitUnanswered(Pending* pending, std::vector<Exchange>* out);
+
+  size_t max_pending_;
+  std::deque<Pending> fifo_;
+  size_t waiting_ = 0;           // entries of fifo_ not expired
+  uint32_t orphan_interim_ = 0;  // 1xx seen with no request to attach them to
+  uint64_t next_seq_ = 0;
+  uint64_t requests_dropped_ = 0;
+};
+
+}  // namespace httptraced::http
+
+#endif  // HTTPTRACED_HTTP_STITCHER_H_

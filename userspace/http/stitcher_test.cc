@@ -1,0 +1,175 @@
+#include "http/stitcher.h"
+
+#include <catch2/catch.hpp>
+#include <string>
+#include <vector>
+
+#include "http/test_util.h"
+
+namespace httptraced::http {
+namespace {
+
+using testing::DumpAll;
+
+Message Req(std::string_view method, std::string_view target, uint64_t ts) {
+  Message m = testing::Request(method, target);
+  m.first = {ts, 1};
+  m.last = {ts, 1};
+  return m;
+}
+
+Message Resp(int status, uint64_t ts) {
+  Message m = testing::Response(status, "R");
+  m.first = {ts, 1};
+  m.last = {ts, 1};
+  return m;
+}
+
+Exchange Ex(uint64_t seq, std::optional<Message> request, std::optional<Message> response,
+            uint32_t interim = 0, bool incomplete = false) {
+  Exchange e;
+  e.seq = seq;
+  e.request = std::move(request);
+  e.response = std::move(response);
+  e.interim_responses = interim;
+  e.incomplete = incomplete;
+  return e;
+}
+
+TEST_CASE("pipelined requests pair with responses in order", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  s.AddRequest(Req("GET", "/1", 10), &out);
+  s.AddRequest(Req("GET", "/2", 11), &out);
+  s.AddRequest(Req("POST", "/3", 12), &out);
+  CHECK(out.empty());
+  CHECK(s.pending_requests() == 3);
+  s.AddResponse(Resp(200, 20), &out);
+  s.AddResponse(Resp(404, 21), &out);
+  s.AddResponse(Resp(201, 22), &out);
+  CHECK(DumpAll(out, true) == DumpAll({Ex(0, Req("GET", "/1", 10), Resp(200, 20)),
+                                       Ex(1, Req("GET", "/2", 11), Resp(404, 21)),
+                                       Ex(2, Req("POST", "/3", 12), Resp(201, 22))},
+                                      true));
+  CHECK(s.pending_requests() == 0);
+}
+
+TEST_CASE("interim responses are counted, 101 is final", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  s.AddRequest(Req("POST", "/p", 10), &out);
+  s.AddResponse(Resp(100, 11), &out);
+  s.AddResponse(Resp(103, 12), &out);
+  CHECK(out.empty());
+  s.AddResponse(Resp(200, 13), &out);
+  s.AddRequest(Req("GET", "/ws", 20), &out);
+  s.AddResponse(Resp(101, 21), &out);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("POST", "/p", 10), Resp(200, 13), 2),
+                                 Ex(1, Req("GET", "/ws", 20), Resp(101, 21))}));
+}
+
+TEST_CASE("100 Continue before the request body completed", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  s.AddResponse(Resp(100, 11), &out);          // the request is still receiving its body
+  s.AddRequest(Req("PUT", "/big", 10), &out);  // complete now
+  s.AddResponse(Resp(201, 13), &out);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("PUT", "/big", 10), Resp(201, 13), 1)}));
+}
+
+TEST_CASE("the method a response answers, for HEAD and CONNECT rules", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  CHECK(s.PendingMethod(0, 100).empty());
+  s.AddRequest(Req("HEAD", "/", 10), &out);
+  s.AddRequest(Req("CONNECT", "h:443", 11), &out);
+  CHECK(s.PendingMethod(0, 20) == "HEAD");
+  CHECK(s.PendingMethod(1, 20) == "CONNECT");
+  CHECK(s.PendingMethod(2, 20).empty());
+  CHECK(s.PendingMethod(0, 5).empty());  // a response older than the request
+}
+
+TEST_CASE("a response with no request seen is reported alone", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  s.AddResponse(Resp(100, 5), &out);
+  s.AddResponse(Resp(200, 6), &out);
+  // A response that began before the only waiting request was sent cannot answer it.
+  s.AddRequest(Req("GET", "/late", 30), &out);
+  s.AddResponse(Resp(304, 20), &out);
+  CHECK(s.pending_requests() == 1);
+  s.AddResponse(Resp(200, 31), &out);
+  CHECK(DumpAll(out) ==
+        DumpAll({Ex(0, std::nullopt, Resp(200, 6), 1), Ex(1, std::nullopt, Resp(304, 20)),
+                 Ex(2, Req("GET", "/late", 30), Resp(200, 31))}));
+}
+
+TEST_CASE("unknown (zero) timestamps do not prevent pairing", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  s.AddRequest(Req("GET", "/1", 50), &out);
+  s.AddResponse(Resp(200, 0), &out);
+  s.AddRequest(Req("GET", "/2", 0), &out);
+  s.AddResponse(Resp(200, 10), &out);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("GET", "/1", 50), Resp(200, 0)),
+                                 Ex(1, Req("GET", "/2", 0), Resp(200, 10))}));
+}
+
+TEST_CASE("a full FIFO gives up on its oldest request", "[stitcher]") {
+  Stitcher s(2);
+  std::vector<Exchange> out;
+  s.AddRequest(Req("GET", "/1", 1), &out);
+  s.AddRequest(Req("GET", "/2", 2), &out);
+  s.AddRequest(Req("GET", "/3", 3), &out);
+  CHECK(s.requests_dropped() == 1);
+  CHECK(s.pending_requests() == 2);
+  s.AddResponse(Resp(200, 4), &out);
+  s.AddResponse(Resp(200, 5), &out);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("GET", "/1", 1), std::nullopt, 0, true),
+                                 Ex(1, Req("GET", "/2", 2), Resp(200, 4)),
+                                 Ex(2, Req("GET", "/3", 3), Resp(200, 5))}));
+}
+
+TEST_CASE("close emits unanswered requests as incomplete", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  s.AddRequest(Req("GET", "/1", 1), &out);
+  s.AddRequest(Req("POST", "/2", 2), &out);
+  s.AddResponse(Resp(100, 3), &out);
+  s.Close(&out);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("GET", "/1", 1), std::nullopt, 1, true),
+                                 Ex(1, Req("POST", "/2", 2), std::nullopt, 0, true)}));
+  CHECK(s.pending_requests() == 0);
+}
+
+TEST_CASE("expired requests leave a placeholder for their late response", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  s.AddRequest(Req("GET", "/slow", 10), &out);
+  s.AddRequest(Req("GET", "/next", 20), &out);
+  s.ExpireOlderThan(15, &out);
+  CHECK(s.pending_requests() == 1);
+  s.ExpireOlderThan(15, &out);         // nothing more
+  s.AddResponse(Resp(200, 30), &out);  // answers /slow, already reported
+  s.AddResponse(Resp(200, 31), &out);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("GET", "/slow", 10), std::nullopt, 0, true),
+                                 Ex(1, std::nullopt, Resp(200, 30)),
+                                 Ex(2, Req("GET", "/next", 20), Resp(200, 31))}));
+}
+
+TEST_CASE("response direction losing sync: requests sent before are left unanswered",
+          "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  s.AddRequest(Req("GET", "/1", 10), &out);
+  s.AddRequest(Req("GET", "/2", 20), &out);
+  s.AddRequest(Req("GET", "/3", 40), &out);
+  s.OnResponseSyncLost(30, &out);
+  s.AddResponse(Resp(200, 50), &out);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("GET", "/1", 10), std::nullopt, 0, true),
+                                 Ex(1, Req("GET", "/2", 20), std::nullopt, 0, true),
+                                 Ex(2, Req("GET", "/3", 40), Resp(200, 50))}));
+}
+
+}  // namespace
+}  // namespace httptraced::http
