@@ -88,8 +88,8 @@ static __always_inline bool conn__disabled(const struct conn_key *key, struct co
 /*
  * Decides whether the stream starts like HTTP/1.x, from the first bytes of
  * this syscall (continuing a short prefix left by the previous one). A
- * connection seen from its accept()/connect() gets one attempt; one found
- * mid-stream may need a few syscalls before a message starts.
+ * connection seen from its accept()/connect() gets a few attempts; one found
+ * mid-stream may need more syscalls before a message starts.
  */
 static __always_inline enum infer_result conn__infer(const struct conn_key *key,
 						     struct conn_state *c, __u8 dir, __u64 pos,
@@ -136,7 +136,8 @@ static __always_inline enum infer_result conn__infer(const struct conn_key *key,
 		return INFER_MATCH;
 	}
 	c->attempts++;
-	if (c->origin != HT_ORIGIN_DISCOVERED || c->attempts >= HT_MAX_INFER_ATTEMPTS) {
+	if (c->attempts >= (c->origin == HT_ORIGIN_DISCOVERED ? HT_MAX_INFER_ATTEMPTS_DISCOVERED
+							      : HT_MAX_INFER_ATTEMPTS_FRESH)) {
 		counters__add(HT_CNT_NOT_HTTP, 1);
 		conn__ignore(key, c, HT_CLOSE_NOT_HTTP);
 	}

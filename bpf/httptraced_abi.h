@@ -26,8 +26,13 @@
 #define HT_MAX_MMSG 8
 /* Bytes the kernel accumulates to decide whether a connection speaks HTTP/1.x. */
 #define HT_PREFIX_LEN 8
-/* Syscalls a connection found mid-stream may take to show an HTTP message start. */
-#define HT_MAX_INFER_ATTEMPTS 32
+/*
+ * Payload syscalls a connection may take to show an HTTP message start: a few
+ * from its accept()/connect() (a client may send junk before a valid request),
+ * more when it was found mid-stream (it may be in the middle of a body).
+ */
+#define HT_MAX_INFER_ATTEMPTS_FRESH 4
+#define HT_MAX_INFER_ATTEMPTS_DISCOVERED 32
 /* Syscall numbers covered by the number -> kind table (a power of two). */
 #define HT_MAX_SYSCALL_NR 512
 /* Entries in the --pid / --port filter arrays. */

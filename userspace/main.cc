@@ -8,6 +8,8 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "bpf/tracer.h"
 #include "config/config.h"
@@ -29,6 +31,14 @@ int main(int argc, char** argv) {
       "records every HTTP/1.x exchange on this host as one JSON line (ECS fields).\n"
       "Usage: httptraced [--log_dir=DIR | --stdout] [--pid=P,...] [--port=N,...] [flags]\n"
       "Runs as root (or with CAP_BPF, CAP_PERFMON). --flagfile=FILE reads flags from a file.");
+  absl::FlagsUsageConfig usage;
+  // --help lists httptraced's own flags (they live in config/config.cc).
+  usage.contains_help_flags = [](absl::string_view path) {
+    return absl::EndsWith(path, "config/config.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  usage.version_string = [] { return std::string("httptraced 0.1.0\n"); };
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   absl::StatusOr<httptraced::config::Config> config = httptraced::config::FromFlags();

@@ -171,6 +171,13 @@ def py_server6():
 
 
 @pytest.fixture(scope="session")
+def lenient_server():
+    s = start_server([PYTHON, str(SERVERS / "lenient_server.py")], "127.0.0.1")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
 def node_server():
     s = start_server(["node", str(SERVERS / "node_server.js")], "127.0.0.1")
     yield s

@@ -302,3 +302,115 @@ def test_sigterm_writes_inflight_exchange_as_incomplete_and_exits_0(tmp_path, py
     assert recs[0]["event"]["outcome"] == "unknown"
     assert d.log.read_bytes().endswith(b"\n")
     assert "httptraced: stats events=" in d.stderr()
+
+
+def exchange(sock, request, expect_body):
+    sock.sendall(request)
+    want = b"Content-Length: %d\r\n\r\n%s" % (len(expect_body), expect_body)
+    got = b""
+    deadline = time.monotonic() + 5
+    while want not in got and time.monotonic() < deadline:
+        got += sock.recv(65536)
+    assert want in got, got
+
+
+def test_garbage_inside_a_connection_then_valid_requests(tracer, lenient_server):
+    """Junk first, then requests; junk between requests: the parser resynchronises."""
+    with socket.create_connection(("127.0.0.1", lenient_server.port)) as s:
+        s.sendall(b"\x00\x01\x02junk that is not http\r\n\r\n")
+        time.sleep(0.1)
+        exchange(s, b"GET /l/one HTTP/1.1\r\nHost: l\r\n\r\n", b"path=/l/one\n")
+        s.sendall(b"\xff\xfe more junk \r\n\r\n")
+        time.sleep(0.1)
+        exchange(s, b"GET /l/two HTTP/1.1\r\nHost: l\r\n\r\n", b"path=/l/two\n")
+    for role in ("server", "client"):
+        one_ = one(tracer, match(lenient_server.port, "/l/one", role))
+        two = one(tracer, match(lenient_server.port, "/l/two", role))
+        assert one_["httptraced"]["connection"]["id"] == two["httptraced"]["connection"]["id"]
+        assert [one_["httptraced"]["connection"]["seq"], two["httptraced"]["connection"]["seq"]] == [0, 1]
+        assert one_["http"]["response"]["body"] == {"bytes": 12, "content": "path=/l/one\n"}
+        assert two["http"]["response"]["body"] == {"bytes": 12, "content": "path=/l/two\n"}
+        assert two["httptraced"]["request"]["gap_before"] is True
+        assert two["httptraced"]["incomplete"] is False
+    assert len([r for r in tracer.records() if server_port(r) == lenient_server.port]) == 4
+
+
+def test_port_filter_traces_only_that_port(tmp_path, py_server, lenient_server):
+    d = Daemon(tmp_path / "logs", f"--port={lenient_server.port}").start()
+    try:
+        curl(py_server.url("/path/filtered-out"))
+        with socket.create_connection(("127.0.0.1", lenient_server.port)) as s:
+            exchange(s, b"GET /l/filtered-in HTTP/1.1\r\nHost: l\r\n\r\n", b"path=/l/filtered-in\n")
+        assert len(d.wait_for(match(lenient_server.port, "/l/filtered-in"), 2)) == 2
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert {server_port(r) for r in d.records()} == {lenient_server.port}
+
+
+def test_pid_filter_traces_only_that_process(tmp_path, py_server):
+    d = Daemon(tmp_path / "logs", f"--pid={py_server.pid}").start()
+    try:
+        curl(py_server.url("/path/pid-filter"))
+        srv = one(d, match(py_server.port, "/path/pid-filter", "server"))
+        assert srv["process"]["pid"] == py_server.pid
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert {r["process"]["pid"] for r in d.records()} == {py_server.pid}
+
+
+def test_rotation_keeps_every_record_once_and_whole(tmp_path, py_server):
+    """A small --log_max_size_mb: records spread over rotated files, none lost, none split."""
+    d = Daemon(tmp_path / "logs", "--log_max_size_mb=1", "--log_max_files=50",
+               f"--pid={py_server.pid}").start()
+    n = 600
+    body = b"r" * 2000
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", py_server.port)
+        for i in range(n):
+            conn.request("POST", f"/echo?rot={i}", body=body)
+            assert conn.getresponse().read() == body
+        conn.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            files = sorted(p.name for p in (tmp_path / "logs").iterdir())
+            if len(files) >= 3:
+                break
+            time.sleep(0.1)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    logs = tmp_path / "logs"
+    files = sorted(p.name for p in logs.iterdir())
+    backups = [f for f in files if f != "httptraced.json"]
+    assert backups, files
+    assert all(f.startswith("httptraced-") and f.endswith((".json", ".json.gz")) for f in backups)
+    import gzip
+    seen = []
+    for f in files:
+        data = (gzip.decompress if f.endswith(".gz") else bytes)((logs / f).read_bytes())
+        assert data.endswith(b"\n"), f"{f} ends in a partial line"
+        assert len(data) <= 1 << 20, f"{f} is {len(data)} bytes, over --log_max_size_mb"
+        for line in data.splitlines():
+            rec = json.loads(line)
+            seen.append(rec["url"]["original"])
+        assert os.stat(logs / f).st_mode & 0o777 == 0o640
+    assert os.stat(logs).st_mode & 0o777 == 0o750
+    assert sorted(seen) == sorted(f"/echo?rot={i}" for i in range(n))
+
+
+def test_upgrade_stops_parsing_after_101(tracer, node_server):
+    with socket.create_connection(("127.0.0.1", node_server.port)) as s:
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: n\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+        assert got.startswith(b"HTTP/1.1 101")
+        # After the switch: bytes that look like HTTP must not become records.
+        s.sendall(b"GET /not-http-anymore HTTP/1.1\r\nHost: n\r\n\r\n")
+        echoed = b""
+        while b"\r\n\r\n" not in echoed:
+            echoed += s.recv(4096)
+    r = one(tracer, match(node_server.port, "/ws", "server"))
+    assert r["http"]["response"]["status_code"] == 101
+    assert r["http"]["request"]["headers"]["upgrade"] == "echo"
+    time.sleep(0.5)
+    assert not [x for x in tracer.records() if x.get("url", {}).get("path") == "/not-http-anymore"]
