@@ -43,6 +43,9 @@ function(bpf_object)
   add_custom_target(${B_NAME}_skel_gen DEPENDS ${skel})
   add_library(${B_NAME}_skel INTERFACE)
   add_dependencies(${B_NAME}_skel ${B_NAME}_skel_gen)
-  target_include_directories(${B_NAME}_skel INTERFACE ${CMAKE_CURRENT_BINARY_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+  # SYSTEM: the generated skeleton is not held to our warning flags (it embeds
+  # the object as one long string literal).
+  target_include_directories(${B_NAME}_skel SYSTEM INTERFACE ${CMAKE_CURRENT_BINARY_DIR})
+  target_include_directories(${B_NAME}_skel INTERFACE ${CMAKE_CURRENT_SOURCE_DIR})
   target_link_libraries(${B_NAME}_skel INTERFACE PkgConfig::LIBBPF)
 endfunction()
