@@ -3,15 +3,17 @@ import base64
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 
 import pytest
 
-from conftest import PYTHON, SERVERS, Daemon, curl, server_port, start_server
+from conftest import BIN, PYTHON, SERVERS, Daemon, curl, server_port, start_server
 
 
 def match(port, path=None, role=None, method=None, original=None):
@@ -414,3 +416,97 @@ def test_upgrade_stops_parsing_after_101(tracer, node_server):
     assert r["http"]["request"]["headers"]["upgrade"] == "echo"
     time.sleep(0.5)
     assert not [x for x in tracer.records() if x.get("url", {}).get("path") == "/not-http-anymore"]
+
+
+def test_credentials_are_redacted_by_default(tracer, py_server):
+    out, _ = curl("-H", "Authorization: Bearer s3cr3t-token", "-H", "Cookie: session=abc123",
+                  "-H", "X-Api-Key: visible", py_server.url("/hello?t=redact"))
+    assert out == b"hello world\n"
+    for role in ("server", "client"):
+        r = one(tracer, match(py_server.port, "/hello", role, original="/hello?t=redact"))
+        headers = r["http"]["request"]["headers"]
+        assert headers["authorization"] == "[REDACTED]"
+        assert headers["cookie"] == "[REDACTED]"
+        assert headers["x-api-key"] == "visible"
+    assert b"s3cr3t-token" not in tracer.log.read_bytes()
+    assert b"abc123" not in tracer.log.read_bytes()
+
+
+def test_stdout_and_flagfile(tmp_path, py_server):
+    flags = tmp_path / "httptraced.conf"
+    flags.write_text(f"--stdout\n--port={py_server.port}\n--redact_headers=x-api-key\n")
+    proc = subprocess.Popen([str(BIN), f"--flagfile={flags}", "--stats_interval=0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = []
+    try:
+        deadline = time.monotonic() + 20
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            line = proc.stderr.readline().decode()
+            ready = "httptraced: tracing" in line
+        assert ready, "httptraced --stdout did not start"
+        curl("-H", "X-Api-Key: k", "-H", "Authorization: Basic abc", py_server.url("/path/stdout"))
+    finally:
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err.decode()
+    recs = [json.loads(l) for l in out.splitlines()]
+    assert sorted(r["httptraced"]["role"] for r in recs) == ["client", "server"]
+    for r in recs:
+        assert r["url"]["original"] == "/path/stdout"
+        assert r["http"]["request"]["headers"]["x-api-key"] == "[REDACTED]"
+        # The flag replaced the default list.
+        assert r["http"]["request"]["headers"]["authorization"] == "Basic abc"
+
+
+def test_unprivileged_start_fails_with_one_clear_sentence():
+    # A copy nobody can reach (the build tree may sit in a root-only directory).
+    exe_dir = tempfile.mkdtemp(prefix="httptraced-unpriv-")
+    os.chmod(exe_dir, 0o755)
+    exe = shutil.copy(BIN, exe_dir)
+    os.chmod(exe, 0o755)
+    try:
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "--inh-caps=-all", "--bounding-set=-all", exe, "--stdout"],
+                           capture_output=True, text=True, timeout=30)
+    finally:
+        shutil.rmtree(exe_dir)
+    assert p.returncode == 1
+    assert p.stderr.strip() == (
+        "httptraced: httptraced needs root (or CAP_BPF and CAP_PERFMON) to load its BPF "
+        "programs: run it with sudo or as the httptraced systemd service")
+
+
+def test_bad_flag_value_is_rejected_before_loading():
+    p = subprocess.run([str(BIN), "--port=80,http"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2
+    assert p.stderr.strip() == 'httptraced: --port: "http" is not a number between 1 and 65535'
+
+
+def test_mounts_tracefs_when_it_is_missing(tmp_path, py_server):
+    """In a private mount namespace without tracefs, the daemon mounts it itself."""
+    script = (f"umount /sys/kernel/tracing 2>/dev/null; "
+              f"test -e /sys/kernel/tracing/events && exit 3; "
+              f"exec {BIN} --log_dir={tmp_path}/logs --stats_interval=0")
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            stderr=subprocess.PIPE, text=True)
+    err = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            err.append(line.rstrip())
+            if "httptraced: tracing" in line:
+                break
+        assert "httptraced: mounted tracefs at /sys/kernel/tracing" in err, err
+        assert any("httptraced: tracing" in l for l in err), err
+        curl(py_server.url("/path/after-mount"))
+        d = Daemon(tmp_path / "logs")
+        assert len(d.wait_for(match(py_server.port, "/path/after-mount"), 2)) == 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    assert proc.returncode == 0
