@@ -8,6 +8,7 @@ BUILD_DEPS=(
   clang llvm libclang-rt-14-dev   # BPF objects (clang -target bpf), sanitizers, libFuzzer
   libbpf-dev bpftool libelf-dev zlib1g-dev
   libabsl-dev nlohmann-json3-dev catch2
+  libsystemd-dev                  # sd_notify (Type=notify)
 )
 TEST_DEPS=(
   python3 python3-pytest python3-jsonschema   # end-to-end harness and schema checks

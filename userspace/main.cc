@@ -1,10 +1,13 @@
 // httptraced: records every HTTP/1.x exchange on this host as one JSON line.
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -19,9 +22,41 @@
 
 namespace {
 
+using httptraced::config::Config;
+using httptraced::output::RecordSink;
+
 int Fail(const absl::Status& status, int code) {
   std::fprintf(stderr, "httptraced: %s\n", std::string(status.message()).c_str());
   return code;
+}
+
+// sd_notify(3): a no-op when not started by systemd (NOTIFY_SOCKET unset).
+class SystemdNotifier final : public httptraced::daemon::Notifier {
+ public:
+  void Notify(const std::string& state) override { sd_notify(0, state.c_str()); }
+};
+
+absl::StatusOr<std::unique_ptr<RecordSink>> OpenSink(const Config& config) {
+  if (config.to_stdout) {
+    httptraced::output::StdoutSink::Options options;
+    options.on_event = [](const httptraced::output::SinkEvent& event) {
+      std::fprintf(stderr, "httptraced: stdout: %s\n", event.ToString().c_str());
+    };
+    return std::make_unique<httptraced::output::StdoutSink>(std::move(options));
+  }
+  httptraced::output::RotatingLog::Options options;
+  options.dir = config.log_dir;
+  options.max_size_bytes = config.log_max_size_mb << 20;
+  options.max_files = config.log_max_files;
+  options.max_age = config.log_max_age;
+  options.compress = config.log_compress;
+  options.on_event = [](const httptraced::output::SinkEvent& event) {
+    std::fprintf(stderr, "httptraced: log: %s\n", event.ToString().c_str());
+  };
+  absl::StatusOr<std::unique_ptr<httptraced::output::RotatingLog>> log =
+      httptraced::output::RotatingLog::Open(std::move(options));
+  if (!log.ok()) return log.status();
+  return std::unique_ptr<RecordSink>(*std::move(log));
 }
 
 }  // namespace
@@ -30,7 +65,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "records every HTTP/1.x exchange on this host as one JSON line (ECS fields).\n"
       "Usage: httptraced [--log_dir=DIR | --stdout] [--pid=P,...] [--port=N,...] [flags]\n"
-      "Runs as root (or with CAP_BPF, CAP_PERFMON). --flagfile=FILE reads flags from a file.");
+      "Runs as root (or with CAP_BPF, CAP_PERFMON). --flagfile=FILE reads flags from a file;\n"
+      "SIGHUP re-reads it.");
   absl::FlagsUsageConfig usage;
   // --help lists httptraced's own flags (they live in config/config.cc).
   usage.contains_help_flags = [](absl::string_view path) {
@@ -39,9 +75,10 @@ int main(int argc, char** argv) {
   usage.contains_helpshort_flags = usage.contains_help_flags;
   usage.version_string = [] { return std::string("httptraced 0.1.0\n"); };
   absl::SetFlagsUsageConfig(usage);
+  const std::vector<std::string> args(argv + 1, argv + argc);
   absl::ParseCommandLine(argc, argv);
 
-  absl::StatusOr<httptraced::config::Config> config = httptraced::config::FromFlags();
+  absl::StatusOr<Config> config = httptraced::config::FromFlags();
   if (!config.ok()) return Fail(config.status(), 2);
 
   // Signals are taken synchronously by the event loop.
@@ -53,29 +90,15 @@ int main(int argc, char** argv) {
   if (signal_fd < 0) return Fail(absl::InternalError("signalfd failed"), 1);
   signal(SIGPIPE, SIG_IGN);
 
-  std::unique_ptr<httptraced::output::RecordSink> sink;
-  if (config->to_stdout) {
-    httptraced::output::StdoutSink::Options options;
-    options.on_event = [](const httptraced::output::SinkEvent& event) {
-      std::fprintf(stderr, "httptraced: stdout: %s\n", event.ToString().c_str());
-    };
-    sink = std::make_unique<httptraced::output::StdoutSink>(std::move(options));
-  } else {
-    httptraced::output::RotatingLog::Options options;
-    options.dir = config->log_dir;
-    options.max_size_bytes = config->log_max_size_mb << 20;
-    options.max_files = config->log_max_files;
-    options.max_age = config->log_max_age;
-    options.compress = config->log_compress;
-    options.on_event = [](const httptraced::output::SinkEvent& event) {
-      std::fprintf(stderr, "httptraced: log: %s\n", event.ToString().c_str());
-    };
-    auto log = httptraced::output::RotatingLog::Open(options);
-    if (!log.ok()) return Fail(log.status(), 1);
-    sink = *std::move(log);
-  }
+  absl::StatusOr<std::unique_ptr<RecordSink>> sink = OpenSink(*config);
+  if (!sink.ok()) return Fail(sink.status(), 1);
 
-  httptraced::daemon::Daemon daemon(*config, *sink);
+  SystemdNotifier notifier;
+  httptraced::daemon::ReloadHooks reload;
+  reload.reparse = [&args] { return httptraced::config::Reparse(args); };
+  reload.open_sink = OpenSink;
+  httptraced::daemon::Daemon daemon(*config, *std::move(sink), std::move(reload), &notifier);
+
   httptraced::bpf::TracerOptions topts;
   topts.pids = config->pids;
   topts.ports = config->ports;
@@ -89,7 +112,8 @@ int main(int argc, char** argv) {
   if (!tracer.ok()) return Fail(tracer.status(), 1);
   std::fprintf(stderr, "httptraced: tracing (%d tracepoints attached), writing to %s\n",
                (*tracer)->attached_programs(),
-               config->to_stdout ? "standard output" : (config->log_dir + "/httptraced.json").c_str());
+               config->to_stdout ? "standard output"
+                                 : (config->log_dir + "/httptraced.json").c_str());
 
   if (absl::Status s = daemon.Run(**tracer, signal_fd); !s.ok()) return Fail(s, 1);
   close(signal_fd);

@@ -510,3 +510,40 @@ def test_mounts_tracefs_when_it_is_missing(tmp_path, py_server):
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
     assert proc.returncode == 0
+
+
+def test_sighup_reloads_the_flagfile_without_losing_records(tmp_path, py_server):
+    flags = tmp_path / "httptraced.conf"
+    flags.write_text(f"--log_dir={tmp_path}/logs\n--pid={py_server.pid}\n--redact_headers=x-a\n")
+    d = Daemon(tmp_path / "logs")
+    d.args = [str(BIN), f"--flagfile={flags}", "--stats_interval=0"]
+    d.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", py_server.port)
+        for i in range(20):
+            conn.request("GET", f"/path/reload-before-{i}", headers={"X-A": "a", "X-B": "b"})
+            conn.getresponse().read()
+        flags.write_text(f"--log_dir={tmp_path}/logs\n--pid={py_server.pid}\n"
+                         "--redact_headers=x-b\n--port=1\n")
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "httptraced: configuration reloaded" not in d.stderr():
+            assert time.monotonic() < deadline, d.stderr()
+            time.sleep(0.02)
+        for i in range(20):
+            conn.request("GET", f"/path/reload-after-{i}", headers={"X-A": "a", "X-B": "b"})
+            conn.getresponse().read()
+        conn.close()
+        assert len(d.wait_for(lambda r: "reload-after-19" in r["url"]["original"])) == 1
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert "httptraced: configuration reloaded" in d.stderr()
+    assert "httptraced: --port changed: it takes effect at the next restart" in d.stderr()
+    recs = {r["url"]["original"]: r for r in d.records()}
+    assert sorted(recs) == sorted([f"/path/reload-before-{i}" for i in range(20)] +
+                                  [f"/path/reload-after-{i}" for i in range(20)])
+    for i in range(20):
+        before = recs[f"/path/reload-before-{i}"]["http"]["request"]["headers"]
+        after = recs[f"/path/reload-after-{i}"]["http"]["request"]["headers"]
+        assert (before["x-a"], before["x-b"]) == ("[REDACTED]", "b")
+        assert (after["x-a"], after["x-b"]) == ("a", "[REDACTED]")

@@ -5,8 +5,12 @@
 #include <algorithm>
 #include <climits>
 
+#include <fstream>
+
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -166,6 +170,93 @@ absl::Status Validate(const Config& c) {
         absl::StrCat("--tracefs=\"", c.tracefs, "\" must be an absolute path"));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+bool IsOurs(const absl::CommandLineFlag& flag) {
+  return absl::EndsWith(flag.Filename(), "config/config.cc");
+}
+
+// Applies one "--name=value", "--name" or "--noname" argument.
+absl::Status ApplyArg(absl::string_view arg, absl::string_view where) {
+  absl::string_view body = arg;
+  if (!absl::ConsumePrefix(&body, "--") && !absl::ConsumePrefix(&body, "-")) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": \"", arg, "\" is not a flag"));
+  }
+  absl::string_view name = body, value;
+  bool has_value = false;
+  if (size_t eq = body.find('='); eq != absl::string_view::npos) {
+    name = body.substr(0, eq);
+    value = body.substr(eq + 1);
+    has_value = true;
+  }
+  absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  if (flag == nullptr && !has_value && absl::ConsumePrefix(&name, "no")) {
+    flag = absl::FindCommandLineFlag(name);
+    value = "false";
+    has_value = flag != nullptr && flag->IsOfType<bool>();
+  }
+  if (flag == nullptr || !IsOurs(*flag)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": unknown flag --", name));
+  }
+  if (!has_value) {
+    if (!flag->IsOfType<bool>()) {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": --", name, " needs a value"));
+    }
+    value = "true";
+  }
+  std::string error;
+  if (!flag->ParseFrom(value, &error)) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": --", name, ": ", error));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyFlagfile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read flag file ", path));
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    absl::string_view arg = absl::StripAsciiWhitespace(line);
+    if (arg.empty() || arg[0] == '#') continue;
+    if (absl::Status s = ApplyArg(arg, absl::StrCat(path, ":", n)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Config> Reparse(const std::vector<std::string>& args) {
+  for (auto& [name, flag] : absl::GetAllFlags()) {
+    if (!IsOurs(*flag)) continue;
+    std::string error;
+    if (!flag->ParseFrom(flag->DefaultValue(), &error)) {
+      return absl::InternalError(absl::StrCat("cannot reset --", name, ": ", error));
+    }
+  }
+  for (const std::string& arg : args) {
+    absl::string_view a = arg;
+    if (absl::ConsumePrefix(&a, "--flagfile=")) {
+      for (absl::string_view file : absl::StrSplit(a, ',', absl::SkipEmpty())) {
+        if (absl::Status s = ApplyFlagfile(std::string(file)); !s.ok()) return s;
+      }
+    } else if (absl::Status s = ApplyArg(arg, "command line"); !s.ok()) {
+      return s;
+    }
+  }
+  return FromFlags();
+}
+
+std::vector<std::string> RestartOnlyChanges(const Config& a, const Config& b) {
+  std::vector<std::string> out;
+  if (a.pids != b.pids) out.push_back("pid");
+  if (a.ports != b.ports) out.push_back("port");
+  if (a.max_capture_bytes != b.max_capture_bytes) out.push_back("max_capture_bytes");
+  if (a.ring_buffer_mb != b.ring_buffer_mb) out.push_back("ring_buffer_mb");
+  if (a.max_connections != b.max_connections) out.push_back("max_connections");
+  if (a.tracefs != b.tracefs) out.push_back("tracefs");
+  return out;
 }
 
 absl::StatusOr<Config> FromFlags() {

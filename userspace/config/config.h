@@ -54,6 +54,16 @@ absl::Status Validate(const Config& config);
 // Reads the flags (after absl::ParseCommandLine) into a validated Config.
 absl::StatusOr<Config> FromFlags();
 
+// Re-evaluates httptraced's flags from scratch for a reload (SIGHUP): every
+// flag back to its default, then `args` (the original command line without
+// argv[0]) applied in order, each --flagfile=FILE read anew. The result is
+// validated; on error the message says which flag or file line is wrong.
+absl::StatusOr<Config> Reparse(const std::vector<std::string>& args);
+
+// Flags whose change needs a restart (they shape the kernel side), by name,
+// for two configurations.
+std::vector<std::string> RestartOnlyChanges(const Config& before, const Config& after);
+
 }  // namespace httptraced::config
 
 #endif  // HTTPTRACED_CONFIG_CONFIG_H_

@@ -1,6 +1,11 @@
 #include "config/config.h"
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <cstdlib>
+
+#include "absl/strings/match.h"
 
 namespace httptraced::config {
 namespace {
@@ -65,6 +70,71 @@ TEST_CASE("Validate names the flag and the allowed range") {
   c = Config{};
   c.max_connections = 10;
   CHECK(Validate(c).message() == "--max_connections=10 is out of range: allowed 1024..4194304");
+}
+
+}  // namespace
+}  // namespace httptraced::config
+
+namespace httptraced::config {
+namespace {
+
+std::string WriteFlagfile(const std::string& text) {
+  char path[] = "/tmp/httptraced-flags-XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+  close(fd);
+  return path;
+}
+
+TEST_CASE("Reparse applies defaults, then flag files and arguments in order") {
+  const std::string file = WriteFlagfile(
+      "# httptraced.conf\n\n--max_body_bytes=100\n--redact_headers=X-Secret\n--nocapture_bodies\n"
+      "--port=80,8080\n");
+  absl::StatusOr<Config> c = Reparse({"--flagfile=" + file, "--max_body_bytes=200"});
+  REQUIRE(c.ok());
+  CHECK(c->max_body_bytes == 200);  // the later argument wins
+  CHECK(c->redact_headers == std::vector<std::string>{"x-secret"});
+  CHECK_FALSE(c->capture_bodies);
+  CHECK(c->ports == std::vector<uint16_t>{80, 8080});
+  CHECK(c->log_max_size_mb == 100);  // untouched: default
+
+  // A second reload starts from the defaults again: removed lines revert.
+  const std::string smaller = WriteFlagfile("--stdout\n");
+  c = Reparse({"--flagfile=" + smaller});
+  REQUIRE(c.ok());
+  CHECK(c->max_body_bytes == 16384);
+  CHECK(c->capture_bodies);
+  CHECK(c->ports.empty());
+  CHECK(c->to_stdout);
+  unlink(file.c_str());
+  unlink(smaller.c_str());
+}
+
+TEST_CASE("Reparse names the file line of a bad flag") {
+  const std::string file = WriteFlagfile("--stdout\n--bogus_flag=1\n");
+  CHECK(Reparse({"--flagfile=" + file}).status().message() ==
+        file + ":2: unknown flag --bogus_flag");
+  const std::string bad_value = WriteFlagfile("--log_max_files=many\n");
+  CHECK(absl::StartsWith(Reparse({"--flagfile=" + bad_value}).status().message(),
+                         bad_value + ":1: --log_max_files: "));
+  const std::string out_of_range = WriteFlagfile("--ring_buffer_mb=3\n");
+  CHECK(Reparse({"--flagfile=" + out_of_range}).status().message() ==
+        "--ring_buffer_mb=3 must be a power of two");
+  CHECK(Reparse({"--flagfile=/nonexistent/httptraced.conf"}).status().message() ==
+        "cannot read flag file /nonexistent/httptraced.conf");
+  unlink(file.c_str());
+  unlink(bad_value.c_str());
+  unlink(out_of_range.c_str());
+}
+
+TEST_CASE("RestartOnlyChanges lists the kernel-side flags that differ") {
+  Config a, b;
+  CHECK(RestartOnlyChanges(a, b).empty());
+  b.ports = {80};
+  b.ring_buffer_mb = 32;
+  b.max_body_bytes = 1;  // applied at reload, not listed
+  CHECK(RestartOnlyChanges(a, b) == std::vector<std::string>{"port", "ring_buffer_mb"});
 }
 
 }  // namespace

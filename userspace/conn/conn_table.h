@@ -67,6 +67,10 @@ class ConnTable {
   // Shutdown: every connection is finished; in-flight exchanges come out incomplete.
   void FinishAll();
 
+  // New limits and timeouts: timeouts apply at once, session limits to
+  // connections opened from now on.
+  void SetOptions(const ConnTableOptions& options) { options_ = options; }
+
   size_t size() const { return conns_.size(); }
   ConnTableStats stats() const;
 

@@ -47,11 +47,14 @@ record::RecordOptions BuilderOptions(const config::Config& c) {
 
 }  // namespace
 
-Daemon::Daemon(const config::Config& config, output::RecordSink& sink)
+Daemon::Daemon(const config::Config& config, std::unique_ptr<output::RecordSink> sink,
+               ReloadHooks reload, Notifier* notifier)
     : config_(config),
-      sink_(sink),
+      sink_(std::move(sink)),
+      reload_(std::move(reload)),
+      notifier_(notifier != nullptr ? notifier : &default_notifier_),
       table_(TableOptions(config), *this, *this),
-      builder_(BuilderOptions(config)) {
+      builder_(std::make_unique<record::RecordBuilder>(BuilderOptions(config))) {
   RefreshClock();
   batch_.reserve(kFlushBytes + 64 * 1024);
 }
@@ -88,7 +91,7 @@ void Daemon::OnSample(std::string_view sample) {
 
 void Daemon::OnExchange(const conn::ConnInfo& conn, http::Exchange&& exchange) {
   if (batch_.empty()) batch_started_ns_ = now_ns_;
-  builder_.Append(conn, exchange, record::ProcessDetails{conn.executable}, clock_, batch_);
+  builder_->Append(conn, exchange, record::ProcessDetails{conn.executable}, clock_, batch_);
   ++stats_.records;
   if (batch_.size() >= kFlushBytes) Flush();
 }
@@ -102,7 +105,7 @@ void Daemon::StopTracing(const conn::ConnKey& key) {
 
 void Daemon::Flush() {
   if (batch_.empty()) return;
-  if (absl::Status s = sink_.Write(batch_); !s.ok()) {
+  if (absl::Status s = sink_->Write(batch_); !s.ok()) {
     std::fprintf(stderr, "httptraced: %s\n", std::string(s.message()).c_str());
   }
   batch_.clear();
@@ -110,12 +113,75 @@ void Daemon::Flush() {
 
 void Daemon::Tick(uint64_t now_ns) {
   table_.Tick(now_ns);
-  sink_.Tick();
+  sink_->Tick();
+}
+
+absl::Status Daemon::Reconfigure(const config::Config& next) {
+  for (const std::string& flag : config::RestartOnlyChanges(config_, next)) {
+    std::fprintf(stderr, "httptraced: --%s changed: it takes effect at the next restart\n",
+                 flag.c_str());
+  }
+  Flush();  // every record built so far goes to the current output
+  const bool output_changed = next.to_stdout != config_.to_stdout ||
+                              next.log_dir != config_.log_dir ||
+                              next.log_max_size_mb != config_.log_max_size_mb ||
+                              next.log_max_files != config_.log_max_files ||
+                              next.log_max_age != config_.log_max_age ||
+                              next.log_compress != config_.log_compress;
+  if (output_changed && reload_.open_sink) {
+    absl::StatusOr<std::unique_ptr<output::RecordSink>> sink = reload_.open_sink(next);
+    if (!sink.ok()) return sink.status();  // keep writing where we were
+    sink_ = *std::move(sink);
+  } else if (absl::Status s = sink_->Reopen(); !s.ok()) {
+    std::fprintf(stderr, "httptraced: reopening the log: %s\n", std::string(s.message()).c_str());
+  }
+  config::Config applied = next;
+  // Kernel-side settings stay as loaded until a restart.
+  applied.pids = config_.pids;
+  applied.ports = config_.ports;
+  applied.max_capture_bytes = config_.max_capture_bytes;
+  applied.ring_buffer_mb = config_.ring_buffer_mb;
+  applied.max_connections = config_.max_connections;
+  applied.tracefs = config_.tracefs;
+  config_ = std::move(applied);
+  builder_ = std::make_unique<record::RecordBuilder>(BuilderOptions(config_));
+  table_.SetOptions(TableOptions(config_));
+  return absl::OkStatus();
+}
+
+void Daemon::Reload() {
+  notifier_->Notify("RELOADING=1");
+  absl::Status status = absl::UnimplementedError("no configuration source to reload from");
+  if (reload_.reparse) {
+    absl::StatusOr<config::Config> next = reload_.reparse();
+    status = next.ok() ? Reconfigure(*next) : next.status();
+  }
+  if (status.ok()) {
+    std::fprintf(stderr, "httptraced: configuration reloaded\n");
+  } else {
+    std::fprintf(stderr, "httptraced: reload failed, keeping the running configuration: %s\n",
+                 std::string(status.message()).c_str());
+    // Still honour the reopen part of a reload (external log rotation).
+    Flush();
+    if (absl::Status s = sink_->Reopen(); !s.ok()) {
+      std::fprintf(stderr, "httptraced: reopening the log: %s\n",
+                   std::string(s.message()).c_str());
+    }
+  }
+  notifier_->Notify("READY=1\nSTATUS=" + Status());
+}
+
+std::string Daemon::Status() const {
+  const output::SinkStats& o = sink_->stats();
+  bpf::KernelCounters k;
+  if (tracer_ != nullptr) k = tracer_->ReadCounters();
+  return absl::StrFormat("tracing %d connections; %d records written, %d lost; %d kernel drops",
+                         table_.size(), o.records_written, o.records_lost, k.ring_drops);
 }
 
 std::string Daemon::StatsLine() const {
   const conn::ConnTableStats t = table_.stats();
-  const output::SinkStats& o = sink_.stats();
+  const output::SinkStats& o = sink_->stats();
   bpf::KernelCounters k;
   if (tracer_ != nullptr) k = tracer_->ReadCounters();
   return absl::StrFormat(
@@ -129,7 +195,10 @@ std::string Daemon::StatsLine() const {
 
 absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
   tracer_ = &tracer;
+  // The programs are attached and the output is open: ready.
+  notifier_->Notify("READY=1\nSTATUS=" + Status());
   uint64_t last_tick = Now(CLOCK_MONOTONIC);
+  uint64_t last_status = last_tick;
   uint64_t last_clock = last_tick;
   uint64_t last_stats = last_tick;
   const uint64_t stats_every =
@@ -145,12 +214,14 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
     while (read(signal_fd, &si, sizeof(si)) == sizeof(si)) {
       if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
         stop = true;
-      } else if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGHUP) {
+      } else if (si.ssi_signo == SIGUSR1) {
         Flush();
-        if (absl::Status s = sink_.Reopen(); !s.ok()) {
+        if (absl::Status s = sink_->Reopen(); !s.ok()) {
           std::fprintf(stderr, "httptraced: reopening the log: %s\n",
                        std::string(s.message()).c_str());
         }
+      } else if (si.ssi_signo == SIGHUP) {
+        Reload();
       }
     }
     if (now_ns_ - last_tick >= kTickNs) {
@@ -162,6 +233,10 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
       last_clock = now_ns_;
     }
     if (!batch_.empty() && now_ns_ - batch_started_ns_ >= kFlushAfterNs) Flush();
+    if (now_ns_ - last_status >= 5'000'000'000) {
+      notifier_->Notify("STATUS=" + Status());
+      last_status = now_ns_;
+    }
     if (stats_every > 0 && now_ns_ - last_stats >= stats_every) {
       std::fprintf(stderr, "%s\n", StatsLine().c_str());
       last_stats = now_ns_;
@@ -169,6 +244,7 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
   }
   // Shutdown: stop new events, take what the kernel already queued, then
   // finish every connection so in-flight exchanges are written as incomplete.
+  notifier_->Notify("STOPPING=1\nSTATUS=stopping: draining and writing in-flight exchanges");
   tracer.Detach();
   now_ns_ = Now(CLOCK_MONOTONIC);
   if (absl::StatusOr<int> drained = tracer.Drain(); !drained.ok()) {

@@ -4,6 +4,8 @@
 #define HTTPTRACED_DAEMON_DAEMON_H_
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -17,6 +19,23 @@
 
 namespace httptraced::daemon {
 
+// Service-manager notifications (sd_notify): READY=1, STATUS=..., RELOADING=1,
+// STOPPING=1. The default does nothing.
+class Notifier {
+ public:
+  virtual ~Notifier() = default;
+  virtual void Notify(const std::string& state) { (void)state; }
+};
+
+// What the daemon needs from main() to reload (SIGHUP).
+struct ReloadHooks {
+  // Re-reads the configuration (flags and flag files).
+  std::function<absl::StatusOr<config::Config>()> reparse;
+  // Opens the output a configuration asks for.
+  std::function<absl::StatusOr<std::unique_ptr<output::RecordSink>>(const config::Config&)>
+      open_sink;
+};
+
 struct DaemonStats {
   uint64_t events = 0;
   uint64_t payload_bytes = 0;
@@ -28,12 +47,17 @@ class Daemon final : public bpf::SampleHandler,
                      public conn::ExchangeSink,
                      public conn::ConnController {
  public:
-  Daemon(const config::Config& config, output::RecordSink& sink);
+  Daemon(const config::Config& config, std::unique_ptr<output::RecordSink> sink,
+         ReloadHooks reload = {}, Notifier* notifier = nullptr);
 
   // Runs until SIGTERM/SIGINT arrives on signal_fd (a signalfd), then detaches,
   // drains the ring buffer, writes in-flight exchanges as incomplete and returns.
-  // SIGUSR1 and SIGHUP reopen the log file.
+  // SIGUSR1 reopens the log file. SIGHUP reloads the configuration (all but the
+  // kernel-side flags, which need a restart) and reopens the log; no record is lost.
   absl::Status Run(bpf::Tracer& tracer, int signal_fd);
+
+  // Applies a new configuration (what SIGHUP does after re-reading it).
+  absl::Status Reconfigure(const config::Config& next);
 
   // bpf::SampleHandler
   void OnSample(std::string_view sample) override;
@@ -49,12 +73,17 @@ class Daemon final : public bpf::SampleHandler,
   void Flush();
   void Tick(uint64_t now_ns);
   void RefreshClock();
+  void Reload();
+  std::string Status() const;
 
   config::Config config_;
-  output::RecordSink& sink_;
+  std::unique_ptr<output::RecordSink> sink_;
+  ReloadHooks reload_;
+  Notifier default_notifier_;
+  Notifier* notifier_;
   bpf::Tracer* tracer_ = nullptr;
   conn::ConnTable table_;
-  record::RecordBuilder builder_;
+  std::unique_ptr<record::RecordBuilder> builder_;
   proc::ProcessCache processes_;
   record::ClockOffset clock_;
   std::string batch_;
