@@ -2,6 +2,9 @@
 #ifndef HTTPTRACED_CONN_CONN_INFO_H_
 #define HTTPTRACED_CONN_CONN_INFO_H_
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
 #include <array>
 #include <cstdint>
 #include <string>
@@ -24,7 +27,20 @@ struct ConnKey {
 struct Endpoint {
   std::array<uint8_t, 16> addr{};  // network order; IPv4 uses the first 4 bytes
   uint16_t port = 0;               // host order
+  // The address as text ("10.0.0.1", "::1", "::ffff:127.0.0.1"), formatted
+  // once per connection (see FormatEndpointText); "" when not formatted.
+  std::string text;
 };
+
+// Address text as inet_ntop gives it; "" for an unknown family.
+inline std::string AddressText(int family, const std::array<uint8_t, 16>& addr) {
+  char buf[INET6_ADDRSTRLEN];
+  if ((family != AF_INET && family != AF_INET6) ||
+      inet_ntop(family, addr.data(), buf, sizeof(buf)) == nullptr) {
+    return {};
+  }
+  return buf;
+}
 
 enum class Origin { kAccept, kConnect, kDiscovered };
 

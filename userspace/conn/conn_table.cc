@@ -49,6 +49,9 @@ void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable) {
   if (slot != nullptr) return;  // data raced ahead of its open event: keep what we have
   ConnInfo info = ev.info;
   info.executable = std::move(executable);
+  // Formatted once here rather than for every record.
+  info.local.text = AddressText(info.family, info.local.addr);
+  info.remote.text = AddressText(info.family, info.remote.addr);
   slot = std::make_unique<Tracker>(std::move(info), options_);
   slot->last_event_ns_ = ev.info.open_ts_ns;
   slot->streams_[0].StartAt(ev.start_pos[0]);

@@ -1,6 +1,7 @@
 #include "record/json_writer.h"
 
 #include <array>
+#include <cassert>
 #include <charconv>
 #include <cstdint>
 #include <cstring>
@@ -117,13 +118,40 @@ void AppendEscape(unsigned char c, std::string& out) {
 // return false at the first ill-formed UTF-8 (output then partial; the caller
 // rolls back). Otherwise replace ill-formed subparts with U+FFFD. kLower:
 // lowercase ASCII letters.
+// True when one of the eight bytes in `w` needs attention inside a JSON string:
+// a control character, '"', '\\' or a byte >= 0x80 (SWAR: no per-byte branch).
+inline bool WordNeedsWork(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  const auto has_zero = [](uint64_t v) { return (v - kOnes) & ~v & kHighs; };
+  const uint64_t below_space = (w - kOnes * 0x20) & ~w & kHighs;
+  return ((w & kHighs) | below_space | has_zero(w ^ (kOnes * '"')) |
+          has_zero(w ^ (kOnes * '\\'))) != 0;
+}
+
+// The end of the run of plain bytes starting at p.
+inline const unsigned char* PlainRunEnd(const unsigned char* p, const unsigned char* end) {
+  while (end - p >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, sizeof(w));
+    if (WordNeedsWork(w)) break;
+    p += 8;
+  }
+  while (p < end && kByteClass[*p] == kPlain) ++p;
+  return p;
+}
+
 template <bool kStrict, bool kLower>
 bool AppendEscaped(std::string_view s, std::string& out) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* const end = p + s.size();
   while (p < end) {
     const auto* run = p;
-    while (p < end && kByteClass[*p] == kPlain) ++p;
+    if constexpr (kLower) {
+      while (p < end && kByteClass[*p] == kPlain) ++p;
+    } else {
+      p = PlainRunEnd(p, end);
+    }
     if (p != run) {
       if constexpr (kLower) {
         const size_t at = out.size();
@@ -243,10 +271,26 @@ void AppendJsonString(std::string_view s, std::string& out) {
 }
 
 void JsonWriter::Key(std::string_view key) {
-  Separate();
-  out_->push_back('"');
-  AppendEscaped</*kStrict=*/false, /*kLower=*/false>(key, *out_);
-  out_->append("\":", 2);
+  // Keys are the builder's own literals: plain ASCII, nothing to escape.
+  assert(PlainRunEnd(reinterpret_cast<const unsigned char*>(key.data()),
+                     reinterpret_cast<const unsigned char*>(key.data()) + key.size()) ==
+         reinterpret_cast<const unsigned char*>(key.data()) + key.size());
+  char buf[64];
+  size_t n = 0;
+  if (need_comma_) buf[n++] = ',';
+  if (key.size() + 4 <= sizeof(buf)) {
+    buf[n++] = '"';
+    std::memcpy(buf + n, key.data(), key.size());
+    n += key.size();
+    buf[n++] = '"';
+    buf[n++] = ':';
+    out_->append(buf, n);
+  } else {
+    out_->append(buf, n);
+    out_->push_back('"');
+    out_->append(key.data(), key.size());
+    out_->append("\":", 2);
+  }
   need_comma_ = false;
 }
 

@@ -60,7 +60,33 @@ class JsonWriter {
     need_comma_ = true;
   }
 
-  // An object key, escaped like any string.
+  // Appends `members`: one or more complete `"key":value` members of the
+  // current object, as literal JSON (the builder's constant parts), with the
+  // separating comma when needed.
+  void RawMembers(std::string_view members) {
+    Separate();
+    out_->append(members.data(), members.size());
+    need_comma_ = true;
+  }
+  // Appends `"key":{` (or `"key":[`) given as literal JSON: the start of a
+  // nested object or array.
+  void RawOpen(std::string_view key_and_brace) {
+    Separate();
+    out_->append(key_and_brace.data(), key_and_brace.size());
+    need_comma_ = false;
+  }
+  // A value already formatted as a JSON string body (no escaping needed),
+  // e.g. a timestamp formatted once and written three times.
+  void RawStringField(std::string_view key, std::string_view plain) {
+    Key(key);
+    out_->push_back('"');
+    out_->append(plain.data(), plain.size());
+    out_->push_back('"');
+    need_comma_ = true;
+  }
+
+  // An object key that is a literal of plain ASCII (no '"', '\\', control or
+  // non-ASCII bytes): written as is. Keys from data go through KeyLowerAscii.
   void Key(std::string_view key);
   // An object key with ASCII letters lowercased (header names).
   void KeyLowerAscii(std::string_view key);

@@ -15,13 +15,14 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/ascii.h"
 #include "record/json_writer.h"
+#include "record/timestamp.h"
 #include "record/url.h"
 
 namespace httptraced::record {
 namespace {
 
 constexpr std::string_view kRedacted = "[REDACTED]";
-constexpr std::string_view kEcsVersion = "8.11.0";
+constexpr std::string_view kEcsMember = R"("ecs":{"version":"8.11.0"})";
 
 std::string_view RoleName(http::Role role) {
   switch (role) {
@@ -89,7 +90,8 @@ std::string_view FormatIp(int family, const conn::Endpoint& endpoint,
 void WriteEndpoint(JsonWriter& w, std::string_view key, int family,
                    const conn::Endpoint& endpoint) {
   char buf[INET6_ADDRSTRLEN];
-  const std::string_view ip = FormatIp(family, endpoint, buf);
+  const std::string_view ip =
+      endpoint.text.empty() ? FormatIp(family, endpoint, buf) : std::string_view(endpoint.text);
   if (ip.empty()) return;
   w.Key(key);
   w.BeginObject();
@@ -135,15 +137,50 @@ struct NamedHeader {
 
 bool IsRedacted(const RecordOptions& options, std::string_view name) {
   for (const std::string& redacted : options.redact_headers) {
-    if (EqualsIgnoreCase(name, redacted)) return true;
+    if (redacted.size() == name.size() && EqualsIgnoreCase(name, redacted)) return true;
   }
   return false;
+}
+
+// A cheap fingerprint of a header name as it will be written (ASCII letters
+// lowercased): equal names have equal fingerprints.
+uint32_t NameFingerprint(std::string_view name) {
+  if (name.empty()) return 0;
+  const auto lower = [](unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
+  return static_cast<uint32_t>(name.size()) << 16 |
+         static_cast<uint32_t>(lower(static_cast<unsigned char>(name.front()))) << 8 |
+         static_cast<uint32_t>(lower(static_cast<unsigned char>(name.back())));
+}
+
+// True when no two headers can end up with the same written name, checked
+// without sorting: the common case, written in order straight away.
+bool AllNamesDistinct(const std::vector<http::Header>& headers) {
+  if (headers.size() > 32) return false;
+  uint32_t prints[32];
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (HasNonAscii(headers[i].name)) return false;
+    prints[i] = NameFingerprint(headers[i].name);
+    for (size_t j = 0; j < i; ++j) {
+      if (prints[j] == prints[i] && EqualsIgnoreCase(headers[i].name, headers[j].name)) {
+        return false;
+      }
+    }
+  }
+  return true;
 }
 
 void WriteHeaders(JsonWriter& w, const RecordOptions& options, std::string_view key,
                   const std::vector<http::Header>& headers) {
   w.Key(key);
   w.BeginObject();
+  if (AllNamesDistinct(headers)) {
+    for (const http::Header& h : headers) {
+      w.KeyLowerAscii(h.name);
+      w.String(IsRedacted(options, h.name) ? kRedacted : std::string_view(h.value));
+    }
+    w.EndObject();
+    return;
+  }
   // Names are compared as they will be written (ill-formed UTF-8 replaced,
   // ASCII lowercased) so that no key can appear twice in the object. Only
   // names with non-ASCII bytes need the sanitized copy.
@@ -301,34 +338,33 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   const int64_t duration = static_cast<int64_t>(end_mono - start_mono);
   const int64_t end_wall = start_wall + duration;
 
+  // The three timestamps share one formatting of the start time.
+  char start_buf[kRfc3339NanosSize];
+  char end_buf[kRfc3339NanosSize];
+  FormatRfc3339Nanos(start_wall, start_buf);
+  FormatRfc3339Nanos(end_wall, end_buf);
+  const std::string_view start_text(start_buf, sizeof(start_buf));
+  const std::string_view end_text(end_buf, sizeof(end_buf));
+
   JsonWriter w(out);
   w.BeginObject();
-  w.TimestampField("@timestamp", start_wall);
-
-  w.Key("ecs");
-  w.BeginObject();
-  w.StringField("version", kEcsVersion);
-  w.EndObject();
-
-  w.Key("event");
-  w.BeginObject();
-  w.StringField("kind", "event");
-  w.Key("category");
-  w.BeginArray();
-  w.String("web");
-  w.String("network");
-  w.EndArray();
-  w.Key("type");
-  w.BeginArray();
-  w.String("access");
-  w.EndArray();
-  w.StringField("dataset", "httptraced.session");
-  w.TimestampField("start", start_wall);
-  w.TimestampField("end", end_wall);
+  w.RawStringField("@timestamp", start_text);
+  // Constant members go out as literal JSON in one append each.
+  w.RawMembers(kEcsMember);
+  w.RawOpen(R"("event":{)");
+  w.RawMembers(
+      R"("kind":"event","category":["web","network"],"type":["access"],)"
+      R"("dataset":"httptraced.session")");
+  w.RawStringField("start", start_text);
+  w.RawStringField("end", end_text);
   w.IntField("duration", duration);
-  std::string_view outcome = "unknown";
-  if (response) outcome = response->status_code < 400 ? "success" : "failure";
-  w.StringField("outcome", outcome);
+  if (!response) {
+    w.RawMembers(R"("outcome":"unknown")");
+  } else if (response->status_code < 400) {
+    w.RawMembers(R"("outcome":"success")");
+  } else {
+    w.RawMembers(R"("outcome":"failure")");
+  }
   w.EndObject();
 
   bool request_base64 = false;
@@ -360,13 +396,13 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
     WriteEndpoint(w, "server", conn.family, conn.remote);
   }
 
-  w.Key("network");
-  w.BeginObject();
-  w.StringField("transport", "tcp");
-  if (conn.family == AF_INET) w.StringField("type", "ipv4");
-  if (conn.family == AF_INET6) w.StringField("type", "ipv6");
-  w.StringField("protocol", "http");
-  w.EndObject();
+  if (conn.family == AF_INET) {
+    w.RawMembers(R"("network":{"transport":"tcp","type":"ipv4","protocol":"http"})");
+  } else if (conn.family == AF_INET6) {
+    w.RawMembers(R"("network":{"transport":"tcp","type":"ipv6","protocol":"http"})");
+  } else {
+    w.RawMembers(R"("network":{"transport":"tcp","protocol":"http"})");
+  }
 
   w.Key("process");
   w.BeginObject();

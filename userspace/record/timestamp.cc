@@ -38,7 +38,7 @@ void PutDigits(char* end, int width, uint64_t v) {
 
 }  // namespace
 
-void AppendRfc3339Nanos(int64_t wall_ns, std::string& out) {
+void FormatRfc3339Nanos(int64_t wall_ns, char (&buf)[kRfc3339NanosSize]) {
   // Floor division: times before the epoch still get a positive fraction.
   int64_t seconds = wall_ns / kNanosPerSecond;
   int64_t nanos = wall_ns % kNanosPerSecond;
@@ -54,7 +54,6 @@ void AppendRfc3339Nanos(int64_t wall_ns, std::string& out) {
   }
   const CivilDate date = CivilFromDays(days);
 
-  char buf[kRfc3339NanosSize];
   //         0123456789012345678901234567890
   // layout  YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ
   PutDigits(buf + 4, 4, static_cast<uint64_t>(date.year));  // 1677..2262
@@ -71,6 +70,11 @@ void AppendRfc3339Nanos(int64_t wall_ns, std::string& out) {
   buf[19] = '.';
   PutDigits(buf + 29, 9, static_cast<uint64_t>(nanos));
   buf[29] = 'Z';
+}
+
+void AppendRfc3339Nanos(int64_t wall_ns, std::string& out) {
+  char buf[kRfc3339NanosSize];
+  FormatRfc3339Nanos(wall_ns, buf);
   out.append(buf, sizeof(buf));
 }
 

@@ -15,6 +15,8 @@ inline constexpr size_t kRfc3339NanosSize = sizeof("2026-11-21T20:45:59.12345678
 // "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ": always nine fractional digits, so the
 // strings sort as text. Covers the whole int64 range (years 1677 to 2262).
 void AppendRfc3339Nanos(int64_t wall_ns, std::string& out);
+// The same text into a fixed buffer (no allocation).
+void FormatRfc3339Nanos(int64_t wall_ns, char (&buf)[kRfc3339NanosSize]);
 
 }  // namespace httptraced::record
 

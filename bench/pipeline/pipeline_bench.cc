@@ -1,0 +1,117 @@
+// The daemon's per-event path without the kernel: ring-buffer samples (built
+// exactly as the BPF side emits them) -> decode -> connection table ->
+// reassembly -> HTTP parsing and pairing -> JSON record into a batch buffer.
+// Prints ns and (under valgrind --tool=callgrind, repeatable) instructions per
+// exchange. Not a test: a measurement for bench/.
+//
+//   pipeline_bench [exchanges] [connections]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "bpf/event.h"
+#include "conn/conn_table.h"
+#include "ht_events.h"
+#include "record/record_builder.h"
+
+namespace {
+
+using httptraced::testing::ConnIdSpec;
+
+// What wrk sends and nginx answers for a small static file (captured bytes).
+constexpr char kRequest[] =
+    "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:18080\r\n\r\n";
+constexpr char kResponseHead[] =
+    "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 21:22:31 GMT\r\n"
+    "Content-Type: text/html\r\nContent-Length: 17\r\nLast-Modified: Sat, 21 Nov 2026 "
+    "21:00:00 GMT\r\nConnection: keep-alive\r\nETag: \"673f9a10-11\"\r\nAccept-Ranges: "
+    "bytes\r\n\r\n";
+constexpr uint32_t kBodyLen = 17;  // sent with sendfile(): a payload-less skip
+
+class Sink final : public httptraced::conn::ExchangeSink,
+                   public httptraced::conn::ConnController {
+ public:
+  explicit Sink(httptraced::record::RecordBuilder& builder) : builder_(builder) {
+    batch_.reserve(512 * 1024);
+  }
+  void OnExchange(const httptraced::conn::ConnInfo& conn,
+                  httptraced::http::Exchange&& exchange) override {
+    builder_.Append(conn, exchange, {conn.executable}, clock_, batch_);
+    ++exchanges;
+    if (batch_.size() > 256 * 1024) {
+      bytes += batch_.size();
+      batch_.clear();
+    }
+  }
+  void StopTracing(const httptraced::conn::ConnKey&) override {}
+  uint64_t exchanges = 0;
+  uint64_t bytes = 0;
+
+ private:
+  httptraced::record::RecordBuilder& builder_;
+  httptraced::record::ClockOffset clock_;
+  std::string batch_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int exchanges = argc > 1 ? std::atoi(argv[1]) : 200000;
+  const int conns = argc > 2 ? std::atoi(argv[2]) : 16;
+  const int per_conn = exchanges / conns;
+
+  std::vector<std::string> samples;
+  samples.reserve(static_cast<size_t>(exchanges) * 3 + static_cast<size_t>(conns));
+  uint64_t ts = 1'000'000;
+  for (int c = 0; c < conns; ++c) {
+    const ConnIdSpec id{.tgid = 4242, .fd = 10 + c, .gen = 1000u + static_cast<uint64_t>(c)};
+    samples.push_back(httptraced::testing::OpenSample(id, HT_ROLE_SERVER, 18080,
+                                                      static_cast<uint16_t>(40000 + c), "nginx"));
+  }
+  std::vector<uint64_t> in_pos(static_cast<size_t>(conns)), out_pos(static_cast<size_t>(conns));
+  for (int i = 0; i < per_conn; ++i) {
+    for (int c = 0; c < conns; ++c) {
+      const ConnIdSpec id{.tgid = 4242, .fd = 10 + c, .gen = 1000u + static_cast<uint64_t>(c)};
+      const uint16_t first = i == 0 ? HT_DATA_F_STREAM_START : 0;
+      auto& ip = in_pos[static_cast<size_t>(c)];
+      auto& op = out_pos[static_cast<size_t>(c)];
+      samples.push_back(httptraced::testing::DataSample(id, HT_DIR_INGRESS, ip, kRequest, 0,
+                                                        first, ts += 1000, 4243, HT_SYS_RECVFROM));
+      ip += sizeof(kRequest) - 1;
+      samples.push_back(httptraced::testing::DataSample(id, HT_DIR_EGRESS, op, kResponseHead, 0,
+                                                        first, ts += 1000, 4243, HT_SYS_WRITEV));
+      op += sizeof(kResponseHead) - 1;
+      samples.push_back(httptraced::testing::DataSample(id, HT_DIR_EGRESS, op, "", kBodyLen, 0,
+                                                        ts += 1000, 4243, HT_SYS_SENDFILE));
+      op += kBodyLen;
+    }
+  }
+
+  httptraced::record::RecordOptions ropts;
+  ropts.host_name = "bench-host";
+  httptraced::record::RecordBuilder builder(ropts);
+  Sink sink(builder);
+  httptraced::conn::ConnTable table({}, sink, sink);
+
+  const auto start = std::chrono::steady_clock::now();
+  for (const std::string& s : samples) {
+    absl::StatusOr<httptraced::bpf::Event> ev = httptraced::bpf::DecodeEvent(s);
+    if (!ev.ok()) return 1;
+    if (auto* d = std::get_if<httptraced::bpf::DataEvent>(&*ev)) {
+      table.OnData(*d, d->ts_ns);
+    } else if (auto* o = std::get_if<httptraced::bpf::OpenEvent>(&*ev)) {
+      table.OnOpen(*o, "/usr/sbin/nginx");
+    }
+  }
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  const double ns = static_cast<double>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
+  std::printf("exchanges=%llu events=%zu ns_per_exchange=%.0f bytes_per_record=%.0f\n",
+              static_cast<unsigned long long>(sink.exchanges), samples.size(),
+              ns / static_cast<double>(sink.exchanges),
+              static_cast<double>(sink.bytes) / static_cast<double>(sink.exchanges));
+  return sink.exchanges == static_cast<uint64_t>(per_conn) * static_cast<uint64_t>(conns) ? 0 : 2;
+}
