@@ -175,29 +175,60 @@ static __always_inline void conn__data(const struct conn_key *key, struct conn_s
 		emit__payload(&id, dir, sys, flags, pos, src);
 }
 
-/* recvmmsg/sendmmsg: each message is a msghdr with its own iovecs and length. */
+/* One message of a recvmmsg/sendmmsg: a msghdr with its own iovecs and length. */
+static long mmsg__step(__u32 index, void *unused)
+{
+	struct scratch *s = scratch__get();
+	struct payload_src src = {};
+	struct conn_key key;
+	struct conn_state *c;
+	struct mmsghdr m;
+
+	if (!s)
+		return 1;
+	key.tgid = s->mmsg.tgid;
+	key.fd = s->mmsg.fd;
+	c = bpf_map_lookup_elem(&conns, &key);
+	if (!c || c->proto == PROTO_IGNORED)
+		return 1;
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)(s->mmsg.vec + index * sizeof(m)))) {
+		s->mmsg.lost = 1;
+		return 1;
+	}
+	src.iov = (__u64)m.msg_hdr.msg_iov;
+	src.iovcnt = m.msg_hdr.msg_iovlen;
+	src.total = m.msg_len;
+	conn__data(&key, c, s->mmsg.dir, s->mmsg.sys, &src);
+	return 0;
+}
+
+/*
+ * recvmmsg/sendmmsg: the first HT_MAX_MMSG messages are walked (in a bpf_loop,
+ * so the verifier sees the per-message work once); later ones only advance
+ * the positions, announced as skipped bytes.
+ */
 static __always_inline void conn__mmsg(const struct conn_key *key, struct conn_state *c,
 				       const struct syscall_args *a, long nmsgs)
 {
+	struct scratch *s = scratch__get();
 	struct mmsghdr m;
-	struct payload_src src = {};
 	__u64 rest = 0;
 	int i;
 
-#pragma clang loop unroll(disable)
-	for (i = 0; i < HT_MAX_MMSG; i++) {
-		if (i >= nmsgs)
-			return;
-		if (bpf_probe_read_user(&m, sizeof(m), (void *)(a->buf + i * sizeof(m))))
-			goto lost;
-		src.iov = (__u64)m.msg_hdr.msg_iov;
-		src.iovcnt = m.msg_hdr.msg_iovlen;
-		src.total = m.msg_len;
-		conn__data(key, c, a->dir, a->sys, &src);
-		if (c->proto == PROTO_IGNORED)
-			return;
-	}
-	/* Beyond HT_MAX_MMSG: positions only, announced as skipped bytes. */
+	if (!s)
+		return;
+	s->mmsg.vec = a->buf;
+	s->mmsg.tgid = key->tgid;
+	s->mmsg.fd = key->fd;
+	s->mmsg.dir = a->dir;
+	s->mmsg.sys = a->sys;
+	s->mmsg.lost = 0;
+	bpf_loop(nmsgs < HT_MAX_MMSG ? nmsgs : HT_MAX_MMSG, mmsg__step, NULL, 0);
+	s = scratch__get();
+	if (!s || s->mmsg.lost)
+		goto lost;
+	if (c->proto == PROTO_IGNORED)
+		return;
 #pragma clang loop unroll(disable)
 	for (i = HT_MAX_MMSG; i < 64; i++) {
 		if (i >= nmsgs)

@@ -38,13 +38,14 @@ static __always_inline void emit__header(struct ht_event_header *h, __u16 type,
 static __always_inline void emit__flush(struct scratch *s, __u32 skip)
 {
 	struct emit_ctx *c = &s->ctx;
-	__u32 len = c->fill;
+	__u64 len = c->fill;
 
 	if (len > HT_CHUNK_MAX)
 		len = HT_CHUNK_MAX;
+	barrier_var(len);
 	emit__header(&s->ev.hdr, HT_EV_DATA, &c->conn, c->tid, c->ts);
 	s->ev.pos = c->pos;
-	s->ev.len = len;
+	s->ev.len = (__u32)len;
 	s->ev.skip = skip;
 	s->ev.dir = c->dir;
 	s->ev.syscall = c->sys;
@@ -143,6 +144,23 @@ static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 di
 		return;
 	c = &s->ctx;
 	c->budget = src->total < targ_max_capture ? src->total : targ_max_capture;
+	if (!src->iov && c->budget <= HT_CHUNK_MAX) {
+		/* One flat buffer that fits one event (most writes): no loop. */
+		__u64 n = c->budget;
+
+		if (n > HT_CHUNK_MAX)
+			n = HT_CHUNK_MAX;
+		barrier_var(n);
+		if (bpf_probe_read_user(s->buf, n, (void *)src->buf) == 0) {
+			c->fill = n;
+			c->captured = n;
+		} else {
+			counters__add(HT_CNT_READ_FAULTS, n);
+		}
+		skip = src->total - c->captured;
+		emit__flush(s, skip > 0xffffffffULL ? 0xffffffffU : (__u32)skip);
+		return;
+	}
 	if (src->iov) {
 		c->iov = src->iov;
 		c->iovcnt = src->iovcnt < HT_MAX_IOV ? src->iovcnt : HT_MAX_IOV;

@@ -87,8 +87,20 @@ struct emit_ctx {
  * so that the verifier sees it as plain map memory and the bpf_loop() callback
  * converges quickly.
  */
+/* State of one recvmmsg/sendmmsg walk, shared with its bpf_loop() callback. */
+struct mmsg_ctx {
+	__u64 vec;   /* user pointer to the mmsghdr array */
+	__u32 tgid;
+	__s32 fd;
+	__u8 dir;
+	__u8 sys;
+	__u8 lost;   /* a header could not be read: positions are no longer known */
+	__u8 pad[5];
+};
+
 struct scratch {
 	struct emit_ctx ctx;
+	struct mmsg_ctx mmsg;
 	struct ht_data_event ev;
 	__u8 buf[2 * HT_CHUNK_MAX]; /* twice the chunk: lets the verifier bound offsets */
 };

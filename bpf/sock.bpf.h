@@ -20,11 +20,11 @@
 #define HT_S_IFMT 00170000
 #define HT_S_IFSOCK 0140000
 
+/* Start time of the current process: with the tgid, an identity that pid reuse
+ * cannot fake. Direct loads through the BTF task pointer, no helper calls. */
 static __always_inline __u64 task__proc_start(void)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	return BPF_CORE_READ(task, group_leader, start_time);
+	return bpf_get_current_task_btf()->group_leader->start_time;
 }
 
 static __always_inline bool filter__pid_allowed(__u32 tgid)
