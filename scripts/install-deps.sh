@@ -15,6 +15,11 @@ TEST_DEPS=(
   nginx-light nodejs curl                     # real servers and clients
   procps iproute2 ca-certificates
 )
+OPS_DEPS=(
+  dpkg-dev lintian                            # the .deb: dpkg-buildflags, dpkg-shlibdeps, lintian
+  systemd-container debootstrap debian-archive-keyring  # a booted Debian for the service test
+  rsyslog                                     # the log-shipping test (its own instance)
+)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (apt-get)" >&2
@@ -22,7 +27,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}" >/dev/null
+apt-get install -y -qq --no-install-recommends "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}" \
+  "${OPS_DEPS[@]}" >/dev/null
 # Debian's nginx package starts a system nginx on port 80 where an init system
 # runs; the tests start their own instances and need none.
 if pgrep -x nginx >/dev/null && [ -f /run/nginx.pid ]; then

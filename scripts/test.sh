@@ -4,8 +4,11 @@
 # 1. unit tests (parser, pairing, reassembly, records, rotation, flags, conformance,
 #    fuzz-corpus replays, schema validation);
 # 2. privileged end-to-end tests: the real daemon and BPF against real servers;
-# 3. the same unit and end-to-end tests in an ASan+UBSan build;
-# 4. a short bounded run of every libFuzzer target.
+# 3. the Debian package (built, lintian-clean), the service in a Debian system
+#    booted with systemd-nspawn (install, start, records, reload, stop, upgrade,
+#    remove, purge), the capabilities it needs, and shipping the log with rsyslog;
+# 4. the same unit and end-to-end tests in an ASan+UBSan build;
+# 5. a short bounded run of every libFuzzer target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,12 @@ bash scripts/build.sh
 echo "== unit and end-to-end tests"
 ctest --test-dir build --output-on-failure -j"$(nproc)" -L unit
 ctest --test-dir build --output-on-failure -L e2e
+
+if [ "${HTTPTRACED_SKIP_OPS:-0}" != 1 ]; then
+  echo "== package (lintian), service under systemd (nspawn), capabilities, rsyslog shipping"
+  bash packaging/build-deb.sh
+  /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/systemd tests/shipping
+fi
 
 if [ "${HTTPTRACED_SKIP_SANITIZERS:-0}" != 1 ]; then
   echo "== ASan+UBSan build: unit and end-to-end tests"

@@ -1,0 +1,194 @@
+"""Which capabilities httptraced.service needs, proven on this host.
+
+The unit runs httptraced as a non-root system user whose capability sets
+(bounding = ambient = inheritable = permitted = effective) are exactly
+CAP_BPF CAP_PERFMON CAP_DAC_READ_SEARCH CAP_SYS_PTRACE, with no_new_privs.
+Each test starts the real daemon with setpriv under the same kind of identity
+(an unused uid, no groups, no_new_privs, the four sets equal) and one set of
+capabilities, so each capability's effect is seen alone:
+
+- without CAP_BPF or without CAP_PERFMON it refuses to start;
+- without CAP_DAC_READ_SEARCH it cannot reach the tracepoints: tracefs's root
+  is mode 0700, root's; a non-root user cannot even look up events/ in it;
+- without CAP_SYS_PTRACE it records, but `process.executable` is missing for
+  every process of another user (/proc/<pid>/exe needs ptrace read access);
+- with the four it records everything, executables included: nothing else
+  (CAP_SYS_ADMIN, CAP_SYS_RESOURCE, CAP_NET_ADMIN, ...) is needed.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("HTTPTRACED_BIN", REPO / "build" / "userspace" / "httptraced"))
+SERVER = REPO / "tests" / "e2e" / "servers" / "py_server.py"
+PYTHON = "/usr/bin/python3"
+UID = 64123  # no such user: the daemon needs none, only a uid that is not root's
+TRACEFS = "/sys/kernel/tracing"
+
+
+def setpriv(caps, uid=UID):
+    c = ",".join(["-all"] + [f"+{cap}" for cap in caps])
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+            f"--inh-caps={c}", f"--ambient-caps={c}", f"--bounding-set={c}", "--no-new-privs",
+            "--"]
+
+
+class Unprivileged:
+    """httptraced as uid UID with only `caps`, logging to its own directory."""
+
+    def __init__(self, caps, port=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="httptraced-caps-", dir="/tmp"))
+        os.chown(self.dir, UID, UID)
+        os.chmod(self.dir, 0o750)
+        self.log = self.dir / "httptraced.json"
+        self.proc = subprocess.Popen(
+            setpriv(caps) + [str(BIN), f"--log_dir={self.dir}", "--stats_interval=0"] +
+            ([f"--port={port}"] if port else []),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.ready = threading.Event()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if line.startswith("httptraced: tracing ("):
+                self.ready.set()
+        self.ready.set()
+
+    def stderr(self):
+        return "\n".join(self.lines)
+
+    def wait_ready(self, timeout=30):
+        assert self.ready.wait(timeout), "httptraced neither started nor failed"
+        time.sleep(0.05)
+        return self.proc.poll() is None
+
+    def records(self, port, count, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            recs = [json.loads(l) for l in self.log.read_text().splitlines()] \
+                if self.log.exists() else []
+            recs = [r for r in recs if r.get("server", {}).get("port") == port]
+            if len(recs) >= count or time.monotonic() > deadline:
+                return recs
+            time.sleep(0.05)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server():
+    """py_server.py as root: another user's process, as far as the daemon goes."""
+    proc = subprocess.Popen([PYTHON, str(SERVER)], stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline())
+    yield proc, port
+    proc.terminate()
+    proc.wait(10)
+
+
+def exchange(port, path, uid=None):
+    """One curl request, as root or as `uid` (no capabilities). The server answers
+    after 800 ms, so curl is still alive when the daemon reads its /proc entry
+    (the executable of a process gone by then is absent by design)."""
+    prefix = [] if uid is None else setpriv([], uid)
+    subprocess.run(prefix + ["curl", "-sS", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"],
+                   check=True, timeout=20)
+
+
+def run_case(caps, port=None):
+    # --port: only this test's traffic, whatever else the host is doing.
+    d = Unprivileged(caps, port)
+    try:
+        started = d.wait_ready()
+    except BaseException:
+        d.close()
+        raise
+    return d, started
+
+
+def test_tracefs_is_root_only_here():
+    """The premise of CAP_DAC_READ_SEARCH: tracefs's root directory is 0700 root."""
+    st = os.stat(TRACEFS)
+    assert (st.st_uid, oct(st.st_mode & 0o777)) == (0, "0o700"), \
+        "tracefs is not 0700 root here: re-check whether CAP_DAC_READ_SEARCH is needed"
+
+
+@pytest.mark.parametrize("missing", ["bpf", "perfmon"])
+def test_refused_without_bpf_or_perfmon(missing):
+    caps = [c for c in ("bpf", "perfmon", "dac_read_search", "sys_ptrace") if c != missing]
+    d, started = run_case(caps)
+    rc = d.close()
+    assert not started and rc == 1, d.stderr()
+    assert "httptraced needs root (or CAP_BPF and CAP_PERFMON)" in d.stderr()
+
+
+def test_no_tracepoints_without_dac_read_search():
+    d, started = run_case(["bpf", "perfmon", "sys_ptrace"])
+    rc = d.close()
+    assert not started and rc == 1, d.stderr()
+    assert (f"httptraced: tracefs is not mounted at {TRACEFS} and mounting it failed "
+            "(Operation not permitted)") in d.stderr(), d.stderr()
+
+
+def test_no_executable_of_other_users_without_sys_ptrace(server):
+    _, port = server
+    d, started = run_case(["bpf", "perfmon", "dac_read_search"], port)
+    try:
+        assert started, d.stderr()
+        exchange(port, "/slow?ms=800&as=root")          # curl as root -> python3 as root
+        exchange(port, "/slow?ms=800&as=uid", uid=UID)  # curl as the daemon's own uid
+        recs = d.records(port, 4)
+    finally:
+        rc = d.close()
+    assert rc == 0, d.stderr()
+    got = sorted((r["url"]["original"], r["httptraced"]["role"],
+                  r["process"].get("executable")) for r in recs)
+    assert got == [
+        ("/slow?ms=800&as=root", "client", None),
+        ("/slow?ms=800&as=root", "server", None),
+        ("/slow?ms=800&as=uid", "client", "/usr/bin/curl"),   # the daemon's uid: readable
+        ("/slow?ms=800&as=uid", "server", None),              # root's python3: not
+    ], got
+
+
+def test_four_capabilities_are_enough(server):
+    _, port = server
+    d, started = run_case(["bpf", "perfmon", "dac_read_search", "sys_ptrace"], port)
+    try:
+        assert started, d.stderr()
+        exchange(port, "/slow?ms=800&as=root")
+        exchange(port, "/slow?ms=800&as=uid", uid=UID)
+        recs = d.records(port, 4)
+    finally:
+        rc = d.close()
+    assert rc == 0, d.stderr()
+    python = os.path.realpath(PYTHON)
+    got = sorted((r["url"]["original"], r["httptraced"]["role"],
+                  r["process"].get("executable")) for r in recs)
+    assert got == [
+        ("/slow?ms=800&as=root", "client", "/usr/bin/curl"),
+        ("/slow?ms=800&as=root", "server", python),
+        ("/slow?ms=800&as=uid", "client", "/usr/bin/curl"),
+        ("/slow?ms=800&as=uid", "server", python),
+    ], got
+    for r in recs:
+        assert r["http"]["response"]["status_code"] == 200
