@@ -97,7 +97,14 @@ absl::Status CheckPrerequisites(const std::string& tracefs) {
         "kernels are since Debian 11"));
   }
   const std::string events = tracefs + "/events/syscalls";
-  if (IsDir(events)) return absl::OkStatus();
+  struct stat st;
+  const int stat_err = stat(events.c_str(), &st) == 0 ? 0 : errno;
+  if (stat_err == 0 && S_ISDIR(st.st_mode)) return absl::OkStatus();
+  if (stat_err == EACCES) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "tracefs at ", tracefs, " is mounted but not readable (", Errno(EACCES),
+        "): run httptraced as root or give it CAP_DAC_READ_SEARCH"));
+  }
   if (!IsDir(tracefs)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "tracefs mount point ", tracefs,

@@ -218,7 +218,9 @@ absl::Status ApplyFlagfile(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read flag file ", path));
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
-    absl::string_view arg = absl::StripAsciiWhitespace(line);
+    // As absl reads flag files at startup: leading whitespace goes, the rest
+    // of the line (trailing spaces too) is the value.
+    absl::string_view arg = absl::StripLeadingAsciiWhitespace(line);
     if (arg.empty() || arg[0] == '#') continue;
     if (absl::Status s = ApplyArg(arg, absl::StrCat(path, ":", n)); !s.ok()) return s;
   }
@@ -256,6 +258,7 @@ std::vector<std::string> RestartOnlyChanges(const Config& a, const Config& b) {
   if (a.ring_buffer_mb != b.ring_buffer_mb) out.push_back("ring_buffer_mb");
   if (a.max_connections != b.max_connections) out.push_back("max_connections");
   if (a.tracefs != b.tracefs) out.push_back("tracefs");
+  if (a.verbosity != b.verbosity) out.push_back("verbosity");  // libbpf's log level
   return out;
 }
 

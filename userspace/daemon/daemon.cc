@@ -143,6 +143,7 @@ absl::Status Daemon::Reconfigure(const config::Config& next) {
   applied.ring_buffer_mb = config_.ring_buffer_mb;
   applied.max_connections = config_.max_connections;
   applied.tracefs = config_.tracefs;
+  applied.verbosity = config_.verbosity;
   config_ = std::move(applied);
   builder_ = std::make_unique<record::RecordBuilder>(BuilderOptions(config_));
   table_.SetOptions(TableOptions(config_));
@@ -201,8 +202,6 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
   uint64_t last_status = last_tick;
   uint64_t last_clock = last_tick;
   uint64_t last_stats = last_tick;
-  const uint64_t stats_every =
-      static_cast<uint64_t>(absl::ToInt64Nanoseconds(config_.stats_interval));
   bool stop = false;
   while (!stop) {
     now_ns_ = Now(CLOCK_MONOTONIC);
@@ -237,6 +236,9 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
       notifier_->Notify("STATUS=" + Status());
       last_status = now_ns_;
     }
+    // Read each time: a reload may change it.
+    const uint64_t stats_every =
+        static_cast<uint64_t>(absl::ToInt64Nanoseconds(config_.stats_interval));
     if (stats_every > 0 && now_ns_ - last_stats >= stats_every) {
       std::fprintf(stderr, "%s\n", StatsLine().c_str());
       last_stats = now_ns_;
