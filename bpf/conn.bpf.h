@@ -257,9 +257,10 @@ static __always_inline void conn__args(struct syscall_args *a)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 
-	a->fd = (__s32)PT_REGS_PARM1_CORE_SYSCALL(regs);
-	a->buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
-	a->count = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	/* Direct loads through the BTF pointer where the arch allows (x86). */
+	a->fd = (__s32)PT_REGS_PARM1_SYSCALL(regs);
+	a->buf = PT_REGS_PARM2_SYSCALL(regs);
+	a->count = PT_REGS_PARM3_SYSCALL(regs);
 }
 
 /*

@@ -154,13 +154,15 @@ static __always_inline struct scratch *scratch__get(void)
 }
 
 /*
- * Ring-buffer output that counts what it loses. Wake-ups are batched: the reader
- * is woken only past a backlog of targ_wakeup_bytes and otherwise polls on a
- * short timer, so a busy server does not pay one wake-up per event.
+ * Ring-buffer output that counts what it loses. Wake-ups are batched: the
+ * reader polls on a short timer and is woken only when this event takes the
+ * backlog across targ_wakeup_bytes, not on every event past it (each wake-up
+ * is an IPI, and a storm of them cost the traced processes more than the copy).
  */
 static __always_inline long ringbuf__output(void *data, __u64 size)
 {
-	__u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= targ_wakeup_bytes
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 flags = avail < targ_wakeup_bytes && avail + size >= targ_wakeup_bytes
 			      ? BPF_RB_FORCE_WAKEUP
 			      : BPF_RB_NO_WAKEUP;
 	long err = bpf_ringbuf_output(&events, data, size, flags);

@@ -55,18 +55,22 @@ static __always_inline bool filter__port_allowed(__u16 lport, __u16 rport)
 	return false;
 }
 
-/* The struct sock behind fd if it is an IPv4/IPv6 TCP socket, else NULL. */
+/*
+ * The struct sock behind fd if it is an IPv4/IPv6 TCP socket, else NULL. This
+ * runs for every successful read/write on a file that is not a known
+ * connection, so the walk down to the fd table is direct loads through the BTF
+ * task pointer; only the fd slot and the file need probe reads.
+ */
 static __always_inline struct sock *sock__from_fd(__s32 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-	unsigned int max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
+	struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
+	struct file **fds = fdt->fd;
 	struct file *file = NULL;
 	struct socket *sock;
 	struct sock *sk;
 	__u16 family;
 
-	if (fd < 0 || (unsigned int)fd >= max_fds)
+	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return NULL;

@@ -1,5 +1,6 @@
 #include "record/json_writer.h"
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <charconv>
@@ -103,14 +104,37 @@ constexpr std::array<char, 256> MakeLowerAscii() {
 }
 constexpr std::array<char, 256> kLowerAscii = MakeLowerAscii();
 
-void AppendEscape(unsigned char c, std::string& out) {
+// Output adapters for the escaping routines: a plain std::string, or a
+// JsonWriter's cursor.
+struct StringOut {
+  std::string& s;
+  void Put(const char* p, size_t n) { s.append(p, n); }
+  void PutLower(const unsigned char* p, size_t n) {
+    const size_t at = s.size();
+    s.append(reinterpret_cast<const char*>(p), n);
+    for (size_t i = at; i < s.size(); ++i) s[i] = kLowerAscii[static_cast<unsigned char>(s[i])];
+  }
+};
+
+struct WriterOut {
+  JsonWriter& w;
+  void Put(const char* p, size_t n) { w.Put(p, n); }
+  void PutLower(const unsigned char* p, size_t n) {
+    char* d = w.Room(n);
+    for (size_t i = 0; i < n; ++i) d[i] = kLowerAscii[p[i]];
+    w.Advance(d + n);
+  }
+};
+
+template <typename Out>
+void AppendEscape(unsigned char c, Out& out) {
   const char short_form = kShortEscape[c];
   if (short_form != 0) {
     const char esc[2] = {'\\', short_form};
-    out.append(esc, 2);
+    out.Put(esc, 2);
   } else {
     const char esc[6] = {'\\', 'u', '0', '0', kHexDigits[c >> 4], kHexDigits[c & 0xF]};
-    out.append(esc, 6);
+    out.Put(esc, 6);
   }
 }
 
@@ -141,8 +165,8 @@ inline const unsigned char* PlainRunEnd(const unsigned char* p, const unsigned c
   return p;
 }
 
-template <bool kStrict, bool kLower>
-bool AppendEscaped(std::string_view s, std::string& out) {
+template <bool kStrict, bool kLower, typename Out>
+bool AppendEscaped(std::string_view s, Out& out) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* const end = p + s.size();
   while (p < end) {
@@ -154,13 +178,9 @@ bool AppendEscaped(std::string_view s, std::string& out) {
     }
     if (p != run) {
       if constexpr (kLower) {
-        const size_t at = out.size();
-        out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
-        for (size_t i = at; i < out.size(); ++i) {
-          out[i] = kLowerAscii[static_cast<unsigned char>(out[i])];
-        }
+        out.PutLower(run, static_cast<size_t>(p - run));
       } else {
-        out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
+        out.Put(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
       }
     }
     if (p == end) break;
@@ -171,11 +191,11 @@ bool AppendEscaped(std::string_view s, std::string& out) {
     }
     const int n = Utf8Sequence(p, end);
     if (n > 0) {
-      out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+      out.Put(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
       p += n;
     } else {
       if constexpr (kStrict) return false;
-      out.append(kReplacement);
+      out.Put(kReplacement.data(), kReplacement.size());
       p += -n;
     }
   }
@@ -239,7 +259,10 @@ void AppendSanitizedUtf8(std::string_view bytes, std::string& out) {
 void AppendBase64(std::string_view bytes, std::string& out) {
   const size_t at = out.size();
   out.resize(at + Base64Size(bytes.size()));
-  char* d = out.data() + at;
+  EncodeBase64(bytes, out.data() + at);
+}
+
+void EncodeBase64(std::string_view bytes, char* d) {
   const auto* s = reinterpret_cast<const unsigned char*>(bytes.data());
   size_t n = bytes.size();
   for (; n >= 3; n -= 3, s += 3, d += 4) {
@@ -266,95 +289,107 @@ void AppendBase64(std::string_view bytes, std::string& out) {
 
 void AppendJsonString(std::string_view s, std::string& out) {
   out.push_back('"');
-  AppendEscaped</*kStrict=*/false, /*kLower=*/false>(s, out);
+  StringOut o{out};
+  AppendEscaped</*kStrict=*/false, /*kLower=*/false>(s, o);
   out.push_back('"');
 }
 
-void JsonWriter::Key(std::string_view key) {
-  // Keys are the builder's own literals: plain ASCII, nothing to escape.
-  assert(PlainRunEnd(reinterpret_cast<const unsigned char*>(key.data()),
-                     reinterpret_cast<const unsigned char*>(key.data()) + key.size()) ==
-         reinterpret_cast<const unsigned char*>(key.data()) + key.size());
-  char buf[64];
-  size_t n = 0;
-  if (need_comma_) buf[n++] = ',';
-  if (key.size() + 4 <= sizeof(buf)) {
-    buf[n++] = '"';
-    std::memcpy(buf + n, key.data(), key.size());
-    n += key.size();
-    buf[n++] = '"';
-    buf[n++] = ':';
-    out_->append(buf, n);
-  } else {
-    out_->append(buf, n);
-    out_->push_back('"');
-    out_->append(key.data(), key.size());
-    out_->append("\":", 2);
-  }
-  need_comma_ = false;
+JsonWriter::JsonWriter(std::string& out, size_t size_hint) : out_(&out) {
+  const size_t used = out.size();
+  out.resize(used + size_hint);
+  cur_ = out.data() + used;
+  end_ = out.data() + out.size();
+}
+
+void JsonWriter::Grow(size_t n) {
+  const size_t used = static_cast<size_t>(cur_ - out_->data());
+  out_->resize(std::max(out_->size() * 2, used + n + 256));
+  cur_ = out_->data() + used;
+  end_ = out_->data() + out_->size();
+}
+
+void JsonWriter::Finish() {
+  if (out_ == nullptr) return;
+  out_->resize(static_cast<size_t>(cur_ - out_->data()));
+  out_ = nullptr;
 }
 
 void JsonWriter::KeyLowerAscii(std::string_view key) {
   Separate();
-  out_->push_back('"');
-  AppendEscaped</*kStrict=*/false, /*kLower=*/true>(key, *out_);
-  out_->append("\":", 2);
+  Put('"');
+  WriterOut o{*this};
+  AppendEscaped</*kStrict=*/false, /*kLower=*/true>(key, o);
+  Put("\":", 2);
   need_comma_ = false;
 }
 
 void JsonWriter::String(std::string_view s) {
   Separate();
-  AppendJsonString(s, *out_);
+  Put('"');
+  WriterOut o{*this};
+  AppendEscaped</*kStrict=*/false, /*kLower=*/false>(s, o);
+  Put('"');
   need_comma_ = true;
 }
 
 bool JsonWriter::StringIfValidUtf8(std::string_view s) {
-  const size_t rollback = out_->size();
+  const size_t rollback = Mark();
   Separate();
-  out_->push_back('"');
-  if (!AppendEscaped</*kStrict=*/true, /*kLower=*/false>(s, *out_)) {
-    out_->resize(rollback);
+  Put('"');
+  WriterOut o{*this};
+  if (!AppendEscaped</*kStrict=*/true, /*kLower=*/false>(s, o)) {
+    Rewind(rollback);
     return false;
   }
-  out_->push_back('"');
+  Put('"');
   need_comma_ = true;
   return true;
 }
 
 void JsonWriter::StringBase64(std::string_view bytes) {
   Separate();
-  out_->push_back('"');
-  AppendBase64(bytes, *out_);
-  out_->push_back('"');
+  Put('"');
+  const size_t n = Base64Size(bytes.size());
+  char* d = Room(n);
+  EncodeBase64(bytes, d);
+  Advance(d + n);
+  Put('"');
   need_comma_ = true;
 }
 
 void JsonWriter::Timestamp(int64_t wall_ns) {
   Separate();
-  out_->push_back('"');
-  AppendRfc3339Nanos(wall_ns, *out_);
-  out_->push_back('"');
+  char buf[kRfc3339NanosSize];
+  FormatRfc3339Nanos(wall_ns, buf);
+  char* p = Room(sizeof(buf) + 2);
+  *p++ = '"';
+  std::memcpy(p, buf, sizeof(buf));
+  p += sizeof(buf);
+  *p++ = '"';
+  Advance(p);
   need_comma_ = true;
 }
 
 void JsonWriter::Int(int64_t v) {
   Separate();
-  AppendInteger(v, *out_);
+  char* p = Room(24);
+  Advance(std::to_chars(p, p + 24, v).ptr);
   need_comma_ = true;
 }
 
 void JsonWriter::Uint(uint64_t v) {
   Separate();
-  AppendInteger(v, *out_);
+  char* p = Room(24);
+  Advance(std::to_chars(p, p + 24, v).ptr);
   need_comma_ = true;
 }
 
 void JsonWriter::Bool(bool v) {
   Separate();
   if (v) {
-    out_->append("true", 4);
+    Put("true", 4);
   } else {
-    out_->append("false", 5);
+    Put("false", 5);
   }
   need_comma_ = true;
 }

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -27,6 +28,8 @@ constexpr size_t Base64Size(size_t n) { return (n + 2) / 3 * 4; }
 
 // Appends the standard, padded base64 encoding (RFC 4648 section 4) of `bytes`.
 void AppendBase64(std::string_view bytes, std::string& out);
+// Writes the encoding to d (Base64Size(bytes.size()) bytes).
+void EncodeBase64(std::string_view bytes, char* d);
 
 // Appends `s` as a quoted JSON string: escaped, ill-formed UTF-8 replaced.
 // Escapes: \" \\ \b \f \n \r \t, other control characters as \u00XX.
@@ -35,59 +38,85 @@ void AppendJsonString(std::string_view s, std::string& out);
 // Writes JSON to the end of a string. The caller keeps the nesting well
 // formed (every Begin has its End, a Key before each value in an object);
 // commas are placed automatically. Values written after a Key belong to it.
+//
+// For speed the writer owns the end of the string while it lives: it grows the
+// string ahead of itself and writes through a raw cursor (one bounds check and
+// a fixed-size memcpy per piece instead of std::string's bookkeeping), then
+// trims the string to what was written when it is destroyed or Finish()ed.
+// Nothing else may touch the string meanwhile.
 class JsonWriter {
  public:
-  explicit JsonWriter(std::string& out) : out_(&out) {}
+  // `size_hint`: bytes this writer will probably add (growth beyond is fine).
+  explicit JsonWriter(std::string& out, size_t size_hint = 1024);
+  ~JsonWriter() { Finish(); }
   JsonWriter(const JsonWriter&) = delete;
   JsonWriter& operator=(const JsonWriter&) = delete;
 
+  // Trims the string to what was written; the writer is unusable afterwards.
+  void Finish();
+
   void BeginObject() {
     Separate();
-    out_->push_back('{');
+    Put('{');
     need_comma_ = false;
   }
   void EndObject() {
-    out_->push_back('}');
+    Put('}');
     need_comma_ = true;
   }
   void BeginArray() {
     Separate();
-    out_->push_back('[');
+    Put('[');
     need_comma_ = false;
   }
   void EndArray() {
-    out_->push_back(']');
+    Put(']');
     need_comma_ = true;
   }
+  // A raw byte outside any JSON value (the record's final '\n').
+  void RawByte(char c) { Put(c); }
 
   // Appends `members`: one or more complete `"key":value` members of the
   // current object, as literal JSON (the builder's constant parts), with the
   // separating comma when needed.
   void RawMembers(std::string_view members) {
     Separate();
-    out_->append(members.data(), members.size());
+    Put(members.data(), members.size());
     need_comma_ = true;
   }
   // Appends `"key":{` (or `"key":[`) given as literal JSON: the start of a
   // nested object or array.
   void RawOpen(std::string_view key_and_brace) {
     Separate();
-    out_->append(key_and_brace.data(), key_and_brace.size());
+    Put(key_and_brace.data(), key_and_brace.size());
     need_comma_ = false;
   }
   // A value already formatted as a JSON string body (no escaping needed),
   // e.g. a timestamp formatted once and written three times.
   void RawStringField(std::string_view key, std::string_view plain) {
     Key(key);
-    out_->push_back('"');
-    out_->append(plain.data(), plain.size());
-    out_->push_back('"');
+    char* p = Room(plain.size() + 2);
+    *p++ = '"';
+    std::memcpy(p, plain.data(), plain.size());
+    p += plain.size();
+    *p++ = '"';
+    cur_ = p;
     need_comma_ = true;
   }
 
   // An object key that is a literal of plain ASCII (no '"', '\\', control or
   // non-ASCII bytes): written as is. Keys from data go through KeyLowerAscii.
-  void Key(std::string_view key);
+  void Key(std::string_view key) {
+    char* p = Room(key.size() + 4);
+    if (need_comma_) *p++ = ',';
+    *p++ = '"';
+    std::memcpy(p, key.data(), key.size());
+    p += key.size();
+    *p++ = '"';
+    *p++ = ':';
+    cur_ = p;
+    need_comma_ = false;
+  }
   // An object key with ASCII letters lowercased (header names).
   void KeyLowerAscii(std::string_view key);
 
@@ -127,12 +156,38 @@ class JsonWriter {
     Timestamp(wall_ns);
   }
 
+  // Raw access for the escaping routines: room for n more bytes at the
+  // cursor (valid until the next call), then Advance past what was written.
+  char* Room(size_t n) {
+    if (static_cast<size_t>(end_ - cur_) < n) Grow(n);
+    return cur_;
+  }
+  void Advance(char* new_cursor) { cur_ = new_cursor; }
+  void Put(char c) {
+    *Room(1) = c;
+    ++cur_;
+  }
+  void Put(const char* s, size_t n) {
+    std::memcpy(Room(n), s, n);
+    cur_ += n;
+  }
+  // The whole string up to the cursor (what it will hold after Finish()).
+  std::string_view Written() const {
+    return std::string_view(out_->data(), static_cast<size_t>(cur_ - out_->data()));
+  }
+  // Where the cursor is, to go back there (StringIfValidUtf8's rollback).
+  size_t Mark() const { return static_cast<size_t>(cur_ - out_->data()); }
+  void Rewind(size_t mark) { cur_ = out_->data() + mark; }
+
  private:
   void Separate() {
-    if (need_comma_) out_->push_back(',');
+    if (need_comma_) Put(',');
   }
+  void Grow(size_t n);
 
   std::string* out_;
+  char* cur_ = nullptr;  // next byte to write, inside out_'s buffer
+  char* end_ = nullptr;  // end of the room grown so far
   // True when the next key or array element needs a ',' before it. One flag
   // is enough: after a Begin nothing precedes, after any value (including a
   // closed container) a ',' does, and after a Key the value takes none.

@@ -90,7 +90,7 @@ TEST_CASE("JsonWriter places commas in nested objects and arrays") {
   w.EndArray();
   w.StringField("g", "h");
   w.EndObject();
-  CHECK(out == R"({"a":1,"b":[true,false,"x",{},[],-2],"c":{"d":false,"e":{}},"f":[],"g":"h"})");
+  CHECK(w.Written() == R"({"a":1,"b":[true,false,"x",{},[],-2],"c":{"d":false,"e":{}},"f":[],"g":"h"})");
 }
 
 TEST_CASE("JsonWriter appends to what the string already holds") {
@@ -99,7 +99,7 @@ TEST_CASE("JsonWriter appends to what the string already holds") {
   w.BeginObject();
   w.StringField("k", "v");
   w.EndObject();
-  CHECK(out == "previous line\n{\"k\":\"v\"}");
+  CHECK(w.Written() == "previous line\n{\"k\":\"v\"}");
 }
 
 TEST_CASE("JsonWriter writes integer extremes exactly") {
@@ -112,7 +112,7 @@ TEST_CASE("JsonWriter writes integer extremes exactly") {
   w.Uint(std::numeric_limits<uint64_t>::max());
   w.Uint(0);
   w.EndArray();
-  CHECK(out == "[-9223372036854775808,9223372036854775807,0,18446744073709551615,0]");
+  CHECK(w.Written() == "[-9223372036854775808,9223372036854775807,0,18446744073709551615,0]");
 }
 
 TEST_CASE("JsonWriter writes RFC 3339 timestamps with nanoseconds") {
@@ -121,7 +121,7 @@ TEST_CASE("JsonWriter writes RFC 3339 timestamps with nanoseconds") {
   w.BeginObject();
   w.TimestampField("t", 1'795'293'959'123'456'789);
   w.EndObject();
-  CHECK(out == R"({"t":"2026-11-21T20:45:59.123456789Z"})");
+  CHECK(w.Written() == R"({"t":"2026-11-21T20:45:59.123456789Z"})");
 }
 
 TEST_CASE("Strings escape quotes, backslashes and control characters") {
@@ -245,7 +245,7 @@ TEST_CASE("KeyLowerAscii lowercases ASCII letters only") {
   w.KeyLowerAscii("X-\xc3\x84\xff\"Q\n");  // "Ä" stays, bad byte replaced
   w.Int(2);
   w.EndObject();
-  CHECK(out == "{\"content-type\":1,\"x-\xc3\x84\xef\xbf\xbd\\\"q\\n\":2}");
+  CHECK(w.Written() == "{\"content-type\":1,\"x-\xc3\x84\xef\xbf\xbd\\\"q\\n\":2}");
 }
 
 TEST_CASE("Base64 matches the RFC 4648 test vectors") {
@@ -280,12 +280,12 @@ TEST_CASE("StringIfValidUtf8 writes valid text and leaves no trace otherwise") {
   JsonWriter w(out);
   w.BeginArray();
   CHECK(w.StringIfValidUtf8("caf\xc3\xa9\n"));
-  CHECK(out == "[\"caf\xc3\xa9\\n\"");
+  CHECK(w.Written() == "[\"caf\xc3\xa9\\n\"");
   CHECK_FALSE(w.StringIfValidUtf8("ok so far \"\x01 then \xff"));
-  CHECK(out == "[\"caf\xc3\xa9\\n\"");
+  CHECK(w.Written() == "[\"caf\xc3\xa9\\n\"");
   w.StringBase64("\xff");
   w.EndArray();
-  CHECK(out == "[\"caf\xc3\xa9\\n\",\"/w==\"]");
+  CHECK(w.Written() == "[\"caf\xc3\xa9\\n\",\"/w==\"]");
 
   std::string first;
   JsonWriter w2(first);
@@ -294,7 +294,34 @@ TEST_CASE("StringIfValidUtf8 writes valid text and leaves no trace otherwise") {
   CHECK_FALSE(w2.StringIfValidUtf8("\x80"));
   w2.StringBase64("\x80");
   w2.EndObject();
-  CHECK(first == R"({"b":"gA=="})");
+  CHECK(w2.Written() == R"({"b":"gA=="})");
+}
+
+}  // namespace
+}  // namespace httptraced::record
+
+namespace httptraced::record {
+namespace {
+
+TEST_CASE("JsonWriter grows past its size hint and trims the string when done") {
+  std::string out = "x";
+  {
+    JsonWriter w(out, /*size_hint=*/4);
+    w.BeginArray();
+    for (int i = 0; i < 100; ++i) w.String("0123456789");
+    w.EndArray();
+    CHECK(w.Written().size() == 1 + 2 + 100 * 12 + 99);
+  }  // the destructor trims
+  CHECK(out.size() == 1 + 2 + 100 * 12 + 99);
+  CHECK(out.substr(0, 16) == "x[\"0123456789\",\"");
+  CHECK(out.back() == ']');
+
+  std::string again;
+  JsonWriter w(again, 1024);
+  w.BeginObject();
+  w.EndObject();
+  w.Finish();
+  CHECK(again == "{}");
 }
 
 }  // namespace

@@ -321,7 +321,6 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   size_t estimate = 1024 + conn.comm.size() + process.executable.size() + options_.host_name.size();
   if (request) estimate += EstimateMessageSize(*request);
   if (response) estimate += EstimateMessageSize(*response);
-  out.reserve(out.size() + estimate);
 
   // Start: the request's first byte, else the response's. End: the response's
   // last byte, else the last byte seen.
@@ -346,7 +345,7 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   const std::string_view start_text(start_buf, sizeof(start_buf));
   const std::string_view end_text(end_buf, sizeof(end_buf));
 
-  JsonWriter w(out);
+  JsonWriter w(out, estimate);
   w.BeginObject();
   w.RawStringField("@timestamp", start_text);
   // Constant members go out as literal JSON in one append each.
@@ -447,7 +446,7 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   w.EndObject();
 
   w.EndObject();
-  out.push_back('\n');
+  w.RawByte('\n');
 }
 
 }  // namespace httptraced::record
