@@ -33,9 +33,10 @@ def match(port, path=None, role=None, method=None, original=None):
     return pred
 
 
-def one(daemon, pred, timeout=8.0):
+def one(daemon, pred, timeout=15.0):
     found = daemon.wait_for(pred, 1, timeout)
-    assert len(found) == 1, f"expected exactly one record, got {len(found)}: {found}"
+    stats = [l for l in daemon.stderr_lines if "stats events=" in l][-1:]
+    assert len(found) == 1, f"expected exactly one record, got {len(found)}: {found}; {stats}"
     return found[0]
 
 

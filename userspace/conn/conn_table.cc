@@ -83,9 +83,8 @@ void ConnTable::OnData(const bpf::DataEvent& ev, uint64_t now_ns) {
   const http::ChunkMeta meta{.ts_ns = ev.ts_ns, .tid = ev.tid};
   t.streams_[d].Add(ev.pos, ev.payload, ev.skip, ev.stream_start, meta, now_ns, t.feeds_[d]);
 
-  if (t.info_.role == http::Role::kUnknown) t.info_.role = t.session_.role();
-  for (http::Exchange& ex : t.session_.ready()) sink_.OnExchange(t.info_, std::move(ex));
-  t.session_.ready().clear();
+  if (t.streams_[d].has_pending()) holes_.insert(ev.key);
+  Drain(t);
   if (t.session_.not_http() || t.session_.switched_protocols()) {
     ++(t.session_.not_http() ? stats_.not_http : stats_.switched);
     t.ignored_ = true;
@@ -106,9 +105,7 @@ void ConnTable::Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns) {
     }
     t.session_.OnClose(meta);
   }
-  if (t.info_.role == http::Role::kUnknown) t.info_.role = t.session_.role();
-  for (http::Exchange& ex : t.session_.ready()) sink_.OnExchange(t.info_, std::move(ex));
-  t.session_.ready().clear();
+  Drain(t);
   for (const DataStream& s : t.streams_) {
     stats_.gaps += s.stats().gaps;
     stats_.gap_bytes += s.stats().gap_bytes;
@@ -125,24 +122,38 @@ void ConnTable::OnClose(const bpf::CloseEvent& ev) {
 }
 
 void ConnTable::Tick(uint64_t now_ns) {
+  // Holes are aged often, but only where there are some.
+  for (auto it = holes_.begin(); it != holes_.end();) {
+    auto conn = conns_.find(*it);
+    if (conn == conns_.end()) {
+      holes_.erase(it++);
+      continue;
+    }
+    Tracker& t = *conn->second;
+    bool pending = false;
+    for (int d = 0; d < 2; ++d) {
+      if (t.streams_[d].has_pending()) t.streams_[d].FlushHoles(now_ns, /*force=*/false, t.feeds_[d]);
+      pending = pending || t.streams_[d].has_pending();
+    }
+    Drain(t);
+    if (!pending) {
+      holes_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  // Everything else once per sweep interval: a table of 10k idle connections
+  // is not walked twenty times a second.
+  if (now_ns - std::min(now_ns, last_sweep_ns_) < options_.sweep_interval_ns) return;
+  last_sweep_ns_ = now_ns;
   const uint64_t request_deadline =
       now_ns > options_.request_timeout_ns ? now_ns - options_.request_timeout_ns : 0;
   std::vector<ConnKey> idle;
   for (auto& [key, t] : conns_) {
-    if (t->ignored_) {
-      if (now_ns - std::min(now_ns, t->last_event_ns_) > options_.conn_idle_timeout_ns) {
-        idle.push_back(key);
-      }
-      continue;
+    if (!t->ignored_ && t->session_.busy()) {
+      t->session_.ExpireOlderThan(request_deadline);
+      Drain(*t);
     }
-    for (int d = 0; d < 2; ++d) {
-      if (t->streams_[d].has_pending()) {
-        t->streams_[d].FlushHoles(now_ns, /*force=*/false, t->feeds_[d]);
-      }
-    }
-    if (t->session_.busy()) t->session_.ExpireOlderThan(request_deadline);
-    for (http::Exchange& ex : t->session_.ready()) sink_.OnExchange(t->info_, std::move(ex));
-    t->session_.ready().clear();
     if (now_ns - std::min(now_ns, t->last_event_ns_) > options_.conn_idle_timeout_ns) {
       idle.push_back(key);
     }
@@ -153,6 +164,12 @@ void ConnTable::Tick(uint64_t now_ns) {
     conns_.erase(it);
     ++stats_.expired;
   }
+}
+
+void ConnTable::Drain(Tracker& t) {
+  if (t.info_.role == http::Role::kUnknown) t.info_.role = t.session_.role();
+  for (http::Exchange& ex : t.session_.ready()) sink_.OnExchange(t.info_, std::move(ex));
+  t.session_.ready().clear();
 }
 
 void ConnTable::EvictIdlest(size_t count) {

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "bpf/event.h"
 #include "conn/conn_info.h"
 #include "conn/data_stream.h"
@@ -38,6 +39,8 @@ struct ConnTableOptions {
   // A connection with no event for this long is forgotten (after flushing).
   uint64_t conn_idle_timeout_ns = 600'000'000'000;
   size_t max_connections = 65536;  // tracked at once; the idlest are evicted beyond
+  // Timeouts and idleness are checked this often (holes at every Tick).
+  uint64_t sweep_interval_ns = 1'000'000'000;
 };
 
 struct ConnTableStats {
@@ -79,11 +82,15 @@ class ConnTable {
   Tracker& GetOrCreate(const ConnKey& key, uint64_t ts_ns);
   void Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns);
   void EvictIdlest(size_t count);
+  // Hands the session's finished exchanges to the sink.
+  void Drain(Tracker& t);
 
   ConnTableOptions options_;
   ExchangeSink& sink_;
   ConnController& controller_;
   absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>> conns_;
+  absl::flat_hash_set<ConnKey> holes_;  // connections with bytes waiting behind a hole
+  uint64_t last_sweep_ns_ = 0;
   ConnTableStats stats_;
 };
 

@@ -41,9 +41,15 @@ T Decode(const std::string& sample) {
 constexpr const char* kReq = "GET /a?b=c HTTP/1.1\r\nHost: h\r\n\r\n";
 constexpr const char* kResp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
+ConnTableOptions TestOptions() {
+  ConnTableOptions o;
+  o.sweep_interval_ns = 0;  // every Tick sweeps
+  return o;
+}
+
 struct Fixture {
   FakeSink sink;
-  ConnTableOptions options;
+  ConnTableOptions options = TestOptions();
   ConnTable table{options, sink, sink};
   void Data(const ConnIdSpec& id, uint8_t dir, uint64_t pos, std::string_view bytes,
             uint64_t ts, uint32_t skip = 0, uint16_t flags = 0) {
@@ -187,6 +193,52 @@ TEST_CASE("ConnTable FinishAll writes in-flight exchanges as incomplete") {
   REQUIRE(f.sink.got.size() == 1);
   CHECK(f.sink.got[0].exchange.incomplete);
   CHECK(f.table.size() == 0);
+}
+
+}  // namespace
+}  // namespace httptraced::conn
+
+namespace httptraced::conn {
+namespace {
+
+TEST_CASE("ConnTable ages holes at every Tick even between sweeps") {
+  FakeSink sink;
+  ConnTableOptions options;  // sweeps once a second
+  options.stream.hole_timeout_ns = 100;
+  ConnTable table(options, sink, sink);
+  const ConnIdSpec id;
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+  // The first request's bytes never arrive (a drop); the second waits behind the hole.
+  const std::string second = "GET /second HTTP/1.1\r\n\r\n";
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 30, second, 0, 0, 10)), 10);
+  // The response to the lost request has nothing to pair with: recorded alone.
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_EGRESS, 0, kResp, 0, 0, 20)), 20);
+  REQUIRE(sink.got.size() == 1);
+  CHECK_FALSE(sink.got[0].exchange.request.has_value());
+  table.Tick(50);  // the hole is younger than the timeout: /second still waits
+  CHECK(sink.got.size() == 1);
+  table.FinishAll();  // shutdown: what waited comes out, unanswered
+  REQUIRE(sink.got.size() == 2);
+  CHECK(sink.got[1].exchange.request->target == "/second");
+  CHECK(sink.got[1].exchange.incomplete);
+}
+
+TEST_CASE("ConnTable delivers what waited behind a hole once it times out") {
+  FakeSink sink;
+  ConnTableOptions options;  // sweeps once a second: holes are aged regardless
+  options.stream.hole_timeout_ns = 100;
+  ConnTable table(options, sink, sink);
+  const ConnIdSpec id;
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+  table.OnData(Decode<bpf::DataEvent>(
+                   DataSample(id, HT_DIR_INGRESS, 30, "GET /second HTTP/1.1\r\n\r\n", 0, 0, 10)),
+               10);
+  table.Tick(120);  // a gap now: /second reaches the parser and waits for its response
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_EGRESS, 0, kResp, 0, 0, 130)), 130);
+  REQUIRE(sink.got.size() == 1);
+  CHECK(sink.got[0].exchange.request->target == "/second");
+  CHECK(sink.got[0].exchange.request->gap_before);
+  CHECK(sink.got[0].exchange.response->status_code == 200);
 }
 
 }  // namespace
