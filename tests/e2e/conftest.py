@@ -45,6 +45,7 @@ class Daemon:
         self.returncode = None
 
     def start(self, timeout=30):
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         ready = threading.Event()
@@ -82,21 +83,36 @@ class Daemon:
         return self.returncode
 
     def records(self):
-        """Every record written so far (all files), each validated against the schema."""
-        out = []
-        if not self.log.exists():
-            return out
-        data = self.log.read_bytes()
-        assert data == b"" or data.endswith(b"\n"), "the log ends in a partial line"
-        for line in data.splitlines():
-            rec = json.loads(line)
-            errors = sorted(VALIDATOR.iter_errors(rec), key=lambda e: list(e.path))
-            assert not errors, f"record violates the schema: {errors[0].message} at " \
-                               f"{list(errors[0].path)}\n{line[:2000]!r}"
-            out.append(rec)
-        return out
+        """Every record in the active file so far, each validated against the schema.
 
-    def wait_for(self, pred, count=1, timeout=8.0):
+        Reads incrementally: on a busy host the tracer's log grows fast, and
+        re-parsing it on every poll would make waiting slow.
+        """
+        if not self.log.exists():
+            return []
+        st = self.log.stat()
+        cache = getattr(self, "_cache", None)
+        if cache is None or cache["ino"] != st.st_ino or st.st_size < cache["offset"]:
+            cache = self._cache = {"ino": st.st_ino, "offset": 0, "records": []}
+        if st.st_size > cache["offset"]:
+            with open(self.log, "rb") as f:
+                f.seek(cache["offset"])
+                data = f.read()
+            complete = data[:data.rfind(b"\n") + 1]
+            for line in complete.splitlines():
+                rec = json.loads(line)
+                errors = sorted(VALIDATOR.iter_errors(rec), key=lambda e: list(e.path))
+                assert not errors, f"record violates the schema: {errors[0].message} at " \
+                                   f"{list(errors[0].path)}\n{line[:2000]!r}"
+                cache["records"].append(rec)
+            cache["offset"] += len(complete)
+        return list(cache["records"])
+
+    def whole_lines_only(self):
+        data = self.log.read_bytes() if self.log.exists() else b""
+        return data == b"" or data.endswith(b"\n")
+
+    def wait_for(self, pred, count=1, timeout=15.0):
         """Waits until `count` records satisfy `pred`; returns exactly those records."""
         deadline = time.monotonic() + timeout
         while True:
@@ -146,13 +162,19 @@ def start_server(cmd, host):
     return Server(proc, int(line), host)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tracer(tmp_path_factory):
-    """One httptraced for the whole session, tracing every process."""
+    """One httptraced per test module, tracing every process (a module's load
+    tests then do not flood the other modules' tracer)."""
     d = Daemon(tmp_path_factory.mktemp("tracer") / "logs").start()
     yield d
     rc = d.stop()
     assert rc == 0, f"httptraced exited {rc}:\n{d.stderr()}"
+    assert d.whole_lines_only(), "the session tracer's log ends in a partial line"
+    stats_lines = [l for l in d.stderr_lines if l.startswith("httptraced: stats events=")]
+    # One at exit, plus one a second (--stats_interval=1s) while it ran.
+    expected = 1 + (1 if time.monotonic() - d.started_at > 3 else 0)
+    assert len(stats_lines) >= expected, d.stderr()
     assert "runtime error" not in d.stderr() and "Sanitizer" not in d.stderr(), d.stderr()
 
 
@@ -242,3 +264,152 @@ def curl(*args, check=True):
     if check:
         assert p.returncode == 0, f"curl {args} failed: {err.decode()}"
     return out, p.pid
+
+
+# ---------------------------------------------------------------------------
+# Shared by test_hostile.py, test_load.py and test_faults.py.
+
+STATS_PREFIX = "httptraced: stats "
+
+
+def parse_stats(line):
+    """{"events": 415944, ...} from one stats line."""
+    assert line.startswith(STATS_PREFIX), line
+    return {k: int(v) for k, v in (f.split("=") for f in line[len(STATS_PREFIX):].split())}
+
+
+def stats_lines(daemon):
+    return [parse_stats(l) for l in list(daemon.stderr_lines) if l.startswith(STATS_PREFIX)]
+
+
+def next_stats(daemon, timeout=10.0):
+    """The first stats line printed after this call (--stats_interval=1s)."""
+    seen = len(stats_lines(daemon))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = stats_lines(daemon)
+        if len(lines) > seen:
+            return lines[-1]
+        time.sleep(0.05)
+    raise AssertionError("no stats line within %.0f s:\n%s" % (timeout, daemon.stderr()))
+
+
+def final_stats(daemon):
+    """The stats line the daemon printed at exit."""
+    lines = stats_lines(daemon)
+    assert lines, daemon.stderr()
+    return lines[-1]
+
+
+def assert_no_sanitizer_report(daemon):
+    err = daemon.stderr()
+    assert "runtime error" not in err and "Sanitizer" not in err, err
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def raw_exchange(port, payload, until=None, timeout=5.0, host="127.0.0.1"):
+    """Sends `payload` on a new connection and reads until `until` is in the
+    reply (or EOF); returns (reply, local port)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        local_port = s.getsockname()[1]
+        if payload:
+            s.sendall(payload)
+        got = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (until is None or until not in got):
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            got += chunk
+    return got, local_port
+
+
+class ServerPool:
+    """Servers started on first use and stopped at the end of the session."""
+
+    def __init__(self):
+        self.servers = {}
+
+    def get(self, name, cmd, host="127.0.0.1"):
+        if name not in self.servers:
+            self.servers[name] = start_server(cmd, host)
+        return self.servers[name]
+
+    def hostile(self, mode):
+        return self.get("hostile-" + mode,
+                        [PYTHON, str(SERVERS / "hostile_server.py"), "--mode", mode])
+
+    def stop(self):
+        for s in self.servers.values():
+            s.stop()
+
+
+@pytest.fixture(scope="session")
+def servers():
+    pool = ServerPool()
+    yield pool
+    pool.stop()
+
+
+@pytest.fixture(scope="session")
+def echo_nginx(tmp_path_factory):
+    """nginx that answers GET /p/<x> with "path=/p/<x>\\n" (so a record's request
+    and response can be checked against each other), holds tens of thousands of
+    connections, and serves /big (64 KiB, written from user memory)."""
+    root = tmp_path_factory.mktemp("echo-nginx")
+    www = root / "www"
+    www.mkdir()
+    (www / "big").write_bytes(bytes(ord("a") + i % 26 for i in range(65536)))
+    port = pick_port()
+    conf = root / "nginx.conf"
+    conf.write_text(f"""
+user root;
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 30000; }}
+http {{
+  access_log off;
+  sendfile off;
+  keepalive_timeout 120;
+  keepalive_requests 1000000;
+  client_body_temp_path {root}/body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+  default_type text/plain;
+  server {{
+    listen 127.0.0.1:{port} backlog=16384;
+    root {www};
+    location /p/ {{ return 200 "path=$uri\\n"; }}
+  }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(root / "error.log")])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, (root / "error.log").read_text()
+            time.sleep(0.05)
+    s = Server(proc, port, "127.0.0.1")
+    s.workers = lambda: [int(p) for p in subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
+    yield s
+    s.stop()

@@ -80,6 +80,32 @@ size_t LongestKnownMethodSuffix(std::string_view token) {
   return best;
 }
 
+// The first bytes of a request line longer than the head cap: a method at the
+// start (at most kMaxMethodLength), SP, then only target bytes.
+bool IsLongRequestLineHead(std::string_view head, size_t max_method) {
+  size_t i = 0;
+  while (i < head.size() && IsTchar(head[i])) ++i;
+  if (i == 0 || i > max_method || i >= head.size() || head[i] != ' ') return false;
+  for (++i; i < head.size(); ++i) {
+    if (!IsTargetByte(head[i])) return false;
+  }
+  return true;
+}
+
+// The last bytes of such a line: target bytes, SP, HTTP/1.D, maybe CR.
+bool IsLongRequestLineTail(std::string_view tail) {
+  tail = StripCr(tail);
+  constexpr std::string_view kVersion = " HTTP/1.";
+  if (tail.size() < kVersion.size() + 1 || !IsDigit(tail.back()) ||
+      tail.substr(tail.size() - 1 - kVersion.size(), kVersion.size()) != kVersion) {
+    return false;
+  }
+  for (char c : tail.substr(0, tail.size() - 1 - kVersion.size())) {
+    if (!IsTargetByte(c)) return false;
+  }
+  return true;
+}
+
 // Where a request line starts inside `line` (one line without its LF, or only
 // the last bytes of a longer line), or kNpos. `line_start` tells whether line[0]
 // is a true line start (after LF, a gap or the end of a message).
@@ -476,6 +502,8 @@ void MessageParser::Stop() {
   head_buf_.shrink_to_fit();
   line_buf_.clear();
   line_buf_.shrink_to_fit();
+  line_head_.clear();
+  line_head_.shrink_to_fit();
   chunk_line_.clear();
   chunk_line_.shrink_to_fit();
 }
@@ -503,8 +531,8 @@ void MessageParser::NoteSyncLoss(const ChunkMeta& at) {
 }
 
 size_t MessageParser::buffered_bytes() const {
-  size_t n = head_buf_.capacity() + line_buf_.capacity() + chunk_line_.capacity() +
-             line_metas_.capacity() * sizeof(line_metas_[0]) +
+  size_t n = head_buf_.capacity() + line_buf_.capacity() + line_head_.capacity() +
+             chunk_line_.capacity() + line_metas_.capacity() * sizeof(line_metas_[0]) +
              sync_losses_.capacity() * sizeof(SyncLoss) + msg_.method.capacity() +
              msg_.target.capacity() + msg_.reason.capacity() + msg_.body.content.capacity();
   for (const std::vector<Header>* fields : {&msg_.headers, &msg_.trailers}) {
@@ -670,6 +698,7 @@ void MessageParser::EnterSeekAt(uint64_t abs, size_t chunk_pos, bool in_sync, bo
   line_first_ = 0;
   line_start_chunk_ = chunk_pos;
   line_buf_.clear();
+  ResetLongLine();
   line_buf_abs_ = abs;
   line_metas_.clear();
   line_metas_.emplace_back(abs, meta_);
@@ -681,6 +710,7 @@ void MessageParser::SeekChunkStart() {
   if (line_len_ == 0) {
     line_abs_ = chunk_abs_;
     line_buf_.clear();
+    ResetLongLine();
     line_buf_abs_ = chunk_abs_;
     line_metas_.clear();
     line_metas_.emplace_back(chunk_abs_, meta_);
@@ -705,9 +735,69 @@ void MessageParser::AppendLine(uint64_t abs, std::string_view part) {
   const size_t window = options_.max_header_bytes - 1;
   if (line_buf_.size() > 2 * window) {
     const size_t drop = line_buf_.size() - window;
+    if (line_at_boundary_ && long_line_ok_) {
+      // A line this long can still be a request line with a long target (see
+      // TryLongRequestAt): keep its first bytes if they start like one, and
+      // check the bytes dropped after them, as they go.
+      if (line_head_.empty()) {
+        const std::string_view head = std::string_view(line_buf_).substr(0, window);
+        if (line_buf_abs_ == line_abs_ && IsLongRequestLineHead(head, kMaxMethodLength)) {
+          line_head_.assign(head);
+        } else {
+          long_line_ok_ = false;
+        }
+      }
+      const uint64_t head_end = line_abs_ + window;
+      for (size_t i = 0; i < drop && long_line_ok_; ++i) {
+        if (line_buf_abs_ + i >= head_end && !IsTargetByte(line_buf_[i])) long_line_ok_ = false;
+      }
+    }
     line_buf_.erase(0, drop);
     line_buf_abs_ += drop;
   }
+}
+
+void MessageParser::ResetLongLine() {
+  line_head_.clear();
+  long_line_ok_ = true;
+}
+
+bool MessageParser::TryLongRequestAt(std::string_view line) {
+  // `line`: the buffered bytes of the current line up to its LF; the whole
+  // line unless AppendLine has dropped its middle (then line_head_ holds its
+  // first bytes). The verdict depends on the bytes only, not on how they were
+  // chunked: every byte is checked once, by the head, middle or tail rule.
+  const size_t window = options_.max_header_bytes - 1;
+  if (!long_line_ok_ || line_len_ > kMaxHeadScanFactor * options_.max_header_bytes) return false;
+  std::string_view head;
+  if (line_head_.empty()) {
+    if (line.size() != line_len_ || FindRequestStart(line, /*line_start=*/true) != 0) return false;
+    head = line.substr(0, window);
+  } else {
+    head = line_head_;
+    if (!IsLongRequestLineTail(line)) return false;
+  }
+  // A request whose head does not fit: keep the method, as much of the target
+  // as fits in half the cap (the rest of the cap is for the fields), the
+  // version. CompleteHead marks it headers_truncated (the head passed the cap).
+  const size_t sp = head.find(' ');
+  const std::string_view method = head.substr(0, sp);
+  const std::string_view target = head.substr(sp + 1);
+  const size_t room = window / 2 > method.size() + 10 ? window / 2 - method.size() - 10 : 1;
+  const char digit = StripCr(line).back();
+  BeginMessage(Message::Kind::kRequest, line_abs_);
+  head_in_place_ = false;
+  head_buf_.assign(method);
+  head_buf_.push_back(' ');
+  head_buf_.append(target.substr(0, std::min(room, target.size())));
+  head_buf_.append(" HTTP/1.");
+  head_buf_.push_back(digit);
+  head_buf_.push_back('\n');
+  section_line_len_ = 0;
+  section_prev_ = '\n';
+  line_buf_.clear();
+  ResetLongLine();
+  return true;
 }
 
 void MessageParser::SeekLoseSync() {
@@ -798,6 +888,7 @@ size_t MessageParser::SeekStep(std::string_view data, size_t pos) {
     line_first_ = 0;
     line_start_chunk_ = pos;
     line_buf_.clear();
+    ResetLongLine();
     line_buf_abs_ = line_abs_;
     line_metas_.clear();
     line_metas_.emplace_back(line_abs_, meta_);
@@ -822,8 +913,10 @@ bool MessageParser::TryRequestAt(std::string_view data, size_t lf) {
     line = line_buf_;
     line_abs = line_buf_abs_;
   }
-  // The start line and its LF must fit in the head cap.
+  // The start line and its LF must fit in the head cap, unless it is a whole
+  // request line with a long target.
   const size_t window = options_.max_header_bytes - 1;
+  if (line_at_boundary_ && line_len_ > window && TryLongRequestAt(line)) return true;
   const bool whole = line_at_boundary_ && line_len_ <= window;
   if (line.size() > window) {
     line_abs += line.size() - window;
@@ -845,6 +938,7 @@ bool MessageParser::TryRequestAt(std::string_view data, size_t lf) {
   section_line_len_ = 0;
   section_prev_ = '\n';
   line_buf_.clear();
+  ResetLongLine();
   return true;
 }
 
@@ -866,6 +960,7 @@ void MessageParser::StartResponseAt(std::string_view data, size_t thirteenth) {
   section_line_len_ = 12;
   section_prev_ = '0';
   line_buf_.clear();
+  ResetLongLine();
 }
 
 void MessageParser::BeginMessage(Message::Kind kind, uint64_t start_abs) {
@@ -1070,7 +1165,9 @@ void MessageParser::AppendBody(std::string_view bytes) {
   Body& body = msg_.body;
   body.size += bytes.size();
   const size_t cap = options_.max_body_bytes;
-  if (body.content.size() < cap) {
+  // Content is the body's first bytes, contiguous: nothing after a gap is glued
+  // to what came before it.
+  if (!body.gap && body.content.size() < cap) {
     body.content.append(bytes.substr(0, cap - body.content.size()));
   }
 }

@@ -58,7 +58,14 @@
 // Memory is bounded whatever arrives: the head of a message is buffered up to
 // max_header_bytes (the rest of the head is scanned, not stored, and abandoned
 // after kMaxHeadScanFactor times that), a line being searched for a start line is
-// kept up to max_header_bytes, bodies up to max_body_bytes. Scanning resumes where
+// kept up to max_header_bytes, bodies up to max_body_bytes.
+//
+// A request line longer than max_header_bytes (a huge target) still starts a
+// request when all of it fits the request-line grammar and it is at most
+// kMaxHeadScanFactor times the cap: the target is cut to fit half the cap (the
+// other half is for the fields) and the message is marked headers_truncated.
+// (Dropping it instead would hide the connection: its first line would not be
+// HTTP.) Scanning resumes where
 // it stopped, so byte-at-a-time input costs O(n).
 #ifndef HTTPTRACED_HTTP_PARSER_H_
 #define HTTPTRACED_HTTP_PARSER_H_
@@ -149,7 +156,8 @@ class MessageParser {
   uint64_t garbage_bytes() const;
   // Heap bytes held by the parser's buffers and the message under construction
   // (capacity, approximately): at most about 3 * max_header_bytes + max_body_bytes
-  // plus the parsed fields of one message, whatever the input.
+  // plus the parsed fields of one message, whatever the input (4 * max_header_bytes
+  // while scanning a request line longer than twice the cap).
   size_t buffered_bytes() const;
   const ParserStats& stats() const { return stats_; }
   // The losses of sync during the last Feed/FeedGap/Finish call, in order. Not
@@ -206,6 +214,10 @@ class MessageParser {
   void StartResponseAt(std::string_view data, size_t thirteenth);
   void BeginMessage(Message::Kind kind, uint64_t start_abs);
   void AppendLine(uint64_t abs, std::string_view part);
+  // A request line longer than the head cap whose bytes all fit the grammar
+  // (METHOD SP target SP HTTP/1.D): begins the request, its target cut.
+  bool TryLongRequestAt(std::string_view line);
+  void ResetLongLine();
   ChunkMeta MetaAt(uint64_t abs) const;
 
   // Heads, bodies, trailers.
@@ -260,6 +272,11 @@ class MessageParser {
   std::string line_buf_;          // the current line's bytes from earlier chunks
   uint64_t line_buf_abs_ = 0;     // absolute offset of line_buf_[0]
   std::vector<std::pair<uint64_t, ChunkMeta>> line_metas_;  // chunk starts in the line
+  // A line at a boundary longer than 2 * max_header_bytes: its first bytes
+  // (kept when line_buf_ first drops some), and whether every byte dropped after
+  // them could be part of a request-target.
+  std::string line_head_;
+  bool long_line_ok_ = true;
   uint64_t content_abs_ = 0;                                // first non-blank byte of this episode
   bool has_content_ = false;
   StartLineCheck check_;

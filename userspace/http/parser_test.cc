@@ -453,6 +453,30 @@ TEST_CASE("gap inside a Content-Length body keeps sync (kernel capture cap)", "[
   CHECK(Dump(r.stats) == Dump(Stats(2, 0, 0)));
 }
 
+TEST_CASE("body content stops at a gap: nothing is glued across it", "[parser][gap]") {
+  // "abc" [4 bytes lost] "ghi": the content is "abc", never "abcghi".
+  const ParseResult r = ParseEverySplit({Bytes("PUT /f HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"),
+                                         Gap(4), Bytes("ghi"), Bytes("GET /n HTTP/1.1\r\n\r\n")},
+                                        Requests());
+  Message put = Request("PUT", "/f", {{"Content-Length", "10"}}, "abc");
+  put.body.size = 10;
+  put.body.gap = true;
+  put.body.truncated = true;
+  CHECK(DumpAll(r.messages) == DumpAll({put, Request("GET", "/n")}));
+  CHECK(Dump(r.stats) == Dump(Stats(2, 0, 0)));
+  // The same in chunk data.
+  const ParseResult c =
+      ParseEverySplit({Bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n012"),
+                       Gap(4), Bytes("789\r\n3\r\nxyz\r\n0\r\n\r\n")},
+                      Responses());
+  Message gappy = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "012");
+  gappy.chunked = true;
+  gappy.body.size = 13;
+  gappy.body.gap = true;
+  gappy.body.truncated = true;
+  CHECK(DumpAll(c.messages) == DumpAll({gappy}));
+}
+
 TEST_CASE("gaps at and past the end of a body", "[parser][gap]") {
   const std::string head = "PUT /f HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc";
   Message put = Request("PUT", "/f", {{"Content-Length", "10"}}, "abc");
@@ -622,6 +646,41 @@ TEST_CASE("header cap: later headers dropped, framing still honoured", "[parser]
   capped.headers_truncated = true;
   CHECK(DumpAll(r.messages) == DumpAll({capped, Request("GET", "/y")}));
   CHECK(Dump(r.stats) == Dump(Stats(2, 0, 0)));
+}
+
+TEST_CASE("a request line longer than the head cap still starts a request", "[parser][limits]") {
+  ParseSetup setup = Requests();
+  setup.options.max_header_bytes = 64;
+  // 63-byte window: the target is cut to fit half of it with the method and
+  // version (31 - 3 - 10 = 18 bytes), the fields keep the rest of the cap.
+  const std::string target = "/" + std::string(150, 'L');
+  const ParseResult r = ParseEverySplit(
+      "GET " + target +
+          " HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nokGET /next HTTP/1.1\r\n\r\n",
+      setup);
+  Message cut =
+      Request("GET", target.substr(0, 18), {{"Host", "h"}, {"Content-Length", "2"}}, "ok");
+  cut.headers_truncated = true;
+  CHECK(DumpAll(r.messages) == DumpAll({cut, Request("GET", "/next")}));
+  CHECK(Dump(r.stats) == Dump(Stats(2, 0, 0)));
+}
+
+TEST_CASE("a long line is a request line only if all of it is one", "[parser][limits]") {
+  ParseSetup setup = Requests();
+  setup.options.max_header_bytes = 64;
+  // A space in the middle of the long target (dropped from the line buffer
+  // before the line ends): not a request line, whatever the chunking.
+  const std::string bad = "GET /" + std::string(100, 'a') + " " + std::string(100, 'b') +
+                          " HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+  const ParseResult r = ParseEverySplit(bad, setup);
+  Message next = Request("GET", "/next");
+  next.gap_before = true;
+  CHECK(DumpAll(r.messages) == DumpAll({next}));
+  CHECK(r.stats.parse_errors == 1);
+  // Longer than 8 times the cap: given up on, like a head that never ends.
+  const std::string huge =
+      "GET /" + std::string(8 * 64, 'a') + " HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n";
+  CHECK(DumpAll(ParseEverySplit(huge, setup).messages) == DumpAll({next}));
 }
 
 TEST_CASE("header count cap", "[parser][limits]") {

@@ -17,11 +17,15 @@ Stitcher::Stitcher(size_t max_pending_requests)
 
 void Stitcher::AddRequest(Message request, std::vector<Exchange>* out) {
   if (fifo_.size() >= max_pending_) {
+    // Its response has not come yet: keep count of it, so that the response
+    // is not taken for the next request's.
     Pending& oldest = fifo_.front();
     if (!oldest.expired) {
       ++requests_dropped_;
       EmitUnanswered(&oldest, out);
     }
+    if (forgotten_++ == 0) forgotten_oldest_ts_ = oldest.first_ts_ns;
+    forgotten_newest_ts_ = oldest.first_ts_ns;
     fifo_.pop_front();
   }
   Pending pending;
@@ -45,6 +49,20 @@ bool Stitcher::FrontAnswers(uint64_t response_ts_ns) const {
 }
 
 void Stitcher::AddResponse(Message response, std::vector<Exchange>* out) {
+  if (forgotten_ > 0) {
+    // The oldest unanswered request was dropped from the full FIFO: a
+    // response that may answer it does, and is reported alone.
+    if (IsInterim(response)) {
+      ++orphan_interim_;
+      return;
+    }
+    if (CanAnswer(forgotten_oldest_ts_, response.first.ts_ns)) --forgotten_;
+    Exchange exchange;
+    exchange.interim_responses = std::exchange(orphan_interim_, 0);
+    exchange.response = std::move(response);
+    Emit(std::move(exchange), out);
+    return;
+  }
   const bool answers = FrontAnswers(response.first.ts_ns);
   if (IsInterim(response)) {
     if (answers) {
@@ -74,6 +92,9 @@ void Stitcher::AddResponse(Message response, std::vector<Exchange>* out) {
 }
 
 void Stitcher::OnResponseSyncLost(uint64_t ts_ns, std::vector<Exchange>* out) {
+  // Forgotten requests all came before the FIFO's: if the newest was sent
+  // before the loss, their responses were in the lost bytes too.
+  if (forgotten_ > 0 && forgotten_newest_ts_ < ts_ns) forgotten_ = 0;
   while (!fifo_.empty() && fifo_.front().first_ts_ns < ts_ns) {
     Pending& front = fifo_.front();
     if (!front.expired) EmitUnanswered(&front, out);
@@ -92,10 +113,13 @@ void Stitcher::Close(std::vector<Exchange>* out) {
     if (!pending.expired) EmitUnanswered(&pending, out);
   }
   fifo_.clear();
+  forgotten_ = 0;
   orphan_interim_ = 0;
 }
 
 std::string_view Stitcher::PendingMethod(size_t skip, uint64_t response_ts_ns) const {
+  if (skip < forgotten_) return {};  // a forgotten request: method unknown
+  skip -= static_cast<size_t>(forgotten_);
   if (skip >= fifo_.size()) return {};
   const Pending& pending = fifo_[skip];
   if (!CanAnswer(pending.first_ts_ns, response_ts_ns)) return {};

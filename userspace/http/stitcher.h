@@ -25,6 +25,13 @@
 //  - Requests given up on by ExpireOlderThan stay in the FIFO as placeholders so
 //    that a late response consumes the placeholder (and is reported without its
 //    request) instead of the next request's slot.
+//  - A full FIFO (a peer pipelining more than max_pending_requests requests
+//    ahead of the answers) gives up on its oldest entry, but still counts it:
+//    the next final response answers that request, not the next one, and is
+//    reported alone. The count costs no memory per request; what is forgotten
+//    is the method: such responses are framed by GET rules, so one answering a
+//    forgotten HEAD is read as having a body, which loses the response
+//    direction's sync (the rule above then applies).
 #ifndef HTTPTRACED_HTTP_STITCHER_H_
 #define HTTPTRACED_HTTP_STITCHER_H_
 
@@ -77,6 +84,11 @@ class Stitcher {
   void EmitUnanswered(Pending* pending, std::vector<Exchange>* out);
 
   size_t max_pending_;
+  // Unanswered requests older than every entry of fifo_, dropped from it when
+  // it was full: the next `forgotten_` final responses answer them.
+  uint64_t forgotten_ = 0;
+  uint64_t forgotten_oldest_ts_ = 0;  // first byte of the oldest of them
+  uint64_t forgotten_newest_ts_ = 0;  // and of the newest
   std::deque<Pending> fifo_;
   size_t waiting_ = 0;           // entries of fifo_ not expired
   uint32_t orphan_interim_ = 0;  // 1xx seen with no request to attach them to

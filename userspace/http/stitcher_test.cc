@@ -123,11 +123,47 @@ TEST_CASE("a full FIFO gives up on its oldest request", "[stitcher]") {
   s.AddRequest(Req("GET", "/3", 3), &out);
   CHECK(s.requests_dropped() == 1);
   CHECK(s.pending_requests() == 2);
+  // The first response answers /1 (given up on, reported alone): it must not
+  // be paired with /2, nor shift every later pairing by one.
   s.AddResponse(Resp(200, 4), &out);
-  s.AddResponse(Resp(200, 5), &out);
-  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("GET", "/1", 1), std::nullopt, 0, true),
-                                 Ex(1, Req("GET", "/2", 2), Resp(200, 4)),
-                                 Ex(2, Req("GET", "/3", 3), Resp(200, 5))}));
+  s.AddResponse(Resp(201, 5), &out);
+  s.AddResponse(Resp(202, 6), &out);
+  CHECK(DumpAll(out) ==
+        DumpAll({Ex(0, Req("GET", "/1", 1), std::nullopt, 0, true),
+                 Ex(1, std::nullopt, Resp(200, 4)), Ex(2, Req("GET", "/2", 2), Resp(201, 5)),
+                 Ex(3, Req("GET", "/3", 3), Resp(202, 6))}));
+  CHECK(s.pending_requests() == 0);
+}
+
+TEST_CASE("a full FIFO counts the expired placeholders it drops", "[stitcher]") {
+  Stitcher s(2);
+  std::vector<Exchange> out;
+  s.AddRequest(Req("HEAD", "/1", 1), &out);
+  s.AddRequest(Req("GET", "/2", 2), &out);
+  s.ExpireOlderThan(2, &out);               // /1 reported unanswered, placeholder kept
+  s.AddRequest(Req("GET", "/3", 3), &out);  // full: the placeholder goes, counted
+  CHECK(s.requests_dropped() == 0);
+  CHECK(s.PendingMethod(0, 10).empty());  // /1's method is forgotten
+  CHECK(s.PendingMethod(1, 10) == "GET");
+  s.AddResponse(Resp(100, 9), &out);
+  s.AddResponse(Resp(200, 10), &out);
+  s.AddResponse(Resp(201, 11), &out);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("HEAD", "/1", 1), std::nullopt, 0, true),
+                                 Ex(1, std::nullopt, Resp(200, 10), 1),
+                                 Ex(2, Req("GET", "/2", 2), Resp(201, 11))}));
+}
+
+TEST_CASE("losing response sync forgets the requests dropped from a full FIFO", "[stitcher]") {
+  Stitcher s(1);
+  std::vector<Exchange> out;
+  s.AddRequest(Req("GET", "/1", 10), &out);
+  s.AddRequest(Req("GET", "/2", 20), &out);  // /1 dropped, its response still due
+  s.OnResponseSyncLost(30, &out);            // ... and it was in the lost bytes
+  s.AddRequest(Req("GET", "/3", 40), &out);
+  s.AddResponse(Resp(200, 50), &out);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("GET", "/1", 10), std::nullopt, 0, true),
+                                 Ex(1, Req("GET", "/2", 20), std::nullopt, 0, true),
+                                 Ex(2, Req("GET", "/3", 40), Resp(200, 50))}));
 }
 
 TEST_CASE("close emits unanswered requests as incomplete", "[stitcher]") {

@@ -1,0 +1,467 @@
+"""Load and bounds, end to end: the real daemon under many connections.
+
+Kernel state (the LRU `conns` map) and userspace state (the connection table)
+stay within --max_connections, with evictions counted; memory stays flat once a
+load is over; pid and fd reuse never merge two connections; a ring buffer too
+small for a burst drops what it must, says so, and writes only correct records.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import (PYTHON, SERVERS, Daemon, assert_no_sanitizer_report, curl, final_stats,
+                      next_stats, rss_kib)
+
+MAX_CONNECTIONS = 1024
+
+
+@pytest.fixture(scope="module")
+def storm_client(tmp_path_factory):
+    exe = tmp_path_factory.mktemp("storm") / "storm_client"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-pthread", "-o", str(exe),
+                    str(SERVERS / "storm_client.c")], check=True)
+    return exe
+
+
+def storm(exe, port, n, prefix, threads=8):
+    p = subprocess.run([str(exe), "127.0.0.1", str(port), str(n), str(threads), prefix],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.strip() == f"ok={n} bad=0", (p.stdout, p.stderr)
+
+
+def settle(daemon, timeout=120):
+    """Waits until the daemon has taken everything the kernel queued: two stats
+    lines in a row with the same event count."""
+    deadline = time.monotonic() + timeout
+    prev = next_stats_or_stalled(daemon)
+    while time.monotonic() < deadline:
+        cur = next_stats_or_stalled(daemon)
+        if cur["events"] == prev["events"] and cur["records"] == prev["records"]:
+            return cur
+        prev = cur
+    raise AssertionError("the daemon did not settle:\n" + daemon.stderr()[-3000:])
+
+
+def next_stats_or_stalled(daemon):
+    try:
+        return next_stats(daemon)
+    except AssertionError:
+        raise AssertionError(
+            "no stats line for 10 s although --stats_interval=1s: the daemon's event loop is "
+            "not coming back from reading the ring buffer (it reads until the ring is empty, "
+            "which under sustained overload is never):\n" + daemon.stderr()[-2000:]) from None
+
+
+def conns_map(daemon):
+    """bpftool's view of this daemon's `conns` map (found through its fds)."""
+    ids = set()
+    fdinfo = f"/proc/{daemon.pid()}/fdinfo"
+    for fd in os.listdir(fdinfo):
+        try:
+            with open(os.path.join(fdinfo, fd)) as f:
+                for line in f:
+                    if line.startswith("map_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    for map_id in ids:
+        info = json.loads(subprocess.run(["bpftool", "-j", "map", "show", "id", str(map_id)],
+                                         capture_output=True, text=True, check=True).stdout)
+        if info["name"] == "conns":
+            return info
+    raise AssertionError(f"no conns map among the daemon's maps {ids}")
+
+
+def map_entries(map_id):
+    """[(tgid, fd)] of every entry in the map (key: struct conn_key {u32 tgid; s32 fd})."""
+    out = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)],
+                         capture_output=True, text=True, check=True).stdout
+    keys = []
+    for e in json.loads(out):
+        raw = bytes(int(b, 16) for b in e["key"])
+        keys.append((int.from_bytes(raw[:4], "little"), int.from_bytes(raw[4:8], "little",
+                                                                       signed=True)))
+    return keys
+
+
+def records_of(daemon):
+    """All records, oldest first, from the rotated files (--log_compress=false)
+    and the active one; parsed, not schema-validated (too many; other tests do
+    that). Every file holds whole lines only."""
+    files = sorted(daemon.log_dir.glob("httptraced-*.json"))
+    files += [daemon.log] if daemon.log.exists() else []
+    out = []
+    for f in files:
+        data = f.read_bytes()
+        assert data == b"" or data.endswith(b"\n"), f"{f} ends in a partial line"
+        out.extend(json.loads(line) for line in data.splitlines())
+    return out
+
+
+def wait_records(daemon, path, count, timeout=20.0):
+    """The records for url.path == `path` (at least `count` of them, or what is
+    there at the timeout), looked up in the active file only (the newest
+    records are there, and the logs here are large)."""
+    marker = f'"path":"{path}"'.encode()
+    deadline = time.monotonic() + timeout
+    while True:
+        data = daemon.log.read_bytes() if daemon.log.exists() else b""
+        found = [json.loads(l) for l in data.splitlines() if marker in l]
+        found = [r for r in found if r.get("url", {}).get("path") == path]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def assert_path_echo_consistent(recs):
+    """Every record whose request and response are both there pairs a request
+    for /p/<x> with the answer "path=/p/<x>\\n": nothing glued, nothing crossed."""
+    paired = 0
+    for r in recs:
+        req, resp = r["http"].get("request"), r["http"].get("response")
+        if req is None or resp is None or "content" not in resp["body"]:
+            continue
+        want = f"path={r['url']['path']}\n"
+        assert resp["body"] == {"bytes": len(want), "content": want}, r
+        assert resp["status_code"] == 200, r
+        paired += 1
+    return paired
+
+
+def test_100k_short_lived_connections_bounded_and_flat(tmp_path, echo_nginx, storm_client):
+    """Two identical rounds of 50k one-request connections (Connection: close).
+    The kernel map keeps its --max_connections size and ends with no entry for
+    any of them (every close was seen); the daemon's RSS after the second round
+    is within 10% + 4 MiB of the first (allocator caches warm after round one;
+    a leak of even 100 bytes per connection would add 5 MiB); every record
+    written pairs the right request and response."""
+    env_asan = os.environ.get("ASAN_OPTIONS", "")
+    # 200k records (~220 MB) rotate a few times at 64 MiB: read back uncompressed.
+    d = Daemon(tmp_path / "logs", f"--max_connections={MAX_CONNECTIONS}",
+               f"--port={echo_nginx.port}", "--log_max_size_mb=64", "--log_compress=false",
+               "--log_max_files=20")
+    # Under ASan, freed memory sits in a quarantine that would look like growth.
+    os.environ["ASAN_OPTIONS"] = (env_asan + ":" if env_asan else "") + \
+        "quarantine_size_mb=1:thread_local_quarantine_size_kb=64"
+    try:
+        d.start()
+    finally:
+        os.environ["ASAN_OPTIONS"] = env_asan
+        if not env_asan:
+            del os.environ["ASAN_OPTIONS"]
+    try:
+        cmap = conns_map(d)
+        assert cmap["type"] == "lru_hash" and cmap["max_entries"] == MAX_CONNECTIONS
+        rss = []
+        for round_ in (1, 2):
+            started = time.monotonic()
+            storm(storm_client, echo_nginx.port, 50_000, f"/p/r{round_}-")
+            took = time.monotonic() - started
+            s = settle(d)
+            rss.append(rss_kib(d.pid()))
+            print(f"round {round_}: 50000 connections in {took:.1f} s, "
+                  f"VmRSS {rss[-1]} KiB, stats {s}")
+            entries = map_entries(cmap["id"])
+            assert len(entries) <= MAX_CONNECTIONS
+            ours = set(echo_nginx.workers())
+            left = [e for e in entries if e[0] in ours]
+            assert left == [], left[:5]
+            assert s["connections"] <= MAX_CONNECTIONS, s
+        assert rss[1] <= rss[0] * 1.10 + 4096, rss
+        # Still correct after the load.
+        out, _ = curl(echo_nginx.url("/p/after-storm"))
+        assert out == b"path=/p/after-storm\n"
+        assert len(wait_records(d, "/p/after-storm", 2)) == 2
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    end = final_stats(d)
+    recs = records_of(d)
+    assert end["lost"] == 0 and end["decode_errors"] == 0, end
+    assert end["written"] == len(recs), end
+    paired = assert_path_echo_consistent(recs)
+    # Each connection is recorded from both ends, except what the ring buffer
+    # could not hold (then kernel_drops says so).
+    if end["kernel_drops"] == 0:
+        assert paired == 2 * 100_000 + 2, end
+    print(f"records {len(recs)}, paired {paired}, stats {end}")
+    shutil.rmtree(d.log_dir)  # 200 MB
+
+
+def test_10k_concurrent_connections_evict_and_count(tmp_path, echo_nginx):
+    """10k keep-alive connections held open at once (20k traced sockets, both
+    ends), --max_connections=1024: the kernel map stays at 1024 entries, the
+    daemon's table at most 1024 connections with evictions counted, and a
+    second request on every connection is still recorded correctly (an evicted
+    connection comes back as `discovered`)."""
+    n, per_client = 10_000, 1000
+    d = Daemon(tmp_path / "logs", f"--max_connections={MAX_CONNECTIONS}",
+               f"--port={echo_nginx.port}").start()
+    clients = []
+    try:
+        # Clients in 10 processes of 1000 sockets each (a process's fd limit
+        # may be low, and raising it needs CAP_SYS_RESOURCE).
+        for first in range(0, n, per_client):
+            clients.append(subprocess.Popen(
+                [PYTHON, str(SERVERS / "hold_client.py"), str(echo_nginx.port), str(first),
+                 str(per_client)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for round_, word in ((1, "ready"), (2, "done")):
+            if round_ == 2:
+                for c in clients:
+                    c.stdin.write("again\n")
+                    c.stdin.flush()
+            for c in clients:
+                assert c.stdout.readline().strip() == word, f"a client failed in round {round_}"
+            held = settle(d)
+            cmap = conns_map(d)
+            assert cmap["max_entries"] == MAX_CONNECTIONS
+            assert len(map_entries(cmap["id"])) <= MAX_CONNECTIONS
+            assert held["connections"] <= MAX_CONNECTIONS, held
+            print(f"round {round_}: {n} connections held, stats {held}")
+        # Both ends of 10k connections went through a 1024-entry table.
+        assert held["evicted"] >= 2 * n - MAX_CONNECTIONS, held
+    finally:
+        for c in clients:
+            c.stdin.close()
+        for c in clients:
+            try:
+                assert c.wait(60) == 0
+            except subprocess.TimeoutExpired:
+                c.kill()
+                c.wait()
+                raise
+    try:
+        out, _ = curl(echo_nginx.url("/p/after-concurrent"))
+        assert out == b"path=/p/after-concurrent\n"
+        after = wait_records(d, "/p/after-concurrent", 2)
+        assert sorted(r["httptraced"]["role"] for r in after) == ["client", "server"]
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    end = final_stats(d)
+    recs = records_of(d)
+    assert end["lost"] == 0 and end["written"] == len(recs), end
+    paired = assert_path_echo_consistent(recs)
+    seen = set()
+    for r in recs:
+        if r["http"].get("request"):
+            key = (r["httptraced"]["role"], r["url"]["path"])
+            assert key not in seen, f"{key} recorded twice"
+            seen.add(key)
+    if end["kernel_drops"] == 0:
+        assert paired == 2 * 2 * n + 2, end
+    print(f"records {len(recs)}, paired {paired}, stats {end}")
+
+
+def test_pid_and_fd_reuse_never_merge_connections(tmp_path, echo_nginx):
+    """Short-lived curl processes, one process reusing one fd for 300
+    connections, and a process killed mid-request whose pid (and fd) a new
+    process then gets: every record is one connection's, with its own id."""
+    d = Daemon(tmp_path / "logs", f"--port={echo_nginx.port}").start()
+    try:
+        curl_pids = {}
+        for i in range(100):
+            out, pid = curl(echo_nginx.url(f"/p/proc-{i}"))
+            assert out == f"path=/p/proc-{i}\n".encode()
+            curl_pids[f"/p/proc-{i}"] = pid
+        fds = set()
+        for i in range(300):
+            with socket.create_connection(("127.0.0.1", echo_nginx.port)) as s:
+                fds.add(s.fileno())
+                s.sendall(b"GET /p/fd-%d HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n" % i)
+                got = b""
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+                assert got.endswith(b"path=/p/fd-%d\n" % i)
+        assert len(fds) == 1, fds  # the same fd every time
+        killed_pid, reused = reuse_pid_after_kill(echo_nginx.port)
+        want = len(curl_pids) + 300 + 1
+        recs = d.wait_for(lambda r: r.get("url", {}).get("path", "").startswith(
+            ("/p/proc-", "/p/fd-", "/p/pid-reuse")), 2 * want, timeout=20)
+        half = d.wait_for(lambda r: r.get("url", {}).get("path") == "/p/half-request", 2)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    assert len(recs) == 2 * want, final_stats(d)
+    assert assert_path_echo_consistent(recs) == 2 * want
+    for role in ("client", "server"):
+        mine = [r for r in recs if r["httptraced"]["role"] == role]
+        ids = [r["httptraced"]["connection"]["id"] for r in mine]
+        assert len(ids) == len(set(ids)) == want
+        for r in mine:
+            assert r["httptraced"]["connection"]["seq"] == 0
+            assert r["httptraced"]["incomplete"] is False
+            assert "request" not in r["httptraced"]
+    for r in recs:
+        path = r["url"]["path"]
+        if r["httptraced"]["role"] == "client" and path in curl_pids:
+            assert r["process"]["pid"] == curl_pids[path]
+    new = [r for r in recs if r["url"]["path"] == "/p/pid-reuse"]
+    assert {r["httptraced"]["role"] for r in new} == {"client", "server"}
+    new_client = [r for r in new if r["httptraced"]["role"] == "client"][0]
+    assert new_client["process"]["pid"] == killed_pid == reused
+    assert new_client["http"]["request"]["headers"] == {"host": "r", "connection": "close"}
+    # The killed process's half request is its own (incomplete) record, on
+    # another connection id, never glued to the new process's request.
+    half_client = [r for r in half if r["httptraced"]["role"] == "client"]
+    assert len(half_client) == 1, half
+    assert half_client[0]["process"]["pid"] == killed_pid
+    assert half_client[0]["httptraced"]["connection"]["id"] != \
+        new_client["httptraced"]["connection"]["id"]
+    assert half_client[0]["httptraced"]["incomplete"] is True
+
+
+HALF = """
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /p/half-request HTTP/1.1\\r\\nHo")
+print(s.fileno(), flush=True)
+time.sleep(60)
+"""
+FULL = """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"GET /p/pid-reuse HTTP/1.1\\r\\nHost: r\\r\\nConnection: close\\r\\n\\r\\n")
+got = b""
+while not got.endswith(b"path=/p/pid-reuse\\n"):
+    got += s.recv(4096)
+print(s.fileno(), flush=True)
+"""
+
+
+def reuse_pid_after_kill(port, attempts=50):
+    """Kills a process in the middle of a request (no close() ever runs), then
+    makes a new process get its pid (through ns_last_pid) and the same socket fd,
+    and complete a request. Returns (the pid, the new process's pid)."""
+    half = subprocess.Popen([PYTHON, "-c", HALF, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        half_fd = half.stdout.readline().strip()
+        time.sleep(0.3)
+    finally:
+        half.send_signal(signal.SIGKILL)
+        half.wait()
+    for _ in range(attempts):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(half.pid - 1))
+        full = subprocess.Popen([PYTHON, "-c", FULL, str(port)], stdout=subprocess.PIPE,
+                                text=True)
+        try:
+            fd = full.stdout.readline().strip()
+            assert full.wait(10) == 0
+        finally:
+            if full.poll() is None:
+                full.kill()
+                full.wait()
+        if full.pid == half.pid:
+            assert fd == half_fd, (fd, half_fd)
+            return half.pid, full.pid
+    raise AssertionError(f"could not get pid {half.pid} again in {attempts} attempts")
+
+
+def test_ring_buffer_overflow_is_counted_and_records_stay_correct(tmp_path, py_server):
+    """--ring_buffer_mb=1 and the daemon stopped (SIGSTOP) while 150 echo
+    exchanges of 32 KiB each way go by: the ring buffer overflows, kernel_drops
+    counts it, the daemon recovers (the next exchange is recorded exactly), and
+    every record it wrote is internally consistent: no request is paired with
+    another's response, no body glued across a gap."""
+    d = Daemon(tmp_path / "logs", "--ring_buffer_mb=1", f"--port={py_server.port}").start()
+    filler = b"x" * (32 * 1024)
+
+    def client(t):
+        conn = http.client.HTTPConnection("127.0.0.1", py_server.port, timeout=30)
+        for i in range(50):
+            tag = f"id={t}-{i};".encode()
+            conn.request("POST", f"/echo?id={t}-{i}", body=tag + filler)
+            assert conn.getresponse().read() == tag + filler
+        conn.close()
+
+    try:
+        d.proc.send_signal(signal.SIGSTOP)
+        try:
+            threads = [threading.Thread(target=client, args=(t,)) for t in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            d.proc.send_signal(signal.SIGCONT)
+        during = settle(d)
+        assert during["kernel_drops"] > 0 and during["kernel_drop_bytes"] > 0, during
+        out, _ = curl(py_server.url("/path/after-overflow"))
+        assert out == b"path=/path/after-overflow\n"
+        after = d.wait_for(lambda r: r.get("url", {}).get("path") == "/path/after-overflow", 2)
+        assert len(after) == 2
+        for r in after:
+            assert r["http"]["response"]["body"] == {"bytes": 26,
+                                                     "content": "path=/path/after-overflow\n"}
+            assert r["httptraced"]["incomplete"] is False
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    end = final_stats(d)
+    assert end["kernel_drops"] >= during["kernel_drops"] > 0, end
+    assert end["gaps"] > 0, end
+    recs = [r for r in d.records() if r.get("url", {}).get("path") == "/echo"]
+    assert recs, "nothing recorded at all"
+    checked = 0
+    for r in recs:
+        tag = f"id={r['url']['query'][3:]};"
+        req, resp = r["http"].get("request"), r["http"].get("response")
+        for part in (req, resp):
+            body = (part or {}).get("body", {})
+            if "content" in body:
+                # A body that begins at its start begins with its own tag.
+                gap = r["httptraced"].get("request" if part is req else "response", {})
+                if not gap.get("gap_before"):
+                    assert body["content"].startswith(tag), (tag, body["content"][:40])
+                    checked += 1
+        if resp is not None and req is not None:
+            assert resp["status_code"] == 200
+    print(f"{len(recs)} records, {checked} bodies checked, stats {end}")
+    assert checked > 0
+
+
+def test_idle_expiry_never_reuses_a_connection_identity(tmp_path, py_server):
+    """A keep-alive connection silent for longer than --conn_idle_timeout is
+    forgotten by the daemon (its state is bounded in time too); its next
+    exchange must still be recorded as what it is: a whole exchange with its
+    endpoints, and never under an identity (connection.id, seq) already used."""
+    d = Daemon(tmp_path / "logs", "--conn_idle_timeout=10s", f"--port={py_server.port}").start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", py_server.port)
+        conn.request("GET", "/path/before-idle")
+        assert conn.getresponse().read() == b"path=/path/before-idle\n"
+        local_port = conn.sock.getsockname()[1]
+        time.sleep(11.5)  # idle past the timeout (the daemon checks every 50 ms)
+        conn.request("GET", "/path/after-idle")
+        assert conn.getresponse().read() == b"path=/path/after-idle\n"
+        conn.close()
+        recs = d.wait_for(lambda r: r.get("url", {}).get("path") in
+                          ("/path/before-idle", "/path/after-idle"), 4)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    everything = d.records()
+    identities = [(r["httptraced"]["connection"]["id"], r["httptraced"]["connection"]["seq"])
+                  for r in everything]
+    assert len(identities) == len(set(identities)), identities
+    assert len(recs) == 4, everything
+    for r in recs:
+        path = r["url"]["path"]
+        assert r["client"] == {"ip": "127.0.0.1", "port": local_port}, r
+        assert r["server"] == {"ip": "127.0.0.1", "port": py_server.port}, r
+        assert r["httptraced"]["role"] in ("client", "server")
+        assert r["http"]["response"]["body"] == {"bytes": len(path) + 6,
+                                                 "content": f"path={path}\n"}
+        assert r["httptraced"]["incomplete"] is False, r
