@@ -22,9 +22,9 @@
  * The entry for key, unless it was left behind by an exited process whose pid
  * has been reused: such an entry is closed and dropped.
  */
-static __always_inline struct conn_state *conn__lookup(const struct conn_key *key)
+static __always_inline struct ht_conn_state *conn__lookup(const struct ht_conn_key *key)
 {
-	struct conn_state *c = bpf_map_lookup_elem(&conns, key);
+	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, key);
 
 	if (c && c->proc_start != task__proc_start()) {
 		if (c->emitted & EMITTED_OPEN)
@@ -37,19 +37,19 @@ static __always_inline struct conn_state *conn__lookup(const struct conn_key *ke
 }
 
 /* A new connection on key replaces whatever was there (a close we missed). */
-static __always_inline struct conn_state *conn__open(const struct conn_key *key, __u8 origin,
+static __always_inline struct ht_conn_state *conn__open(const struct ht_conn_key *key, __u8 origin,
 						      __u8 role)
 {
-	struct conn_state *old = bpf_map_lookup_elem(&conns, key);
+	struct ht_conn_state *old = bpf_map_lookup_elem(&conns, key);
 
 	if (old && (old->emitted & EMITTED_OPEN))
 		emit__close(key, old, HT_CLOSE_SYSCALL);
 	return conn__create(key, origin, role, task__proc_start());
 }
 
-static __always_inline void conn__forget(const struct conn_key *key)
+static __always_inline void conn__forget(const struct ht_conn_key *key)
 {
-	struct conn_state *c = bpf_map_lookup_elem(&conns, key);
+	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, key);
 
 	if (!c)
 		return;
@@ -64,7 +64,7 @@ static __always_inline void conn__forget(const struct conn_key *key)
 	bpf_map_delete_elem(&conns, key);
 }
 
-static __always_inline void conn__ignore(const struct conn_key *key, struct conn_state *c,
+static __always_inline void conn__ignore(const struct ht_conn_key *key, struct ht_conn_state *c,
 					 __u32 reason)
 {
 	c->proto = PROTO_IGNORED;
@@ -73,7 +73,7 @@ static __always_inline void conn__ignore(const struct conn_key *key, struct conn
 }
 
 /* Userspace asked to stop tracing this connection (not HTTP, switched protocol). */
-static __always_inline bool conn__disabled(const struct conn_key *key, struct conn_state *c)
+static __always_inline bool conn__disabled(const struct ht_conn_key *key, struct ht_conn_state *c)
 {
 	struct ht_conn_id id = {.tgid = key->tgid, .fd = key->fd, .gen = c->gen};
 
@@ -91,8 +91,8 @@ static __always_inline bool conn__disabled(const struct conn_key *key, struct co
  * connection seen from its accept()/connect() gets a few attempts; one found
  * mid-stream may need more syscalls before a message starts.
  */
-static __always_inline enum infer_result conn__infer(const struct conn_key *key,
-						     struct conn_state *c, __u8 dir, __u64 pos,
+static __always_inline enum infer_result conn__infer(const struct ht_conn_key *key,
+						     struct ht_conn_state *c, __u8 dir, __u64 pos,
 						     const struct payload_src *src)
 {
 	__u64 first = src->buf, first_len = src->total;
@@ -145,7 +145,7 @@ static __always_inline enum infer_result conn__infer(const struct conn_key *key,
 }
 
 /* Payload of one syscall (or one message of recvmmsg/sendmmsg) on a connection. */
-static __always_inline void conn__data(const struct conn_key *key, struct conn_state *c, __u8 dir,
+static __always_inline void conn__data(const struct ht_conn_key *key, struct ht_conn_state *c, __u8 dir,
 				       __u8 sys, const struct payload_src *src)
 {
 	struct ht_conn_id id;
@@ -180,8 +180,8 @@ static long mmsg__step(__u32 index, void *unused)
 {
 	struct scratch *s = scratch__get();
 	struct payload_src src = {};
-	struct conn_key key;
-	struct conn_state *c;
+	struct ht_conn_key key;
+	struct ht_conn_state *c;
 	struct mmsghdr m;
 
 	if (!s)
@@ -207,7 +207,7 @@ static long mmsg__step(__u32 index, void *unused)
  * so the verifier sees the per-message work once); later ones only advance
  * the positions, announced as skipped bytes.
  */
-static __always_inline void conn__mmsg(const struct conn_key *key, struct conn_state *c,
+static __always_inline void conn__mmsg(const struct ht_conn_key *key, struct ht_conn_state *c,
 				       const struct syscall_args *a, long nmsgs)
 {
 	struct scratch *s = scratch__get();
@@ -274,11 +274,11 @@ static __always_inline int conn__exit_data(long nr, long ret)
 {
 	struct payload_src src = {};
 	struct syscall_args a = {};
-	struct conn_key key;
-	struct conn_state *c;
+	struct ht_conn_key key;
+	struct ht_conn_state *c;
 	__u32 idx = (__u32)nr;
 
-	if (ret <= 0 || nr < 0 || nr >= HT_MAX_SYSCALL_NR)
+	if (tracing_stopped || ret <= 0 || nr < 0 || nr >= HT_MAX_SYSCALL_NR)
 		return 0;
 	barrier_var(idx);
 	a.sys = targ_sys_kind[idx & (HT_MAX_SYSCALL_NR - 1)];
@@ -333,9 +333,10 @@ static __always_inline int conn__exit_data(long nr, long ret)
 static __always_inline int conn__exit_connect(long ret)
 {
 	struct syscall_args a = {};
-	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32};
+	struct ht_conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32};
 
-	if ((ret != 0 && ret != -HT_EINPROGRESS) || !filter__pid_allowed(key.tgid))
+	if (tracing_stopped || (ret != 0 && ret != -HT_EINPROGRESS) ||
+	    !filter__pid_allowed(key.tgid))
 		return 0;
 	conn__args(&a);
 	key.fd = a.fd;

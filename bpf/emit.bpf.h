@@ -189,7 +189,7 @@ static __always_inline void emit__skip(const struct ht_conn_id *conn, __u8 dir, 
  * Tells userspace about a connection before its first payload, which sits at
  * `pos` in direction `dir`; the other direction continues from its counter.
  */
-static __always_inline long emit__open(const struct conn_key *key, const struct conn_state *st,
+static __always_inline long emit__open(const struct ht_conn_key *key, const struct ht_conn_state *st,
 				       __u8 dir, __u64 pos)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -211,7 +211,7 @@ static __always_inline long emit__open(const struct conn_key *key, const struct 
 	return ringbuf__output(&ev, sizeof(ev));
 }
 
-static __always_inline void emit__close(const struct conn_key *key, const struct conn_state *st,
+static __always_inline void emit__close(const struct ht_conn_key *key, const struct ht_conn_state *st,
 					__u32 reason)
 {
 	struct ht_close_event ev = {};

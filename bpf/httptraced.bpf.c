@@ -33,9 +33,9 @@ int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 
 static __always_inline int accept_exit(long ret)
 {
-	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = (__s32)ret};
+	struct ht_conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = (__s32)ret};
 
-	if (ret < 0 || !filter__pid_allowed(key.tgid))
+	if (tracing_stopped || ret < 0 || !filter__pid_allowed(key.tgid))
 		return 0;
 	conn__open(&key, HT_ORIGIN_ACCEPT, HT_ROLE_SERVER);
 	return 0;
@@ -56,9 +56,9 @@ int sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
 /* close(fd), and dup2/dup3 which close their target fd implicitly. */
 static __always_inline int forget_fd(__s32 fd)
 {
-	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = fd};
+	struct ht_conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = fd};
 
-	if (fd >= 0)
+	if (fd >= 0 && !tracing_stopped)
 		conn__forget(&key);
 	return 0;
 }

@@ -104,6 +104,29 @@ struct ht_conn_id {
 	__u64 gen;
 };
 
+/* The kernel's connection map (`conns`): key and value. Userspace only
+ * looks entries up and deletes them (ConnController::Forget). */
+struct ht_conn_key {
+	__u32 tgid;
+	__s32 fd;
+};
+
+struct ht_conn_state {
+	__u64 gen;        /* ktime at first sight: identity across fd reuse */
+	__u64 proc_start; /* group leader's start_time: identity across pid reuse */
+	__u64 pos[2];     /* bytes transferred per direction (enum ht_direction) */
+	__u8 proto;       /* kernel-private: inference state */
+	__u8 role;        /* enum ht_role */
+	__u8 origin;      /* enum ht_origin */
+	__u8 emitted;     /* kernel-private: what was already sent */
+	__u8 attempts;    /* kernel-private: inference attempts so far */
+	__u8 prefix_len;  /* kernel-private: bytes in prefix */
+	__u8 prefix_dir;  /* kernel-private: direction of the prefix */
+	__u8 pad;
+	__u64 prefix_end; /* kernel-private: stream position after the prefix */
+	char prefix[HT_PREFIX_LEN];
+};
+
 struct ht_event_header {
 	__u16 type;    /* enum ht_event_type */
 	__u16 version; /* HT_ABI_VERSION */
@@ -146,12 +169,16 @@ struct ht_close_event {
 };
 
 #ifdef __cplusplus
+static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
+static_assert(sizeof(struct ht_conn_state) == 56, "ht_conn_state ABI");
 static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
 static_assert(sizeof(struct ht_conn_event) == 104, "ht_conn_event ABI");
 static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 #else
+_Static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
+_Static_assert(sizeof(struct ht_conn_state) == 56, "ht_conn_state ABI");
 _Static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 _Static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
 _Static_assert(sizeof(struct ht_conn_event) == 104, "ht_conn_event ABI");

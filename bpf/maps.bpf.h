@@ -20,32 +20,17 @@ const volatile __u8 targ_sys_kind[HT_MAX_SYSCALL_NR] = {};
 
 /* Connections userspace asked to stop tracing, not yet seen by the kernel. */
 volatile __u64 disabled_pending = 0;
+/*
+ * Set by the daemon at shutdown: every program returns at once, so tracing
+ * stops at one instant for all syscalls instead of hook by hook as links are
+ * destroyed (which left one-sided exchanges behind).
+ */
+volatile __u32 tracing_stopped = 0;
 
 enum conn_proto {
 	PROTO_UNKNOWN = 0,  /* not decided yet */
 	PROTO_HTTP = 1,     /* looks like HTTP/1.x: payload is emitted */
 	PROTO_IGNORED = 2,  /* not HTTP, filtered out, or disabled: costs one lookup */
-};
-
-struct conn_key {
-	__u32 tgid;
-	__s32 fd;
-};
-
-struct conn_state {
-	__u64 gen;        /* ktime at first sight: identity across fd reuse */
-	__u64 proc_start; /* group leader's start_time: identity across pid reuse */
-	__u64 pos[2];     /* bytes transferred per direction (enum ht_direction) */
-	__u8 proto;       /* enum conn_proto */
-	__u8 role;        /* enum ht_role */
-	__u8 origin;      /* enum ht_origin */
-	__u8 emitted;     /* bit 0: open event sent; bits 1,2: a data event per direction */
-	__u8 attempts;    /* inference attempts so far */
-	__u8 prefix_len;  /* bytes accumulated in prefix */
-	__u8 prefix_dir;  /* direction the prefix comes from */
-	__u8 pad;
-	__u64 prefix_end; /* stream position right after the accumulated prefix */
-	char prefix[HT_PREFIX_LEN];
 };
 
 #define EMITTED_OPEN 0x1
@@ -108,8 +93,8 @@ struct scratch {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536); /* resized at load time */
-	__type(key, struct conn_key);
-	__type(value, struct conn_state);
+	__type(key, struct ht_conn_key);
+	__type(value, struct ht_conn_state);
 } conns SEC(".maps");
 
 struct {

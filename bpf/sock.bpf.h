@@ -117,11 +117,11 @@ static __always_inline void sock__fill_endpoints(struct sock *sk, struct ht_conn
  * TCP sockets outside the port filter get an IGNORED entry so that their later
  * syscalls cost one lookup.
  */
-static __always_inline struct conn_state *conn__create(const struct conn_key *key, __u8 origin,
+static __always_inline struct ht_conn_state *conn__create(const struct ht_conn_key *key, __u8 origin,
 							__u8 role, __u64 proc_start)
 {
 	struct sock *sk = sock__from_fd(key->fd);
-	struct conn_state st = {};
+	struct ht_conn_state st = {};
 	__u16 lport, rport;
 
 	if (!sk)

@@ -236,27 +236,64 @@ absl::Status Tracer::Attach(const std::string& tracefs) {
   return absl::OkStatus();
 }
 
+// libbpf's consume loop runs until the ring is empty; a sample callback that
+// returns this stops it after the sample (which counts as consumed).
+constexpr int kBudgetSpent = -EDQUOT;
+
 int Tracer::OnRingSample(void* ctx, void* data, size_t size) {
   auto* self = static_cast<Tracer*>(ctx);
   self->handler_->OnSample(std::string_view(static_cast<const char*>(data), size));
-  return 0;
+  return --self->budget_left_ > 0 ? 0 : kBudgetSpent;
 }
 
 absl::StatusOr<int> Tracer::Poll(int timeout_ms) {
+  budget_left_ = kSampleBudget;
+  more_pending_ = false;
   int n = ring_buffer__poll(ring_, timeout_ms);
   if (n == -EINTR) n = 0;
+  if (n == kBudgetSpent) {
+    more_pending_ = true;
+    return kSampleBudget;
+  }
   if (n < 0) return absl::InternalError(absl::StrCat("ring buffer poll: ", Errno(n)));
-  // The kernel side wakes us only past a backlog (BPF_RB_NO_WAKEUP otherwise),
-  // so a quiet poll still has to look at the ring.
-  int more = ring_buffer__consume(ring_);
-  if (more < 0) return absl::InternalError(absl::StrCat("ring buffer consume: ", Errno(more)));
-  return n + more;
+  // The kernel side wakes us only when the backlog crosses a threshold, so a
+  // quiet poll still has to look at the ring.
+  return n + DrainSome();
 }
 
 absl::StatusOr<int> Tracer::Drain() {
-  int n = ring_buffer__consume(ring_);
+  budget_left_ = kSampleBudget;
+  more_pending_ = false;
+  const int n = DrainSome();
   if (n < 0) return absl::InternalError(absl::StrCat("ring buffer consume: ", Errno(n)));
   return n;
+}
+
+int Tracer::DrainSome() {
+  const int before = budget_left_;
+  const int n = ring_buffer__consume(ring_);
+  if (n == kBudgetSpent) {
+    more_pending_ = true;
+    return before;
+  }
+  return n;
+}
+
+void Tracer::StopEvents() {
+  __atomic_store_n(&skel_->bss->tracing_stopped, 1, __ATOMIC_SEQ_CST);
+}
+
+absl::Status Tracer::Forget(const conn::ConnKey& key) {
+  ht_conn_key k{};
+  k.tgid = key.tgid;
+  k.fd = key.fd;
+  ht_conn_state st{};
+  const int fd = bpf_map__fd(skel_->maps.conns);
+  if (bpf_map_lookup_elem(fd, &k, &st) != 0 || st.gen != key.gen) return absl::OkStatus();
+  if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) {
+    return absl::InternalError(absl::StrCat("cannot forget a connection: ", Errno(errno)));
+  }
+  return absl::OkStatus();
 }
 
 int Tracer::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }

@@ -61,17 +61,31 @@ class Tracer {
   Tracer(const Tracer&) = delete;
   Tracer& operator=(const Tracer&) = delete;
 
-  // Waits up to timeout_ms for samples and handles all that are ready.
-  // Returns the number handled. EINTR is not an error (returns 0).
+  // Samples handled per Poll()/Drain() call at most, so that the event loop
+  // gets control back (signals, flushes, timers) even when events arrive
+  // faster than they are handled.
+  static constexpr int kSampleBudget = 4096;
+
+  // Waits up to timeout_ms for samples and handles those that are ready, up
+  // to kSampleBudget. Returns the number handled. EINTR is not an error.
   absl::StatusOr<int> Poll(int timeout_ms);
-  // Handles every sample already in the ring without waiting.
+  // Handles samples already in the ring without waiting, up to kSampleBudget.
   absl::StatusOr<int> Drain();
+  // True when the last Poll()/Drain() stopped at the budget: more are waiting.
+  bool more_pending() const { return more_pending_; }
   // An fd that becomes readable when samples are ready (for epoll).
   int epoll_fd() const;
 
   KernelCounters ReadCounters() const;
   // Asks the kernel to stop sending events for a connection.
   absl::Status Disable(const conn::ConnKey& key);
+  // Drops the kernel's entry for a connection the daemon forgot (idle expiry,
+  // eviction), if it is still that connection: its next syscall makes it a
+  // new connection with a new identity.
+  absl::Status Forget(const conn::ConnKey& key);
+  // Every program returns at once from now on: tracing stops at one instant
+  // for all syscalls (Detach() is slower and goes hook by hook).
+  void StopEvents();
   // Detaches every tracepoint; the ring buffer stays readable for a final Drain().
   void Detach();
   int attached_programs() const { return attached_; }
@@ -83,6 +97,8 @@ class Tracer {
   // Attaches prog to its own section's hook (name null) or to category:name.
   absl::Status AttachOne(bpf_program* prog, const char* category, const char* name);
   static int OnRingSample(void* ctx, void* data, size_t size);
+  // ring_buffer__consume within the current budget; returns samples handled.
+  int DrainSome();
 
   httptraced_bpf* skel_ = nullptr;
   ring_buffer* ring_ = nullptr;
@@ -90,6 +106,8 @@ class Tracer {
   std::vector<::bpf_link*> links_;
   int attached_ = 0;
   int ncpus_ = 1;
+  int budget_left_ = 0;
+  bool more_pending_ = false;
 };
 
 }  // namespace httptraced::bpf

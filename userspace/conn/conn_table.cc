@@ -76,6 +76,10 @@ ConnTable::Tracker& ConnTable::GetOrCreate(const ConnKey& key, uint64_t ts_ns) {
 }
 
 void ConnTable::OnData(const bpf::DataEvent& ev, uint64_t now_ns) {
+  if (!forgotten_.empty() && forgotten_.contains(ev.key)) {
+    ++stats_.stale_events;
+    return;
+  }
   Tracker& t = GetOrCreate(ev.key, ev.ts_ns);
   t.last_event_ns_ = ev.ts_ns;
   if (t.ignored_) return;
@@ -114,10 +118,12 @@ void ConnTable::Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns) {
 }
 
 void ConnTable::OnClose(const bpf::CloseEvent& ev) {
+  if (!forgotten_.empty()) forgotten_.erase(ev.key);
   auto it = conns_.find(ev.key);
   if (it == conns_.end()) return;
   Finish(*it->second, ev.end_pos, ev.ts_ns);
   conns_.erase(it);
+  holes_.erase(ev.key);
   ++stats_.closed;
 }
 
@@ -159,10 +165,23 @@ void ConnTable::Tick(uint64_t now_ns) {
     }
   }
   for (const ConnKey& key : idle) {
-    auto it = conns_.find(key);
-    Finish(*it->second, nullptr, now_ns);
-    conns_.erase(it);
+    ForgetConn(conns_.find(key), now_ns);
     ++stats_.expired;
+  }
+}
+
+void ConnTable::ForgetConn(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it,
+                           uint64_t ts_ns) {
+  const ConnKey key = it->first;
+  Finish(*it->second, nullptr, ts_ns);
+  conns_.erase(it);
+  holes_.erase(key);
+  controller_.Forget(key);
+  constexpr size_t kMaxForgotten = 65536;
+  if (forgotten_.insert(key).second) forgotten_order_.push_back(key);
+  while (forgotten_order_.size() > kMaxForgotten) {
+    forgotten_.erase(forgotten_order_.front());
+    forgotten_order_.pop_front();
   }
 }
 
@@ -182,8 +201,7 @@ void ConnTable::EvictIdlest(size_t count) {
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   for (size_t i = 0; i < count; ++i) {
     auto it = conns_.find(by_age[i].second);
-    Finish(*it->second, nullptr, it->second->last_event_ns_);
-    conns_.erase(it);
+    ForgetConn(it, it->second->last_event_ns_);
     ++stats_.evicted;
   }
 }

@@ -5,6 +5,7 @@
 #define HTTPTRACED_CONN_CONN_TABLE_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -24,11 +25,16 @@ class ExchangeSink {
   virtual void OnExchange(const ConnInfo& conn, http::Exchange&& exchange) = 0;
 };
 
-// Lets the table ask the kernel to stop sending a connection's events.
+// Lets the table act on the kernel's view of a connection.
 class ConnController {
  public:
   virtual ~ConnController() = default;
+  // Stop sending this connection's events (not HTTP, switched protocols).
   virtual void StopTracing(const ConnKey& key) = 0;
+  // The table forgot this connection (idle, evicted): the kernel should too,
+  // so that later traffic on it comes back as a new connection (new
+  // identity, endpoints, seq from 0) instead of reusing this one's.
+  virtual void Forget(const ConnKey& key) = 0;
 };
 
 struct ConnTableOptions {
@@ -51,6 +57,7 @@ struct ConnTableStats {
   uint64_t not_http = 0;       // given up by the parser
   uint64_t switched = 0;       // Upgrade / CONNECT: no longer HTTP/1.x
   uint64_t unknown_conn = 0;   // data for a connection whose open event never came
+  uint64_t stale_events = 0;   // events for a connection already forgotten
   uint64_t gaps = 0;           // holes declared in streams
   uint64_t gap_bytes = 0;
   uint64_t parse_errors = 0;
@@ -82,6 +89,9 @@ class ConnTable {
   Tracker& GetOrCreate(const ConnKey& key, uint64_t ts_ns);
   void Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns);
   void EvictIdlest(size_t count);
+  // Finishes and removes a connection the kernel may still be tracking.
+  void ForgetConn(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it,
+                  uint64_t ts_ns);
   // Hands the session's finished exchanges to the sink.
   void Drain(Tracker& t);
 
@@ -90,6 +100,11 @@ class ConnTable {
   ConnController& controller_;
   absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>> conns_;
   absl::flat_hash_set<ConnKey> holes_;  // connections with bytes waiting behind a hole
+  // Connections forgotten (idle, evicted) whose events may still be in
+  // flight: those are dropped, not turned into a new tracker with the same
+  // identity. Bounded, oldest out first.
+  absl::flat_hash_set<ConnKey> forgotten_;
+  std::deque<ConnKey> forgotten_order_;
   uint64_t last_sweep_ns_ = 0;
   ConnTableStats stats_;
 };

@@ -27,8 +27,10 @@ class FakeSink final : public ExchangeSink, public ConnController {
     got.push_back({conn, std::move(exchange)});
   }
   void StopTracing(const ConnKey& key) override { stopped.push_back(key); }
+  void Forget(const ConnKey& key) override { forgotten.push_back(key); }
   std::vector<Captured> got;
   std::vector<ConnKey> stopped;
+  std::vector<ConnKey> forgotten;
 };
 
 template <typename T>
@@ -239,6 +241,43 @@ TEST_CASE("ConnTable delivers what waited behind a hole once it times out") {
   CHECK(sink.got[0].exchange.request->target == "/second");
   CHECK(sink.got[0].exchange.request->gap_before);
   CHECK(sink.got[0].exchange.response->status_code == 200);
+}
+
+}  // namespace
+}  // namespace httptraced::conn
+
+namespace httptraced::conn {
+namespace {
+
+TEST_CASE("ConnTable tells the kernel what it forgot and drops that connection's stale events") {
+  FakeSink sink;
+  ConnTableOptions options = TestOptions();
+  options.conn_idle_timeout_ns = 1000;
+  ConnTable table(options, sink, sink);
+  const ConnIdSpec id;
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+  table.OnData(
+      Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 10)),
+      10);
+  table.OnData(
+      Decode<bpf::DataEvent>(DataSample(id, HT_DIR_EGRESS, 0, kResp, 0, HT_DATA_F_STREAM_START, 20)),
+      20);
+  REQUIRE(sink.got.size() == 1);
+  table.Tick(5000);  // idle for longer than the timeout
+  CHECK(table.size() == 0);
+  REQUIRE(sink.forgotten.size() == 1);
+  CHECK(sink.forgotten[0] == ConnKey{1000, 7, 555});
+  // An event of the old identity still in flight is dropped, not revived.
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 32, kReq, 0, 0, 5001)), 5001);
+  CHECK(table.size() == 0);
+  CHECK(table.stats().stale_events == 1);
+  CHECK(table.stats().unknown_conn == 0);
+  // The kernel's next event is a new identity: a new connection.
+  const ConnIdSpec reborn{.tgid = 1000, .fd = 7, .gen = 9999};
+  table.OnData(Decode<bpf::DataEvent>(
+                   DataSample(reborn, HT_DIR_INGRESS, 32, kReq, 0, HT_DATA_F_STREAM_START, 6000)),
+               6000);
+  CHECK(table.size() == 1);
 }
 
 }  // namespace

@@ -32,12 +32,12 @@ void DataStream::Add(uint64_t pos, std::string_view payload, uint64_t skip, bool
   auto [it, inserted] = pending_.try_emplace(pos);
   if (!inserted) {
     if (it->second.bytes.size() + it->second.skip >= payload.size() + skip) return;
-    pending_bytes_ -= it->second.bytes.size();
+    pending_bytes_ -= ChunkCost(it->second);
   }
   it->second.bytes.assign(payload);
   it->second.skip = skip;
   it->second.meta = meta;
-  pending_bytes_ += payload.size();
+  pending_bytes_ += ChunkCost(it->second);
   if (pending_bytes_ > limits_.max_pending_bytes) FlushHoles(now_ns, /*force=*/true, out);
 }
 
@@ -67,7 +67,7 @@ void DataStream::DrainContiguous(StreamConsumer& out) {
     Pending p = std::move(it->second);
     const uint64_t pos = it->first;
     pending_.erase(it);
-    pending_bytes_ -= p.bytes.size();
+    pending_bytes_ -= ChunkCost(p);
     if (pos + p.bytes.size() + p.skip > next_pos_) {
       Deliver(pos, p.bytes, p.skip, p.meta, out);
     } else {

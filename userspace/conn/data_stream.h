@@ -66,6 +66,8 @@ class DataStream {
 
   bool started() const { return started_; }
   uint64_t next_pos() const { return next_pos_; }
+  // Memory held by chunks waiting behind a hole: their bytes plus what each
+  // costs to keep (so a flood of tiny or payload-less chunks is bounded too).
   size_t pending_bytes() const { return pending_bytes_; }
   bool has_pending() const { return !pending_.empty(); }
   const DataStreamStats& stats() const { return stats_; }
@@ -76,6 +78,10 @@ class DataStream {
     uint64_t skip = 0;
     http::ChunkMeta meta;
   };
+  static size_t ChunkCost(const Pending& p) { return p.bytes.size() + kChunkOverhead; }
+  // A map node with its Pending: what one waiting chunk costs beyond its bytes.
+  static constexpr size_t kChunkOverhead = 128;
+
   // Delivers a chunk at next_pos_ (possibly overlapping bytes already seen).
   void Deliver(uint64_t pos, std::string_view payload, uint64_t skip,
                const http::ChunkMeta& meta, StreamConsumer& out);

@@ -55,7 +55,7 @@ TEST_CASE("DataStream orders out-of-order chunks") {
   s.Add(6, "ccc", 0, false, kMeta, 0, r);
   s.Add(9, "ddd", 0, false, kMeta, 0, r);
   CHECK(r.out == "aaa");
-  CHECK(s.pending_bytes() == 6);
+  CHECK(s.pending_bytes() == 6 + 2 * 128);  // bytes plus the cost of two waiting chunks
   s.Add(3, "bbb", 0, false, kMeta, 0, r);
   CHECK(r.out == "aaabbbcccddd");
   CHECK(s.pending_bytes() == 0);
@@ -92,7 +92,7 @@ TEST_CASE("DataStream declares a hole a gap after the timeout, not before") {
 
 TEST_CASE("DataStream bounds what waits behind a hole") {
   DataStreamLimits limits;
-  limits.max_pending_bytes = 8;
+  limits.max_pending_bytes = 8 + 2 * 128;
   DataStream s(limits);
   Recorder r;
   s.Add(0, "a", 0, true, kMeta, 0, r);
@@ -137,6 +137,26 @@ TEST_CASE("DataStream: a skip-only event (sendfile) advances the stream") {
   s.Add(43, "HTTP/1.1 204 No Content\r\n\r\n", 0, false, kMeta, 0, r);
   CHECK(r.out ==
         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n[gap 5]HTTP/1.1 204 No Content\r\n\r\n");
+}
+
+}  // namespace
+}  // namespace httptraced::conn
+
+namespace httptraced::conn {
+namespace {
+
+TEST_CASE("DataStream bounds a flood of payload-less chunks behind a hole") {
+  DataStreamLimits limits;
+  limits.max_pending_bytes = 10 * 128;
+  DataStream s(limits);
+  Recorder r;
+  s.Add(0, "a", 0, true, kMeta, 0, r);
+  for (uint64_t i = 0; i < 10; ++i) s.Add(100 + 2 * i, "", 1, false, kMeta, 0, r);
+  CHECK(s.pending_bytes() == 10 * 128);
+  CHECK(r.out == "a");
+  s.Add(200, "", 1, false, kMeta, 0, r);  // the eleventh: over the bound, flushed
+  CHECK(s.pending_bytes() == 0);
+  CHECK(r.out.substr(0, 10) == "a[gap 99][");
 }
 
 }  // namespace

@@ -96,6 +96,13 @@ void Daemon::OnExchange(const conn::ConnInfo& conn, http::Exchange&& exchange) {
   if (batch_.size() >= kFlushBytes) Flush();
 }
 
+void Daemon::Forget(const conn::ConnKey& key) {
+  if (tracer_ == nullptr) return;
+  if (absl::Status s = tracer_->Forget(key); !s.ok()) {
+    std::fprintf(stderr, "httptraced: %s\n", s.ToString().c_str());
+  }
+}
+
 void Daemon::StopTracing(const conn::ConnKey& key) {
   if (tracer_ == nullptr) return;
   if (absl::Status s = tracer_->Disable(key); !s.ok()) {
@@ -106,7 +113,7 @@ void Daemon::StopTracing(const conn::ConnKey& key) {
 void Daemon::Flush() {
   if (batch_.empty()) return;
   if (absl::Status s = sink_->Write(batch_); !s.ok()) {
-    std::fprintf(stderr, "httptraced: %s\n", std::string(s.message()).c_str());
+    std::fprintf(stderr, "httptraced: log: %s\n", std::string(s.message()).c_str());
   }
   batch_.clear();
 }
@@ -205,7 +212,8 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
   bool stop = false;
   while (!stop) {
     now_ns_ = Now(CLOCK_MONOTONIC);
-    absl::StatusOr<int> polled = tracer.Poll(kPollTimeoutMs);
+    // A backlog (the last poll stopped at its budget) is taken without waiting.
+    absl::StatusOr<int> polled = tracer.Poll(tracer.more_pending() ? 0 : kPollTimeoutMs);
     if (!polled.ok()) return polled.status();
     now_ns_ = Now(CLOCK_MONOTONIC);
 
@@ -247,14 +255,20 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
   // Shutdown: stop new events, take what the kernel already queued, then
   // finish every connection so in-flight exchanges are written as incomplete.
   notifier_->Notify("STOPPING=1\nSTATUS=stopping: draining and writing in-flight exchanges");
-  tracer.Detach();
-  now_ns_ = Now(CLOCK_MONOTONIC);
-  if (absl::StatusOr<int> drained = tracer.Drain(); !drained.ok()) {
-    std::fprintf(stderr, "httptraced: %s\n", drained.status().ToString().c_str());
-  }
+  // One instant for every hook, then what the kernel already queued.
+  tracer.StopEvents();
+  usleep(10'000);  // programs already running finish their event
+  do {
+    now_ns_ = Now(CLOCK_MONOTONIC);
+    if (absl::StatusOr<int> drained = tracer.Drain(); !drained.ok()) {
+      std::fprintf(stderr, "httptraced: %s\n", drained.status().ToString().c_str());
+      break;
+    }
+  } while (tracer.more_pending());
   table_.FinishAll();
   Flush();
   std::fprintf(stderr, "%s\n", StatsLine().c_str());
+  tracer.Detach();
   return absl::OkStatus();
 }
 

@@ -65,6 +65,7 @@ class Daemon final : public bpf::SampleHandler,
   void OnExchange(const conn::ConnInfo& conn, http::Exchange&& exchange) override;
   // conn::ConnController
   void StopTracing(const conn::ConnKey& key) override;
+  void Forget(const conn::ConnKey& key) override;
 
   const DaemonStats& stats() const { return stats_; }
   std::string StatsLine() const;
