@@ -160,6 +160,11 @@ void ConnTable::Tick(uint64_t now_ns) {
       t->session_.ExpireOlderThan(request_deadline);
       Drain(*t);
     }
+    // A connection quiet for a sweep keeps only what spans exchanges.
+    if (!t->ignored_ && now_ns - std::min(now_ns, t->last_event_ns_) >= options_.sweep_interval_ns &&
+        !t->session_.hibernating() && t->session_.Hibernate()) {
+      ++stats_.hibernated;
+    }
     if (now_ns - std::min(now_ns, t->last_event_ns_) > options_.conn_idle_timeout_ns) {
       idle.push_back(key);
     }

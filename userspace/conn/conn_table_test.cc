@@ -282,3 +282,27 @@ TEST_CASE("ConnTable tells the kernel what it forgot and drops that connection's
 
 }  // namespace
 }  // namespace httptraced::conn
+
+namespace httptraced::conn {
+namespace {
+
+TEST_CASE("ConnTable hibernates quiet sessions and their seq carries on") {
+  FakeSink sink;
+  ConnTableOptions options;
+  options.sweep_interval_ns = 100;
+  ConnTable table(options, sink, sink);
+  const ConnIdSpec id;
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 0, kReq, 0, 0, 10)), 10);
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_EGRESS, 0, kResp, 0, 0, 20)), 20);
+  table.Tick(500);
+  CHECK(table.stats().hibernated == 1);
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 32, kReq, 0, 0, 600)), 600);
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_EGRESS, 40, kResp, 0, 0, 610)), 610);
+  REQUIRE(sink.got.size() == 2);
+  CHECK(sink.got[1].exchange.seq == 1);
+  CHECK(sink.got[1].conn.role == http::Role::kServer);
+}
+
+}  // namespace
+}  // namespace httptraced::conn

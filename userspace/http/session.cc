@@ -42,12 +42,19 @@ Direction Other(Direction dir) {
 }  // namespace
 
 struct HttpSession::Impl final : RequestLookup {
-  Impl(const SessionOptions& opts, Role r)
+  // resumed: a hibernated session coming back between two exchanges (role
+  // known, messages already seen, parsers at a message boundary).
+  Impl(const SessionOptions& opts, Role r, bool resumed, uint64_t first_seq,
+       const SessionStats& base)
       : options(opts),
         role(r),
+        role_known_at_start(r != Role::kUnknown && !resumed),
         parsers{MessageParser(ParseMode::kBoth, ToParserOptions(opts), this),
                 MessageParser(ParseMode::kBoth, ToParserOptions(opts), this)},
-        stitcher(opts.max_pending_requests) {
+        stitcher(opts.max_pending_requests, first_seq),
+        base_stats(base),
+        stats(base),
+        any_message(resumed) {
     if (role == Role::kUnknown) {
       for (MessageParser& p : parsers) p.StartMidStream();
     } else {
@@ -126,42 +133,66 @@ struct HttpSession::Impl final : RequestLookup {
   }
 
   void UpdateStats() {
-    stats.parse_errors =
-        parsers[0].stats().parse_errors + parsers[1].stats().parse_errors + wrong_kind;
-    stats.requests_dropped = stitcher.requests_dropped();
+    stats.parse_errors = base_stats.parse_errors + parsers[0].stats().parse_errors +
+                         parsers[1].stats().parse_errors + wrong_kind;
+    stats.requests_dropped = base_stats.requests_dropped + stitcher.requests_dropped();
   }
 
   bool Ignoring() const { return not_http || switched; }
 
   SessionOptions options;
   Role role;
-  const bool role_known_at_start = role != Role::kUnknown;
+  const bool role_known_at_start;
   std::array<MessageParser, 2> parsers;
   Stitcher stitcher;
   std::vector<Message> batch;
   std::vector<Exchange> ready;
+  SessionStats base_stats;  // counted before a hibernation
   SessionStats stats;
   uint64_t wrong_kind = 0;
-  bool any_message = false;
+  bool any_message;
   bool switched = false;
   bool not_http = false;
 };
 
 HttpSession::HttpSession(const SessionOptions& options, Role role)
-    : impl_(std::make_unique<Impl>(options, role)) {}
+    : options_(options),
+      role_(role),
+      impl_(std::make_unique<Impl>(options, role, /*resumed=*/false, 0, SessionStats{})) {}
 HttpSession::~HttpSession() = default;
 HttpSession::HttpSession(HttpSession&&) noexcept = default;
 HttpSession& HttpSession::operator=(HttpSession&&) noexcept = default;
 
+HttpSession::Impl& HttpSession::Live() {
+  if (impl_ == nullptr) {
+    impl_ = std::make_unique<Impl>(options_, role_, /*resumed=*/true, next_seq_, stats_);
+  }
+  return *impl_;
+}
+
+bool HttpSession::Hibernate() {
+  if (impl_ == nullptr) return true;
+  const Impl& s = *impl_;
+  if (s.Ignoring() || !s.any_message || s.role == Role::kUnknown || !s.ready.empty() ||
+      !s.stitcher.idle() || !s.parsers[0].idle() || !s.parsers[1].idle()) {
+    return false;
+  }
+  role_ = s.role;
+  next_seq_ = s.stitcher.next_seq();
+  stats_ = s.stats;
+  impl_.reset();
+  return true;
+}
+
 void HttpSession::OnData(Direction dir, std::string_view bytes, const ChunkMeta& meta) {
-  Impl& s = *impl_;
+  Impl& s = Live();
   if (s.Ignoring()) return;
   s.parsers[Index(dir)].Feed(bytes, meta, &s.batch);
   s.AfterInput(dir);
 }
 
 void HttpSession::OnGap(Direction dir, uint64_t len, const ChunkMeta& meta) {
-  Impl& s = *impl_;
+  Impl& s = Live();
   if (s.Ignoring()) return;
   s.parsers[Index(dir)].FeedGap(len, meta, &s.batch);
   s.AfterInput(dir);
@@ -169,6 +200,7 @@ void HttpSession::OnGap(Direction dir, uint64_t len, const ChunkMeta& meta) {
 
 void HttpSession::OnClose(const ChunkMeta& meta) {
   (void)meta;  // messages end with their last byte, not with the close
+  if (impl_ == nullptr) return;  // nothing in flight
   Impl& s = *impl_;
   if (!s.not_http) {
     // Requests first, so that a response completed by the close finds its request.
@@ -183,23 +215,25 @@ void HttpSession::OnClose(const ChunkMeta& meta) {
 }
 
 void HttpSession::ExpireOlderThan(uint64_t deadline_ns) {
+  if (impl_ == nullptr) return;
   impl_->stitcher.ExpireOlderThan(deadline_ns, &impl_->ready);
 }
 
-std::vector<Exchange>& HttpSession::ready() { return impl_->ready; }
+std::vector<Exchange>& HttpSession::ready() { return impl_ ? impl_->ready : none_; }
 
-Role HttpSession::role() const { return impl_->role; }
+Role HttpSession::role() const { return impl_ ? impl_->role : role_; }
 
-bool HttpSession::switched_protocols() const { return impl_->switched; }
+bool HttpSession::switched_protocols() const { return impl_ && impl_->switched; }
 
-bool HttpSession::not_http() const { return impl_->not_http; }
+bool HttpSession::not_http() const { return impl_ && impl_->not_http; }
 
 bool HttpSession::busy() const {
+  if (impl_ == nullptr) return false;
   const Impl& s = *impl_;
   if (s.Ignoring()) return false;
   return s.stitcher.pending_requests() > 0 || !s.parsers[0].idle() || !s.parsers[1].idle();
 }
 
-const SessionStats& HttpSession::stats() const { return impl_->stats; }
+const SessionStats& HttpSession::stats() const { return impl_ ? impl_->stats : stats_; }
 
 }  // namespace httptraced::http

@@ -68,8 +68,25 @@ class HttpSession {
   bool busy() const;
   const SessionStats& stats() const;
 
+  // Frees the parsing state of a session with nothing in flight (between
+  // exchanges, role known, all exchanges taken), keeping only what continues
+  // across exchanges (role, next seq, counters); the next bytes bring it
+  // back. An idle keep-alive connection then costs a few dozen bytes here
+  // instead of both parsers' and the stitcher's buffers. Returns whether it
+  // hibernated.
+  bool Hibernate();
+  bool hibernating() const { return impl_ == nullptr; }
+
  private:
   struct Impl;
+  Impl& Live();
+
+  SessionOptions options_;
+  Role role_;
+  // Kept while hibernating.
+  uint64_t next_seq_ = 0;
+  SessionStats stats_;
+  std::vector<Exchange> none_;  // ready() while hibernating: always empty
   std::unique_ptr<Impl> impl_;
 };
 

@@ -338,3 +338,51 @@ TEST_CASE("a session can be moved while in use", "[session]") {
 
 }  // namespace
 }  // namespace httptraced::http
+
+namespace httptraced::http {
+namespace {
+
+TEST_CASE("HttpSession hibernates between exchanges and resumes with its seq and role") {
+  HttpSession s(SessionOptions{}, Role::kUnknown);
+  const ChunkMeta meta{.ts_ns = 1, .tid = 2};
+  CHECK_FALSE(s.Hibernate());  // nothing parsed yet: the role is not known
+  s.OnData(Direction::kIngress, "GET /a HTTP/1.1\r\n\r\n", meta);
+  CHECK_FALSE(s.Hibernate());  // a request waits for its response
+  s.OnData(Direction::kEgress, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx", meta);
+  CHECK_FALSE(s.Hibernate());  // its exchange has not been taken yet
+  REQUIRE(s.ready().size() == 1);
+  CHECK(s.ready()[0].seq == 0);
+  s.ready().clear();
+  CHECK(s.Hibernate());
+  CHECK(s.hibernating());
+  CHECK(s.role() == Role::kServer);
+  CHECK_FALSE(s.busy());
+  CHECK(s.ready().empty());
+  s.OnData(Direction::kIngress, "GET /b HTTP/1.1\r\n\r\n", meta);
+  CHECK_FALSE(s.hibernating());
+  s.OnData(Direction::kEgress, "HTTP/1.1 204 No Content\r\n\r\n", meta);
+  REQUIRE(s.ready().size() == 1);
+  CHECK(s.ready()[0].seq == 1);
+  CHECK(s.ready()[0].request->target == "/b");
+  CHECK(s.ready()[0].response->status_code == 204);
+}
+
+TEST_CASE("HttpSession keeps its parse error count across a hibernation") {
+  HttpSession s(SessionOptions{}, Role::kServer);
+  const ChunkMeta meta{.ts_ns = 1, .tid = 2};
+  s.OnData(Direction::kIngress, "GET /a HTTP/1.1\r\n\r\n", meta);
+  s.OnData(Direction::kEgress, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", meta);
+  s.ready().clear();
+  s.OnData(Direction::kIngress, "\x01\x02 junk\r\n\r\nGET /b HTTP/1.1\r\n\r\n", meta);
+  s.OnData(Direction::kEgress, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", meta);
+  s.ready().clear();
+  const uint64_t errors = s.stats().parse_errors;
+  CHECK(errors == 1);
+  REQUIRE(s.Hibernate());
+  CHECK(s.stats().parse_errors == errors);
+  s.OnData(Direction::kIngress, "GET /c HTTP/1.1\r\n\r\n", meta);
+  CHECK(s.stats().parse_errors == errors);
+}
+
+}  // namespace
+}  // namespace httptraced::http

@@ -12,8 +12,8 @@ bool IsInterim(const Message& response) {
 
 }  // namespace
 
-Stitcher::Stitcher(size_t max_pending_requests)
-    : max_pending_(std::max<size_t>(max_pending_requests, 1)) {}
+Stitcher::Stitcher(size_t max_pending_requests, uint64_t first_seq)
+    : max_pending_(std::max<size_t>(max_pending_requests, 1)), next_seq_(first_seq) {}
 
 void Stitcher::AddRequest(Message request, std::vector<Exchange>* out) {
   if (fifo_.size() >= max_pending_) {

@@ -48,7 +48,8 @@ namespace httptraced::http {
 
 class Stitcher {
  public:
-  explicit Stitcher(size_t max_pending_requests);
+  // first_seq: the seq of the next exchange (a session resumed after Hibernate).
+  explicit Stitcher(size_t max_pending_requests, uint64_t first_seq = 0);
 
   void AddRequest(Message request, std::vector<Exchange>* out);
   // Final responses are paired (or emitted alone); 1xx other than 101 are counted.
@@ -68,6 +69,11 @@ class Stitcher {
   // Requests waiting for a response (placeholders of expired ones excluded).
   size_t pending_requests() const { return waiting_; }
   uint64_t requests_dropped() const { return requests_dropped_; }
+  // The seq the next exchange will get.
+  uint64_t next_seq() const { return next_seq_; }
+  // Nothing held: no request waiting (or expired placeholder), none forgotten,
+  // no 1xx waiting for its final response.
+  bool idle() const { return fifo_.empty() && forgotten_ == 0 && orphan_interim_ == 0; }
 
  private:
   struct Pending {
