@@ -89,6 +89,12 @@ void ConnTable::OnData(const bpf::DataEvent& ev, uint64_t now_ns) {
 
   if (t.streams_[d].has_pending()) holes_.insert(ev.key);
   Drain(t);
+  // With many connections, memory matters more than the cost of bringing a
+  // session back: hibernate as soon as an exchange is done.
+  if (conns_.size() > options_.eager_hibernate_above && !t.ignored_ && !t.session_.busy() &&
+      t.session_.Hibernate()) {
+    ++stats_.hibernated;
+  }
   if (t.session_.not_http() || t.session_.switched_protocols()) {
     ++(t.session_.not_http() ? stats_.not_http : stats_.switched);
     t.ignored_ = true;

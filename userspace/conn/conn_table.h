@@ -45,6 +45,10 @@ struct ConnTableOptions {
   // A connection with no event for this long is forgotten (after flushing).
   uint64_t conn_idle_timeout_ns = 600'000'000'000;
   size_t max_connections = 65536;  // tracked at once; the idlest are evicted beyond
+  // Above this many connections an idle session hibernates right after its
+  // exchange (else after a quiet sweep): bounded memory for 10k idle
+  // keep-alive connections, no churn for a few busy ones.
+  size_t eager_hibernate_above = 1024;
   // Timeouts and idleness are checked this often (holes at every Tick).
   uint64_t sweep_interval_ns = 1'000'000'000;
 };
@@ -83,7 +87,10 @@ class ConnTable {
   void SetOptions(const ConnTableOptions& options) { options_ = options; }
 
   size_t size() const { return conns_.size(); }
+  // Counters including the per-connection ones (walks the table).
   ConnTableStats stats() const;
+  // The table's own counters only (cheap): opened, closed, evicted, expired...
+  const ConnTableStats& stats_counters() const { return stats_; }
 
  private:
   class Tracker;

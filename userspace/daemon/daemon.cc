@@ -1,5 +1,6 @@
 #include "daemon/daemon.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <time.h>
@@ -121,6 +122,15 @@ void Daemon::Flush() {
 void Daemon::Tick(uint64_t now_ns) {
   table_.Tick(now_ns);
   sink_->Tick();
+  // Many sessions hibernated or connections forgotten since the last trim:
+  // give the freed heap back to the system, or RSS stays at its peak after
+  // a burst of connections.
+  const conn::ConnTableStats t = table_.stats_counters();
+  const uint64_t released = t.hibernated + t.expired + t.evicted + t.closed;
+  if (released - released_at_trim_ >= kTrimAfterReleases) {
+    malloc_trim(0);
+    released_at_trim_ = released;
+  }
 }
 
 absl::Status Daemon::Reconfigure(const config::Config& next) {
@@ -195,10 +205,10 @@ std::string Daemon::StatsLine() const {
   return absl::StrFormat(
       "httptraced: stats events=%d bytes=%d records=%d written=%d lost=%d kernel_drops=%d "
       "kernel_drop_bytes=%d parse_errors=%d gaps=%d connections=%d opened=%d evicted=%d "
-      "not_http=%d decode_errors=%d",
+      "hibernated=%d not_http=%d decode_errors=%d",
       stats_.events, stats_.payload_bytes, stats_.records, o.records_written, o.records_lost,
       k.ring_drops, k.ring_drop_bytes, t.parse_errors, t.gaps, table_.size(), t.opened,
-      t.evicted, t.not_http + k.not_http, stats_.decode_errors);
+      t.evicted, t.hibernated, t.not_http + k.not_http, stats_.decode_errors);
 }
 
 absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {

@@ -92,6 +92,10 @@ class Daemon final : public bpf::SampleHandler,
   uint64_t now_ns_ = 0;
   DaemonStats stats_;
   absl::Status last_decode_error_;
+  // Connections released (hibernated, closed, expired, evicted) at the last
+  // malloc_trim, and how many more make the next one worth it.
+  uint64_t released_at_trim_ = 0;
+  static constexpr uint64_t kTrimAfterReleases = 1024;
 };
 
 }  // namespace httptraced::daemon
