@@ -168,7 +168,9 @@ class Container:
             proc = self.run(["systemctl", "is-system-running", "--wait"], timeout=timeout,
                             check=False)
             state = proc.stdout.strip()
-            if state or time.monotonic() > deadline:
+            # "offline": systemctl found no /run/systemd/system yet, which PID 1
+            # creates early in boot; only a state from the running manager counts.
+            if (state and state != "offline") or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         if state != "running":

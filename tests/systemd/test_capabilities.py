@@ -45,14 +45,14 @@ def setpriv(caps, uid=UID):
 class Unprivileged:
     """httptraced as uid UID with only `caps`, logging to its own directory."""
 
-    def __init__(self, caps, port=None):
+    def __init__(self, caps, port=None, extra=()):
         self.dir = Path(tempfile.mkdtemp(prefix="httptraced-caps-", dir="/tmp"))
         os.chown(self.dir, UID, UID)
         os.chmod(self.dir, 0o750)
         self.log = self.dir / "httptraced.json"
         self.proc = subprocess.Popen(
             setpriv(caps) + [str(BIN), f"--log_dir={self.dir}", "--stats_interval=0"] +
-            ([f"--port={port}"] if port else []),
+            ([f"--port={port}"] if port else []) + list(extra),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines = []
         self.ready = threading.Event()
@@ -114,15 +114,23 @@ def exchange(port, path, uid=None):
                    check=True, timeout=20)
 
 
-def run_case(caps, port=None):
+def run_case(caps, port=None, extra=()):
     # --port: only this test's traffic, whatever else the host is doing.
-    d = Unprivileged(caps, port)
+    d = Unprivileged(caps, port, extra)
     try:
         started = d.wait_ready()
     except BaseException:
         d.close()
         raise
     return d, started
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracefs_mounted():
+    """Whether tracefs is mounted depends on what ran before on this host (it is
+    not at boot here); every case below wants it mounted, as systemd does at boot."""
+    if not os.path.isdir(f"{TRACEFS}/events"):
+        subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], check=True, timeout=30)
 
 
 def test_tracefs_is_root_only_here():
@@ -145,8 +153,27 @@ def test_no_tracepoints_without_dac_read_search():
     d, started = run_case(["bpf", "perfmon", "sys_ptrace"])
     rc = d.close()
     assert not started and rc == 1, d.stderr()
-    assert (f"httptraced: tracefs is not mounted at {TRACEFS} and mounting it failed "
-            "(Operation not permitted)") in d.stderr(), d.stderr()
+    assert (f"httptraced: tracefs at {TRACEFS} is mounted but not readable (Permission "
+            "denied): run httptraced as root or give it CAP_DAC_READ_SEARCH") in d.stderr(), \
+        d.stderr()
+
+
+def test_unmounted_tracefs_needs_sys_admin():
+    """A tracefs that is not mounted: the daemon tries to mount it, which takes
+    CAP_SYS_ADMIN; without it the message says how to mount it by hand. An empty
+    directory given as --tracefs stands in for the unmounted mount point."""
+    empty = Path(tempfile.mkdtemp(prefix="httptraced-notracefs-", dir="/tmp"))
+    os.chmod(empty, 0o755)
+    try:
+        d, started = run_case(["bpf", "perfmon", "dac_read_search", "sys_ptrace"],
+                              extra=[f"--tracefs={empty}"])
+        rc = d.close()
+    finally:
+        empty.rmdir()
+    assert not started and rc == 1, d.stderr()
+    assert (f"httptraced: tracefs is not mounted at {empty} and mounting it failed "
+            f"(Operation not permitted): run `mount -t tracefs nodev {empty}` as root, or give "
+            "httptraced CAP_SYS_ADMIN") in d.stderr(), d.stderr()
 
 
 def test_no_executable_of_other_users_without_sys_ptrace(server):
