@@ -11,27 +11,13 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "output/lines.h"
 #include "output/log_dir.h"
 
 namespace httptraced::output {
 namespace {
 
 constexpr int kMaxNameAttempts = 1000;
-
-// memchr jumps from line to line (vectorised in libc); a byte-by-byte count
-// over every batch showed up as a tenth of the daemon's time.
-uint64_t CountLines(std::string_view s) {
-  uint64_t n = 0;
-  const char* p = s.data();
-  const char* const end = p + s.size();
-  while (p < end) {
-    const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
-    if (nl == nullptr) break;
-    ++n;
-    p = static_cast<const char*>(nl) + 1;
-  }
-  return n;
-}
 
 // The longest prefix of `lines` made of whole lines and at most `room` bytes.
 size_t WholeLinesPrefix(std::string_view lines, uint64_t room) {

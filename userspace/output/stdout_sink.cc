@@ -8,16 +8,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "output/lines.h"
 
 namespace httptraced::output {
-namespace {
-
-uint64_t CountLines(std::string_view s) {
-  return static_cast<uint64_t>(std::count(s.begin(), s.end(), '\n'));
-}
-
-}  // namespace
-
 StdoutSink::StdoutSink() : StdoutSink(Options{}, absl::Now) {}
 
 StdoutSink::StdoutSink(Options options, Clock clock)
