@@ -14,7 +14,7 @@ const volatile __u32 targ_pids[HT_MAX_FILTER] = {};
 const volatile __u32 targ_nports = 0;
 const volatile __u16 targ_ports[HT_MAX_FILTER] = {};
 const volatile __u32 targ_max_capture = 65536; /* payload bytes per syscall */
-const volatile __u64 targ_wakeup_bytes = 1 << 20; /* wake the reader past this backlog */
+const volatile __u64 targ_wakeup_bytes = 1 << 20; /* wake the reader at each multiple of this backlog */
 /* Syscall number -> enum ht_syscall (0: not a payload syscall), filled by the daemon. */
 const volatile __u8 targ_sys_kind[HT_MAX_SYSCALL_NR] = {};
 
@@ -141,15 +141,19 @@ static __always_inline struct scratch *scratch__get(void)
 /*
  * Ring-buffer output that counts what it loses. Wake-ups are batched: the
  * reader polls on a short timer and is woken only when this event takes the
- * backlog across targ_wakeup_bytes, not on every event past it (each wake-up
- * is an IPI, and a storm of them cost the traced processes more than the copy).
+ * backlog across a multiple of targ_wakeup_bytes, not on every event (each
+ * wake-up is an IPI, and a storm of them cost the traced processes more than
+ * the copy). Every multiple, not only the first: producers on two CPUs can read
+ * the same backlog and step over a boundary together without either seeing the
+ * crossing; the next boundary wakes the reader then, where a single threshold
+ * left it asleep for its whole poll timeout while the ring filled.
  */
 static __always_inline long ringbuf__output(void *data, __u64 size)
 {
 	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-	__u64 flags = avail < targ_wakeup_bytes && avail + size >= targ_wakeup_bytes
-			      ? BPF_RB_FORCE_WAKEUP
-			      : BPF_RB_NO_WAKEUP;
+	__u64 step = targ_wakeup_bytes ? targ_wakeup_bytes : 1;
+	__u64 flags = avail / step != (avail + size) / step ? BPF_RB_FORCE_WAKEUP
+							      : BPF_RB_NO_WAKEUP;
 	long err = bpf_ringbuf_output(&events, data, size, flags);
 
 	if (err) {
