@@ -22,11 +22,12 @@
  * The entry for key, unless it was left behind by an exited process whose pid
  * has been reused: such an entry is closed and dropped.
  */
-static __always_inline struct ht_conn_state *conn__lookup(const struct ht_conn_key *key)
+static __always_inline struct ht_conn_state *conn__lookup(struct task_struct *task,
+							const struct ht_conn_key *key)
 {
 	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, key);
 
-	if (c && c->proc_start != task__proc_start()) {
+	if (c && c->proc_start != task__proc_start(task)) {
 		if (c->emitted & EMITTED_OPEN)
 			emit__close(key, c, HT_CLOSE_SYSCALL);
 		bpf_map_delete_elem(&conns, key);
@@ -37,14 +38,15 @@ static __always_inline struct ht_conn_state *conn__lookup(const struct ht_conn_k
 }
 
 /* A new connection on key replaces whatever was there (a close we missed). */
-static __always_inline struct ht_conn_state *conn__open(const struct ht_conn_key *key, __u8 origin,
+static __always_inline struct ht_conn_state *conn__open(struct task_struct *task,
+						      const struct ht_conn_key *key, __u8 origin,
 						      __u8 role)
 {
 	struct ht_conn_state *old = bpf_map_lookup_elem(&conns, key);
 
 	if (old && (old->emitted & EMITTED_OPEN))
 		emit__close(key, old, HT_CLOSE_SYSCALL);
-	return conn__create(key, origin, role, task__proc_start());
+	return conn__create(task, key, origin, role);
 }
 
 static __always_inline void conn__forget(const struct ht_conn_key *key)
@@ -253,9 +255,9 @@ lost:
 }
 
 /* The syscall's arguments, read back from the user registers saved at entry. */
-static __always_inline void conn__args(struct syscall_args *a)
+static __always_inline void conn__args(struct task_struct *task, struct syscall_args *a)
 {
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 
 	/* Direct loads through the BTF pointer where the arch allows (x86). */
 	a->fd = (__s32)PT_REGS_PARM1_SYSCALL(regs);
@@ -276,6 +278,7 @@ static __always_inline int conn__exit_data(long nr, long ret)
 	struct syscall_args a = {};
 	struct ht_conn_key key;
 	struct ht_conn_state *c;
+	struct task_struct *task;
 	__u32 idx = (__u32)nr;
 
 	if (tracing_stopped || ret <= 0 || nr < 0 || nr >= HT_MAX_SYSCALL_NR)
@@ -284,16 +287,17 @@ static __always_inline int conn__exit_data(long nr, long ret)
 	a.sys = targ_sys_kind[idx & (HT_MAX_SYSCALL_NR - 1)];
 	if (a.sys == 0)
 		return 0;
-	key.tgid = bpf_get_current_pid_tgid() >> 32;
+	task = bpf_get_current_task_btf();
+	key.tgid = task->tgid;
 	if (!filter__pid_allowed(key.tgid))
 		return 0;
-	conn__args(&a);
+	conn__args(task, &a);
 	if (a.fd < 0)
 		return 0;
 	key.fd = a.fd;
-	c = conn__lookup(&key);
+	c = conn__lookup(task, &key);
 	if (!c)
-		c = conn__create(&key, HT_ORIGIN_DISCOVERED, HT_ROLE_UNKNOWN, task__proc_start());
+		c = conn__create(task, &key, HT_ORIGIN_DISCOVERED, HT_ROLE_UNKNOWN);
 	if (!c || c->proto == PROTO_IGNORED)
 		return 0;
 	a.dir = (a.sys == HT_SYS_READ || a.sys == HT_SYS_READV || a.sys == HT_SYS_RECVFROM ||
@@ -332,16 +336,17 @@ static __always_inline int conn__exit_data(long nr, long ret)
 /* connect() (or its non-blocking start) succeeded: a client connection. */
 static __always_inline int conn__exit_connect(long ret)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct syscall_args a = {};
-	struct ht_conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32};
+	struct ht_conn_key key = {.tgid = task->tgid};
 
 	if (tracing_stopped || (ret != 0 && ret != -HT_EINPROGRESS) ||
 	    !filter__pid_allowed(key.tgid))
 		return 0;
-	conn__args(&a);
+	conn__args(task, &a);
 	key.fd = a.fd;
 	if (key.fd >= 0)
-		conn__open(&key, HT_ORIGIN_CONNECT, HT_ROLE_CLIENT);
+		conn__open(task, &key, HT_ORIGIN_CONNECT, HT_ROLE_CLIENT);
 	return 0;
 }
 

@@ -33,11 +33,12 @@ int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 
 static __always_inline int accept_exit(long ret)
 {
-	struct ht_conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = (__s32)ret};
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct ht_conn_key key = {.tgid = task->tgid, .fd = (__s32)ret};
 
 	if (tracing_stopped || ret < 0 || !filter__pid_allowed(key.tgid))
 		return 0;
-	conn__open(&key, HT_ORIGIN_ACCEPT, HT_ROLE_SERVER);
+	conn__open(task, &key, HT_ORIGIN_ACCEPT, HT_ROLE_SERVER);
 	return 0;
 }
 

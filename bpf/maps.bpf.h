@@ -26,6 +26,8 @@ volatile __u64 disabled_pending = 0;
  * destroyed (which left one-sided exchanges behind).
  */
 volatile __u32 tracing_stopped = 0;
+/* The kernel's socket_file_ops, learned from the first TCP socket seen (sock.bpf.h). */
+volatile __u64 sock_fops = 0;
 
 enum conn_proto {
 	PROTO_UNKNOWN = 0,  /* not decided yet */

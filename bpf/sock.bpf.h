@@ -20,11 +20,13 @@
 #define HT_S_IFMT 00170000
 #define HT_S_IFSOCK 0140000
 
-/* Start time of the current process: with the tgid, an identity that pid reuse
- * cannot fake. Direct loads through the BTF task pointer, no helper calls. */
-static __always_inline __u64 task__proc_start(void)
+/* Start time of the task's process: with the tgid, an identity that pid reuse
+ * cannot fake. Direct loads through the BTF task pointer, no helper calls.
+ * `task` is always bpf_get_current_task_btf(), fetched once per program run
+ * and passed down, as helper calls are what a run mostly costs. */
+static __always_inline __u64 task__proc_start(struct task_struct *task)
 {
-	return bpf_get_current_task_btf()->group_leader->start_time;
+	return task->group_leader->start_time;
 }
 
 static __always_inline bool filter__pid_allowed(__u32 tgid)
@@ -61,22 +63,33 @@ static __always_inline bool filter__port_allowed(__u16 lport, __u16 rport)
  * connection, so the walk down to the fd table is direct loads through the BTF
  * task pointer; only the fd slot and the file need probe reads.
  */
-static __always_inline struct sock *sock__from_fd(__s32 fd)
+static __always_inline struct sock *sock__from_fd(struct task_struct *task, __s32 fd)
 {
-	struct fdtable *fdt = bpf_get_current_task_btf()->files->fdt;
+	struct fdtable *fdt = task->files->fdt;
 	struct file **fds = fdt->fd;
 	struct file *file = NULL;
 	struct socket *sock;
 	struct sock *sk;
+	__u64 fops;
 	__u16 family;
 
 	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
 	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return NULL;
-	/* Only trust private_data once the inode says this is a socket. */
-	if ((BPF_CORE_READ(file, f_inode, i_mode) & HT_S_IFMT) != HT_S_IFSOCK)
+	/*
+	 * Every socket file has the same file operations (socket_file_ops). Once
+	 * one TCP socket has shown their address, one read of f_op tells a file,
+	 * pipe or eventfd apart; until then, the inode's mode does (two reads).
+	 * Only trust private_data once either says this is a socket.
+	 */
+	fops = (__u64)BPF_CORE_READ(file, f_op);
+	if (sock_fops) {
+		if (fops != sock_fops)
+			return NULL;
+	} else if ((BPF_CORE_READ(file, f_inode, i_mode) & HT_S_IFMT) != HT_S_IFSOCK) {
 		return NULL;
+	}
 	sock = BPF_CORE_READ(file, private_data);
 	if (!sock)
 		return NULL;
@@ -89,6 +102,8 @@ static __always_inline struct sock *sock__from_fd(__s32 fd)
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != HT_AF_INET && family != HT_AF_INET6)
 		return NULL;
+	if (!sock_fops)
+		sock_fops = fops;
 	return sk;
 }
 
@@ -117,10 +132,11 @@ static __always_inline void sock__fill_endpoints(struct sock *sk, struct ht_conn
  * TCP sockets outside the port filter get an IGNORED entry so that their later
  * syscalls cost one lookup.
  */
-static __always_inline struct ht_conn_state *conn__create(const struct ht_conn_key *key, __u8 origin,
-							__u8 role, __u64 proc_start)
+static __always_inline struct ht_conn_state *conn__create(struct task_struct *task,
+							const struct ht_conn_key *key, __u8 origin,
+							__u8 role)
 {
-	struct sock *sk = sock__from_fd(key->fd);
+	struct sock *sk = sock__from_fd(task, key->fd);
 	struct ht_conn_state st = {};
 	__u16 lport, rport;
 
@@ -128,7 +144,7 @@ static __always_inline struct ht_conn_state *conn__create(const struct ht_conn_k
 		return NULL;
 	sock__ports(sk, &lport, &rport);
 	st.gen = bpf_ktime_get_ns();
-	st.proc_start = proc_start;
+	st.proc_start = task__proc_start(task);
 	st.origin = origin;
 	st.role = role;
 	st.proto = filter__port_allowed(lport, rport) ? PROTO_UNKNOWN : PROTO_IGNORED;
