@@ -192,9 +192,9 @@ static __always_inline void emit__skip(const struct ht_conn_id *conn, __u8 dir, 
 static __always_inline long emit__open(const struct ht_conn_key *key, const struct ht_conn_state *st,
 				       __u8 dir, __u64 pos)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct ht_conn_event ev = {};
-	struct sock *sk = sock__from_fd(bpf_get_current_task_btf(), key->fd);
+	struct sock *sk = sock__from_fd(task, key->fd);
 
 	if (!sk)
 		return -1;
