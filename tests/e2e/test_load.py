@@ -369,6 +369,71 @@ def reuse_pid_after_kill(port, attempts=50):
     raise AssertionError(f"could not get pid {half.pid} again in {attempts} attempts")
 
 
+FD_SWAP = """
+import os, socket, sys
+port, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "wb") as f:
+    f.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 11\\r\\n\\r\\nfrom-a-file")
+
+def exchange(name):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /p/%s HTTP/1.1\\r\\nHost: u\\r\\n\\r\\n" % name)
+    got = b""
+    while not got.endswith(b"path=/p/%s\\n" % name):
+        got += s.recv(4096)
+    return s.detach()
+
+fd = exchange(b"unseen-close")
+os.closerange(fd, fd + 1)  # close_range(2): no close() for the tracer to see
+f = os.open(path, os.O_RDONLY)
+assert f == fd, (f, fd)
+assert os.read(f, 4096).endswith(b"from-a-file")
+os.close(f)
+
+fd = exchange(b"dup2-over")
+f = os.open(path, os.O_RDONLY)
+os.dup2(f, fd)  # the socket's fd now holds the file; dup2 closed the socket
+assert os.read(fd, 4096).endswith(b"from-a-file")
+os.close(fd)
+os.close(f)
+print("ok", flush=True)
+"""
+
+
+def test_fd_taken_over_by_a_file_is_not_the_connection(tmp_path, echo_nginx):
+    """A connection's fd closed in a way the tracer never sees (close_range),
+    or replaced by dup2, then holding a file that reads like an HTTP response:
+    the file's bytes are never taken for the connection's."""
+    d = Daemon(tmp_path / "logs", f"--port={echo_nginx.port}").start()
+    try:
+        p = subprocess.run([PYTHON, "-c", FD_SWAP, str(echo_nginx.port), str(tmp_path / "fake")],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and p.stdout == "ok\n", (p.stdout, p.stderr)
+        d.wait_for(lambda r: r.get("url", {}).get("path") in ("/p/unseen-close", "/p/dup2-over"),
+                   4)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    recs = d.records()
+    assert [r for r in recs if "from-a-file" in json.dumps(r)] == []
+    mine = [r for r in recs if r["process"]["pid"] == p_pid(recs, "/p/unseen-close")]
+    assert sorted(r["url"]["path"] for r in mine) == ["/p/dup2-over", "/p/unseen-close"]
+    for r in recs:
+        if r.get("url", {}).get("path") in ("/p/unseen-close", "/p/dup2-over"):
+            assert r["httptraced"]["incomplete"] is False
+            assert r["http"]["response"]["status_code"] == 200
+            assert r["http"]["response"]["body"]["content"] == "path=%s\n" % r["url"]["path"]
+    assert len([r for r in recs if r.get("url", {}).get("path") in
+                ("/p/unseen-close", "/p/dup2-over")]) == 4
+
+
+def p_pid(recs, path):
+    """The pid of the client process that sent path."""
+    (pid,) = {r["process"]["pid"] for r in recs
+              if r["httptraced"]["role"] == "client" and r.get("url", {}).get("path") == path}
+    return pid
+
+
 def test_ring_buffer_overflow_is_counted_and_records_stay_correct(tmp_path, py_server):
     """--ring_buffer_mb=1 and the daemon stopped (SIGSTOP) while 150 echo
     exchanges of 32 KiB each way go by: the ring buffer overflows, kernel_drops
