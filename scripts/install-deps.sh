@@ -6,7 +6,7 @@ set -euo pipefail
 BUILD_DEPS=(
   cmake make g++ pkg-config
   clang llvm libclang-rt-14-dev   # BPF objects (clang -target bpf), sanitizers, libFuzzer
-  libbpf-dev bpftool libelf-dev zlib1g-dev
+  libbpf-dev bpftool libelf-dev zlib1g-dev libdeflate-dev
   libabsl-dev nlohmann-json3-dev catch2
   libsystemd-dev                  # sd_notify (Type=notify)
 )

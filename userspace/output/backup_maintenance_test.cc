@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 
+#include <cstdlib>
+
 #include <catch2/catch.hpp>
 
 #include "output/test_support.h"
@@ -10,6 +12,7 @@ namespace httptraced::output {
 namespace {
 
 using testing::Gunzip;
+using testing::GzipMembers;
 using testing::ListDir;
 using testing::Mode;
 using testing::ReadFile;
@@ -62,6 +65,38 @@ TEST_CASE("GzipFileAt compresses exactly and replaces the source") {
   CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json.gz"});
   CHECK(Gunzip(ReadFile(dir / "a.json.gz")) == content);
   CHECK(Mode(dir / "a.json.gz") == 0640);
+}
+
+TEST_CASE("GzipFileAt: a file of several blocks is several members that gzip(1) reads back") {
+  TempDir dir;
+  std::string content;
+  // 1.3 MiB of varied lines: three members of at most 512 KiB of input each.
+  for (int i = 0; content.size() < 1300 * 1024; ++i)
+    content += "{\"i\":" + std::to_string(i * 7919 % 100003) + ",\"pad\":\"" +
+               std::string(static_cast<size_t>(i % 97), 'a' + static_cast<char>(i % 26)) + "\"}\n";
+  WriteFile(dir / "a.json", content);
+  UniqueFd fd = OpenDir(dir);
+  std::atomic<bool> stop{false};
+  REQUIRE(GzipFileAt(fd.get(), "a.json", ".a.json.gz.tmp", "a.json.gz", stop).ok());
+  const std::string gz = ReadFile(dir / "a.json.gz");
+  CHECK(GzipMembers(gz) == 3);
+  CHECK(Gunzip(gz) == content);
+  CHECK(gz.size() < content.size() / 4);
+  // The standard tool, as an operator would use it.
+  const std::string cmd = "gzip -dc < '" + (dir / "a.json.gz") + "' > '" + (dir / "b.json") + "'";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  CHECK(ReadFile(dir / "b.json") == content);
+}
+
+TEST_CASE("GzipFileAt: an empty file becomes a valid empty .gz") {
+  TempDir dir;
+  WriteFile(dir / "a.json", "");
+  UniqueFd fd = OpenDir(dir);
+  std::atomic<bool> stop{false};
+  REQUIRE(GzipFileAt(fd.get(), "a.json", ".a.json.gz.tmp", "a.json.gz", stop).ok());
+  const std::string gz = ReadFile(dir / "a.json.gz");
+  CHECK(GzipMembers(gz) == 1);
+  CHECK(Gunzip(gz).empty());
 }
 
 TEST_CASE("GzipFileAt stops when asked and leaves the source alone") {

@@ -108,6 +108,7 @@ inline mode_t Mode(const std::string& path) {
   return st.st_mode & 07777;
 }
 
+// Decompresses a .gz file's bytes as gzip(1) does: every member, in order.
 inline std::string Gunzip(const std::string& gz) {
   z_stream z{};
   if (inflateInit2(&z, 15 + 16) != Z_OK) throw std::runtime_error("inflate");
@@ -115,21 +116,49 @@ inline std::string Gunzip(const std::string& gz) {
   z.avail_in = static_cast<uInt>(gz.size());
   std::string out;
   char buf[4096];
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
+  while (true) {
     z.next_out = reinterpret_cast<Bytef*>(buf);
     z.avail_out = sizeof(buf);
-    rc = inflate(&z, Z_NO_FLUSH);
+    const int rc = inflate(&z, Z_NO_FLUSH);
     if (rc != Z_OK && rc != Z_STREAM_END) {
       inflateEnd(&z);
       throw std::runtime_error("corrupt gzip");
     }
     out.append(buf, sizeof(buf) - z.avail_out);
+    if (rc == Z_STREAM_END) {
+      if (z.avail_in == 0) break;
+      inflateReset(&z);  // the next member
+    } else if (z.avail_in == 0 && z.avail_out != 0) {
+      inflateEnd(&z);
+      throw std::runtime_error("truncated gzip");
+    }
   }
-  const bool trailing = z.avail_in != 0;
   inflateEnd(&z);
-  if (trailing) throw std::runtime_error("data after gzip stream");
   return out;
+}
+
+// Members in a .gz file's bytes (each starts with the gzip magic and ends a
+// deflate stream), counted by inflating them.
+inline int GzipMembers(const std::string& gz) {
+  z_stream z{};
+  if (inflateInit2(&z, 15 + 16) != Z_OK) throw std::runtime_error("inflate");
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
+  z.avail_in = static_cast<uInt>(gz.size());
+  int members = 0;
+  char buf[4096];
+  while (z.avail_in != 0) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof(buf);
+    const int rc = inflate(&z, Z_NO_FLUSH);
+    if (rc == Z_STREAM_END) {
+      ++members;
+      inflateReset(&z);
+    } else if (rc != Z_OK) {
+      break;
+    }
+  }
+  inflateEnd(&z);
+  return members;
 }
 
 // "rec-0000 <padding>\n" lines of exactly `width` bytes (newline included).
