@@ -18,9 +18,43 @@
 
 #define HT_EINPROGRESS 115
 
-/* Forgets a connection: its close event, and any pending stop request. */
-static __always_inline void conn__drop(const struct ht_conn_key *key, struct ht_conn_state *c)
+/*
+ * The entry for key, unless it was left behind by an exited process whose pid
+ * has been reused: such an entry is closed and dropped.
+ */
+static __always_inline struct ht_conn_state *conn__lookup(struct task_struct *task,
+							const struct ht_conn_key *key)
 {
+	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, key);
+
+	if (c && c->proc_start != task__proc_start(task)) {
+		if (c->emitted & EMITTED_OPEN)
+			emit__close(key, c, HT_CLOSE_SYSCALL);
+		bpf_map_delete_elem(&conns, key);
+		counters__add(HT_CNT_STALE, 1);
+		return NULL;
+	}
+	return c;
+}
+
+/* A new connection on key replaces whatever was there (a close we missed). */
+static __always_inline struct ht_conn_state *conn__open(struct task_struct *task,
+						      const struct ht_conn_key *key, __u8 origin,
+						      __u8 role)
+{
+	struct ht_conn_state *old = bpf_map_lookup_elem(&conns, key);
+
+	if (old && (old->emitted & EMITTED_OPEN))
+		emit__close(key, old, HT_CLOSE_SYSCALL);
+	return conn__create(task, key, origin, role);
+}
+
+static __always_inline void conn__forget(const struct ht_conn_key *key)
+{
+	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, key);
+
+	if (!c)
+		return;
 	if (c->emitted & EMITTED_OPEN)
 		emit__close(key, c, HT_CLOSE_SYSCALL);
 	if (disabled_pending) {
@@ -30,60 +64,6 @@ static __always_inline void conn__drop(const struct ht_conn_key *key, struct ht_
 			__sync_fetch_and_sub(&disabled_pending, 1);
 	}
 	bpf_map_delete_elem(&conns, key);
-}
-
-/*
- * The entry for key, unless it is stale: left behind by an exited process
- * whose pid has been reused, or by a close this side never saw (close_range,
- * an exec that closed close-on-exec fds) so that the fd now holds another
- * file. A stale entry is closed and dropped.
- */
-static __always_inline struct ht_conn_state *conn__lookup(struct task_struct *task,
-							const struct ht_conn_key *key,
-							struct file *file)
-{
-	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, key);
-
-	if (c && (c->file != (__u64)file || c->proc_start != task__proc_start(task))) {
-		conn__drop(key, c);
-		counters__add(HT_CNT_STALE, 1);
-		return NULL;
-	}
-	return c;
-}
-
-/* A new connection on key replaces whatever was there (a close we missed). */
-static __always_inline void conn__open(struct task_struct *task, const struct ht_conn_key *key,
-				       __u8 origin, __u8 role)
-{
-	struct file *file = fd__file(task, key->fd);
-	struct ht_conn_state *old;
-
-	if (!file)
-		return;
-	old = bpf_map_lookup_elem(&conns, key);
-	if (old && (old->emitted & EMITTED_OPEN))
-		emit__close(key, old, HT_CLOSE_SYSCALL);
-	conn__create(task, key, file, origin, role);
-}
-
-/*
- * Exit of close(fd), or of dup2/dup3 onto fd, which close it implicitly. By
- * now another thread may already have been given fd for a new connection:
- * the entry is kept when fd holds the very file it was made for (that new
- * connection, or a dup2 of a file onto itself).
- */
-static __always_inline void conn__exit_close(struct task_struct *task, const struct ht_conn_key *key)
-{
-	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, key);
-	struct file *file;
-
-	if (!c)
-		return;
-	file = fd__file(task, key->fd);
-	if (file && c->file == (__u64)file)
-		return;
-	conn__drop(key, c);
 }
 
 static __always_inline void conn__ignore(const struct ht_conn_key *key, struct ht_conn_state *c,
@@ -274,7 +254,7 @@ lost:
 	conn__ignore(key, c, HT_CLOSE_DISABLED);
 }
 
-/* The syscall's arguments, read back at exit from the user registers saved at entry. */
+/* The syscall's arguments, read back from the user registers saved at entry. */
 static __always_inline void conn__args(struct task_struct *task, struct syscall_args *a)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
@@ -299,7 +279,6 @@ static __always_inline int conn__exit_data(long nr, long ret)
 	struct ht_conn_key key;
 	struct ht_conn_state *c;
 	struct task_struct *task;
-	struct file *file;
 	__u32 idx = (__u32)nr;
 
 	if (tracing_stopped || ret <= 0 || nr < 0 || nr >= HT_MAX_SYSCALL_NR)
@@ -315,13 +294,10 @@ static __always_inline int conn__exit_data(long nr, long ret)
 	conn__args(task, &a);
 	if (a.fd < 0)
 		return 0;
-	file = fd__file(task, a.fd);
-	if (!file || !file__is_socket(file))
-		return 0; /* files, pipes, eventfds: no map lookup */
 	key.fd = a.fd;
-	c = conn__lookup(task, &key, file);
+	c = conn__lookup(task, &key);
 	if (!c)
-		c = conn__create(task, &key, file, HT_ORIGIN_DISCOVERED, HT_ROLE_UNKNOWN);
+		c = conn__create(task, &key, HT_ORIGIN_DISCOVERED, HT_ROLE_UNKNOWN);
 	if (!c || c->proto == PROTO_IGNORED)
 		return 0;
 	a.dir = (a.sys == HT_SYS_READ || a.sys == HT_SYS_READV || a.sys == HT_SYS_RECVFROM ||

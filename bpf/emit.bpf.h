@@ -194,7 +194,7 @@ static __always_inline long emit__open(const struct ht_conn_key *key, const stru
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct ht_conn_event ev = {};
-	struct sock *sk = sock__from_file(fd__file(task, key->fd));
+	struct sock *sk = sock__from_fd(task, key->fd);
 
 	if (!sk)
 		return -1;

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * httptraced kernel side: per-syscall tracepoints only (cheaper than
- * raw_syscalls, which fire for every syscall). Every hook is at syscall
+ * raw_syscalls, which fire for every syscall). Payload syscalls are handled at
  * exit, where the result is known and the arguments are still in the saved
- * user registers.
+ * user registers; close/dup2/dup3 at entry, while the fd is still theirs.
  * Everything that is not a TCP socket is dropped on the first lookups.
  */
 #include "vmlinux.h"
@@ -54,45 +54,32 @@ int sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
 	return accept_exit(ctx->ret);
 }
 
-/*
- * close(fd), and dup2/dup3 which close their target fd implicitly: handled at
- * exit like everything else. With no program on any sys_enter tracepoint, the
- * kernel skips the entry half of syscall tracing for every process.
- */
-static __always_inline int close_exit(__s32 fd)
+/* close(fd), and dup2/dup3 which close their target fd implicitly. */
+static __always_inline int forget_fd(__s32 fd)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct ht_conn_key key = {.tgid = task->tgid, .fd = fd};
+	struct ht_conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = fd};
 
 	if (fd >= 0 && !tracing_stopped)
-		conn__exit_close(task, &key);
+		conn__forget(&key);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_close")
-int sys_exit_close(struct trace_event_raw_sys_exit *ctx)
+SEC("tracepoint/syscalls/sys_enter_close")
+int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 {
-	struct syscall_args a = {};
-
-	conn__args(bpf_get_current_task_btf(), &a);
-	return close_exit(a.fd);
+	return forget_fd((__s32)ctx->args[0]);
 }
 
-/* dup2(oldfd, newfd), dup3(oldfd, newfd, flags): newfd is the second argument. */
-SEC("tracepoint/syscalls/sys_exit_dup2")
-int sys_exit_dup2(struct trace_event_raw_sys_exit *ctx)
+SEC("tracepoint/syscalls/sys_enter_dup2")
+int sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
 {
-	struct syscall_args a = {};
-
-	conn__args(bpf_get_current_task_btf(), &a);
-	return close_exit((__s32)a.buf);
+	if (ctx->args[0] == ctx->args[1])
+		return 0;
+	return forget_fd((__s32)ctx->args[1]);
 }
 
-SEC("tracepoint/syscalls/sys_exit_dup3")
-int sys_exit_dup3(struct trace_event_raw_sys_exit *ctx)
+SEC("tracepoint/syscalls/sys_enter_dup3")
+int sys_enter_dup3(struct trace_event_raw_sys_enter *ctx)
 {
-	struct syscall_args a = {};
-
-	conn__args(bpf_get_current_task_btf(), &a);
-	return close_exit((__s32)a.buf);
+	return forget_fd((__s32)ctx->args[1]);
 }

@@ -125,7 +125,6 @@ struct ht_conn_state {
 	__u8 pad;
 	__u64 prefix_end; /* kernel-private: stream position after the prefix */
 	char prefix[HT_PREFIX_LEN];
-	__u64 file;       /* kernel-private: the struct file the fd held at first sight */
 };
 
 struct ht_event_header {
@@ -171,7 +170,7 @@ struct ht_close_event {
 
 #ifdef __cplusplus
 static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
-static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
+static_assert(sizeof(struct ht_conn_state) == 56, "ht_conn_state ABI");
 static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
 static_assert(sizeof(struct ht_conn_event) == 104, "ht_conn_event ABI");
@@ -179,7 +178,7 @@ static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 #else
 _Static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
-_Static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
+_Static_assert(sizeof(struct ht_conn_state) == 56, "ht_conn_state ABI");
 _Static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 _Static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
 _Static_assert(sizeof(struct ht_conn_event) == 104, "ht_conn_event ABI");

@@ -58,47 +58,38 @@ static __always_inline bool filter__port_allowed(__u16 lport, __u16 rport)
 }
 
 /*
- * The file behind fd in the current task, or NULL. This runs for every
- * successful read/write of every traced process, so the walk down to the fd
- * table is direct loads through the BTF task pointer; only the fd slot needs
- * a probe read.
+ * The struct sock behind fd if it is an IPv4/IPv6 TCP socket, else NULL. This
+ * runs for every successful read/write on a file that is not a known
+ * connection, so the walk down to the fd table is direct loads through the BTF
+ * task pointer; only the fd slot and the file need probe reads.
  */
-static __always_inline struct file *fd__file(struct task_struct *task, __s32 fd)
+static __always_inline struct sock *sock__from_fd(struct task_struct *task, __s32 fd)
 {
 	struct fdtable *fdt = task->files->fdt;
 	struct file **fds = fdt->fd;
 	struct file *file = NULL;
+	struct socket *sock;
+	struct sock *sk;
+	__u64 fops;
+	__u16 family;
 
 	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
 		return NULL;
-	return file;
-}
-
-/*
- * Whether file is a socket. Every socket file has the same file operations
- * (socket_file_ops): once one TCP socket has shown their address, one read of
- * f_op tells a file, pipe or eventfd apart; until then, the inode's mode does
- * (two reads). This is the first test a non-socket read or write meets.
- */
-static __always_inline bool file__is_socket(struct file *file)
-{
-	if (sock_fops)
-		return (__u64)BPF_CORE_READ(file, f_op) == sock_fops;
-	return (BPF_CORE_READ(file, f_inode, i_mode) & HT_S_IFMT) == HT_S_IFSOCK;
-}
-
-/* The struct sock behind a socket file if it is IPv4/IPv6 TCP, else NULL. */
-static __always_inline struct sock *sock__from_file(struct file *file)
-{
-	struct socket *sock;
-	struct sock *sk;
-	__u16 family;
-
-	if (!file || !file__is_socket(file))
+	/*
+	 * Every socket file has the same file operations (socket_file_ops). Once
+	 * one TCP socket has shown their address, one read of f_op tells a file,
+	 * pipe or eventfd apart; until then, the inode's mode does (two reads).
+	 * Only trust private_data once either says this is a socket.
+	 */
+	fops = (__u64)BPF_CORE_READ(file, f_op);
+	if (sock_fops) {
+		if (fops != sock_fops)
+			return NULL;
+	} else if ((BPF_CORE_READ(file, f_inode, i_mode) & HT_S_IFMT) != HT_S_IFSOCK) {
 		return NULL;
-	/* Only trust private_data once the file is known to be a socket. */
+	}
 	sock = BPF_CORE_READ(file, private_data);
 	if (!sock)
 		return NULL;
@@ -112,7 +103,7 @@ static __always_inline struct sock *sock__from_file(struct file *file)
 	if (family != HT_AF_INET && family != HT_AF_INET6)
 		return NULL;
 	if (!sock_fops)
-		sock_fops = (__u64)BPF_CORE_READ(file, f_op);
+		sock_fops = fops;
 	return sk;
 }
 
@@ -142,10 +133,10 @@ static __always_inline void sock__fill_endpoints(struct sock *sk, struct ht_conn
  * syscalls cost one lookup.
  */
 static __always_inline struct ht_conn_state *conn__create(struct task_struct *task,
-							const struct ht_conn_key *key,
-							struct file *file, __u8 origin, __u8 role)
+							const struct ht_conn_key *key, __u8 origin,
+							__u8 role)
 {
-	struct sock *sk = sock__from_file(file);
+	struct sock *sk = sock__from_fd(task, key->fd);
 	struct ht_conn_state st = {};
 	__u16 lport, rport;
 
@@ -154,7 +145,6 @@ static __always_inline struct ht_conn_state *conn__create(struct task_struct *ta
 	sock__ports(sk, &lport, &rport);
 	st.gen = bpf_ktime_get_ns();
 	st.proc_start = task__proc_start(task);
-	st.file = (__u64)file;
 	st.origin = origin;
 	st.role = role;
 	st.proto = filter__port_allowed(lport, rport) ? PROTO_UNKNOWN : PROTO_IGNORED;
