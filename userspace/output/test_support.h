@@ -108,13 +108,18 @@ inline mode_t Mode(const std::string& path) {
   return st.st_mode & 07777;
 }
 
-// Decompresses a .gz file's bytes as gzip(1) does: every member, in order.
-inline std::string Gunzip(const std::string& gz) {
+// A .gz file's bytes decompressed as gzip(1) does: every member, in order.
+struct Gunzipped {
+  std::string data;
+  int members = 0;
+};
+
+inline Gunzipped GunzipMembers(const std::string& gz) {
   z_stream z{};
   if (inflateInit2(&z, 15 + 16) != Z_OK) throw std::runtime_error("inflate");
   z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
   z.avail_in = static_cast<uInt>(gz.size());
-  std::string out;
+  Gunzipped out;
   char buf[4096];
   while (true) {
     z.next_out = reinterpret_cast<Bytef*>(buf);
@@ -124,8 +129,9 @@ inline std::string Gunzip(const std::string& gz) {
       inflateEnd(&z);
       throw std::runtime_error("corrupt gzip");
     }
-    out.append(buf, sizeof(buf) - z.avail_out);
+    out.data.append(buf, sizeof(buf) - z.avail_out);
     if (rc == Z_STREAM_END) {
+      ++out.members;
       if (z.avail_in == 0) break;
       inflateReset(&z);  // the next member
     } else if (z.avail_in == 0 && z.avail_out != 0) {
@@ -137,29 +143,7 @@ inline std::string Gunzip(const std::string& gz) {
   return out;
 }
 
-// Members in a .gz file's bytes (each starts with the gzip magic and ends a
-// deflate stream), counted by inflating them.
-inline int GzipMembers(const std::string& gz) {
-  z_stream z{};
-  if (inflateInit2(&z, 15 + 16) != Z_OK) throw std::runtime_error("inflate");
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
-  z.avail_in = static_cast<uInt>(gz.size());
-  int members = 0;
-  char buf[4096];
-  while (z.avail_in != 0) {
-    z.next_out = reinterpret_cast<Bytef*>(buf);
-    z.avail_out = sizeof(buf);
-    const int rc = inflate(&z, Z_NO_FLUSH);
-    if (rc == Z_STREAM_END) {
-      ++members;
-      inflateReset(&z);
-    } else if (rc != Z_OK) {
-      break;
-    }
-  }
-  inflateEnd(&z);
-  return members;
-}
+inline std::string Gunzip(const std::string& gz) { return GunzipMembers(gz).data; }
 
 // "rec-0000 <padding>\n" lines of exactly `width` bytes (newline included).
 inline std::string Lines(int first, int count, size_t width = 10) {
