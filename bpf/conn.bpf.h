@@ -20,14 +20,15 @@
 
 /*
  * The entry for key, unless it was left behind by an exited process whose pid
- * has been reused: such an entry is closed and dropped.
+ * has been reused, or by this process before an execve() (which closed its
+ * close-on-exec fds unseen): such an entry is closed and dropped.
  */
 static __always_inline struct ht_conn_state *conn__lookup(struct task_struct *task,
 							const struct ht_conn_key *key)
 {
 	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, key);
 
-	if (c && c->proc_start != task__proc_start(task)) {
+	if (c && (c->proc_start != task__proc_start(task) || c->exec_id != task__exec_id(task))) {
 		if (c->emitted & EMITTED_OPEN)
 			emit__close(key, c, HT_CLOSE_SYSCALL);
 		bpf_map_delete_elem(&conns, key);

@@ -208,6 +208,8 @@ static __always_inline long emit__open(const struct ht_conn_key *key, const stru
 	BPF_CORE_READ_STR_INTO(&ev.comm, task, group_leader, comm);
 	ev.start_pos[dir & 1] = pos;
 	ev.start_pos[(dir & 1) ^ 1] = st->pos[(dir & 1) ^ 1];
+	ev.proc_start = st->proc_start;
+	ev.exec_id = st->exec_id;
 	return ringbuf__output(&ev, sizeof(ev));
 }
 

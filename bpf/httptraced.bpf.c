@@ -83,3 +83,79 @@ int sys_enter_dup3(struct trace_event_raw_sys_enter *ctx)
 {
 	return forget_fd((__s32)ctx->args[1]);
 }
+
+#define HT_CLOSE_RANGE_CLOEXEC (1U << 2)
+/* Words of the open-fd bitmap walked per close_range(): 2^20 fds. */
+#define HT_CLOSE_RANGE_MAX_WORDS (1U << 14)
+
+struct close_range_walk {
+	__u64 *open_fds; /* the fd table's bitmap of open fds (kernel memory) */
+	__u32 tgid;
+	__u32 first;     /* lowest fd to close */
+	__u32 last;      /* highest fd to close, below the table's size */
+	__u32 word0;     /* first bitmap word */
+};
+
+/* One 64-fd word of the bitmap: forgets the connections on its open fds. */
+static long close_range__word(__u32 index, void *ctx)
+{
+	struct close_range_walk *w = ctx;
+	__u32 word = w->word0 + index;
+	__u64 bits = 0;
+	__u32 base = word * 64;
+
+	if (base > w->last)
+		return 1;
+	if (bpf_probe_read_kernel(&bits, sizeof(bits), &w->open_fds[word]))
+		return 1;
+	if (base < w->first)
+		bits &= ~0ULL << (w->first - base);
+	if (w->last - base < 63)
+		bits &= ~0ULL >> (63 - (w->last - base));
+	for (int b = 0; b < 64 && bits; b++, bits >>= 1) {
+		if (bits & 1) {
+			struct ht_conn_key key = {.tgid = w->tgid, .fd = (__s32)(base + b)};
+
+			conn__forget(&key);
+		}
+	}
+	return 0;
+}
+
+/*
+ * close_range(first, last, flags) closes every open fd in the range with no
+ * close() per fd (glibc's closefrom, Python's os.closerange, process
+ * spawners). At entry the fds are still open: the table's bitmap says which,
+ * and each one's entry is forgotten as close() would. With
+ * CLOSE_RANGE_CLOEXEC nothing closes now; the exec that does is caught by
+ * the entry's exec count (conn__lookup).
+ */
+SEC("tracepoint/syscalls/sys_enter_close_range")
+int sys_enter_close_range(struct trace_event_raw_sys_enter *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct close_range_walk w = {};
+	__u32 first = (__u32)ctx->args[0], last = (__u32)ctx->args[1];
+	struct fdtable *fdt;
+	__u32 max_fds, words;
+
+	if (tracing_stopped || (ctx->args[2] & HT_CLOSE_RANGE_CLOEXEC) || first > last)
+		return 0;
+	w.tgid = task->tgid;
+	if (!filter__pid_allowed(w.tgid))
+		return 0;
+	fdt = task->files->fdt;
+	max_fds = fdt->max_fds;
+	if (first >= max_fds)
+		return 0;
+	if (last >= max_fds)
+		last = max_fds - 1;
+	w.open_fds = (__u64 *)fdt->open_fds;
+	w.first = first;
+	w.last = last;
+	w.word0 = first / 64;
+	words = last / 64 - w.word0 + 1;
+	bpf_loop(words < HT_CLOSE_RANGE_MAX_WORDS ? words : HT_CLOSE_RANGE_MAX_WORDS,
+		 close_range__word, &w, 0);
+	return 0;
+}

@@ -90,7 +90,7 @@ enum ht_counter {
 	HT_CNT_READ_FAULTS = 2,   /* payload bytes the kernel could not copy */
 	HT_CNT_NOT_HTTP = 3,      /* connections the kernel decided are not HTTP */
 	HT_CNT_CONNS_SEEN = 4,    /* TCP connections entered into the map */
-	HT_CNT_STALE = 5,         /* map entries from an exited process replaced */
+	HT_CNT_STALE = 5,         /* entries left by an exited process or a previous exec, replaced */
 	HT_CNT_MAX = 8,
 };
 
@@ -125,6 +125,8 @@ struct ht_conn_state {
 	__u8 pad;
 	__u64 prefix_end; /* kernel-private: stream position after the prefix */
 	char prefix[HT_PREFIX_LEN];
+	__u32 exec_id;    /* the process's exec count: identity across execve */
+	__u32 pad2;
 };
 
 struct ht_event_header {
@@ -147,6 +149,12 @@ struct ht_conn_event {
 	char comm[16]; /* the process (thread group leader) name */
 	/* Stream positions where this connection's events begin, per direction. */
 	__u64 start_pos[2];
+	/* The process's identity beyond its pid (ht_conn_state): what it was
+	 * running when the connection was entered, for userspace's per-process
+	 * caches. */
+	__u64 proc_start;
+	__u32 exec_id;
+	__u32 pad;
 };
 
 struct ht_data_event {
@@ -170,18 +178,18 @@ struct ht_close_event {
 
 #ifdef __cplusplus
 static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
-static_assert(sizeof(struct ht_conn_state) == 56, "ht_conn_state ABI");
+static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
 static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
-static_assert(sizeof(struct ht_conn_event) == 104, "ht_conn_event ABI");
+static_assert(sizeof(struct ht_conn_event) == 120, "ht_conn_event ABI");
 static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 #else
 _Static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
-_Static_assert(sizeof(struct ht_conn_state) == 56, "ht_conn_state ABI");
+_Static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
 _Static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 _Static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
-_Static_assert(sizeof(struct ht_conn_event) == 104, "ht_conn_event ABI");
+_Static_assert(sizeof(struct ht_conn_event) == 120, "ht_conn_event ABI");
 _Static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 _Static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 #endif

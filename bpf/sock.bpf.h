@@ -29,6 +29,17 @@ static __always_inline __u64 task__proc_start(struct task_struct *task)
 	return task->group_leader->start_time;
 }
 
+/*
+ * How many times the process has called execve(): close-on-exec fds were
+ * closed by the last one without a close() for the tracer to see, so an entry
+ * made under an earlier image is stale even though the tgid and start time
+ * are unchanged (exec keeps both).
+ */
+static __always_inline __u32 task__exec_id(struct task_struct *task)
+{
+	return (__u32)task->group_leader->self_exec_id;
+}
+
 static __always_inline bool filter__pid_allowed(__u32 tgid)
 {
 	if (tgid == targ_self_tgid)
@@ -145,6 +156,7 @@ static __always_inline struct ht_conn_state *conn__create(struct task_struct *ta
 	sock__ports(sk, &lport, &rport);
 	st.gen = bpf_ktime_get_ns();
 	st.proc_start = task__proc_start(task);
+	st.exec_id = task__exec_id(task);
 	st.origin = origin;
 	st.role = role;
 	st.proto = filter__port_allowed(lport, rport) ? PROTO_UNKNOWN : PROTO_IGNORED;

@@ -369,6 +369,90 @@ def reuse_pid_after_kill(port, attempts=50):
     raise AssertionError(f"could not get pid {half.pid} again in {attempts} attempts")
 
 
+FD_SWAP = """
+import os, socket, sys
+port, path, reader = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+with open(path, "wb") as f:
+    f.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 11\\r\\n\\r\\nfrom-a-file")
+
+def exchange(name):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /p/%s HTTP/1.1\\r\\nHost: u\\r\\n\\r\\n" % name)
+    got = b""
+    while not got.endswith(b"path=/p/%s\\n" % name):
+        got += s.recv(4096)
+    return s
+
+fd = exchange(b"unseen-close").detach()
+os.closerange(fd, fd + 1)  # close_range(2): no close() for the tracer to see
+f = os.open(path, os.O_RDONLY)
+assert f == fd, (f, fd)
+assert os.read(f, 4096).endswith(b"from-a-file")
+os.close(f)
+
+fd = exchange(b"dup2-over").detach()
+f = os.open(path, os.O_RDONLY)
+os.dup2(f, fd)  # the socket's fd now holds the file; dup2 closed the socket
+assert os.read(fd, 4096).endswith(b"from-a-file")
+os.close(fd)
+os.close(f)
+
+s = exchange(b"before-exec")  # close-on-exec, as Python makes every socket
+print("exec?", flush=True)
+sys.stdin.readline()  # the test has the records of this program so far
+os.execv(reader, [reader, str(port), path, str(s.fileno())])
+"""
+FD_SWAP_PATHS = ("/p/unseen-close", "/p/dup2-over", "/p/before-exec", "/p/after-exec")
+
+
+def test_fd_taken_over_by_a_file_is_not_the_connection(tmp_path, echo_nginx):
+    """A connection's fd closed in ways the tracer sees no close() for
+    (close_range; dup2 over it; close-on-exec at execve, then a static C
+    program in the same process), then holding a file that reads like an HTTP
+    response: the file's bytes are never taken for the connection's, every
+    exchange around them is recorded once, and each record names the program
+    (of the two the pid ran) that made it."""
+    reader = tmp_path / "exec_reader"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-static", "-o", str(reader),
+                    str(SERVERS / "exec_reader.c")], check=True)
+    d = Daemon(tmp_path / "logs", f"--port={echo_nginx.port}").start()
+    p = subprocess.Popen([PYTHON, "-c", FD_SWAP, str(echo_nginx.port), str(tmp_path / "fake"),
+                          str(reader)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == "exec?\n"
+        d.wait_for(lambda r: r.get("url", {}).get("path") in FD_SWAP_PATHS[:3], 6)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        assert p.stdout.readline() == f"ok {p.pid}\n"
+        d.wait_for(lambda r: r.get("url", {}).get("path") in FD_SWAP_PATHS, 2 * len(FD_SWAP_PATHS))
+        p.stdin.close()
+        assert p.wait(timeout=30) == 0
+    finally:
+        p.kill()
+        p.wait()
+        assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    recs = d.records()
+    assert [(r["client"]["port"], r.get("url")) for r in recs
+            if "from-a-file" in json.dumps(r)] == []
+    mine = [r for r in recs if r["process"]["pid"] == p.pid]
+    assert sorted(r.get("url", {}).get("path", "") for r in mine) == sorted(FD_SWAP_PATHS)
+    # One pid, two programs: each record names the one that made the exchange.
+    python = os.path.realpath(PYTHON)
+    assert {r["url"]["path"]: r["process"].get("executable") for r in mine} == {
+        "/p/unseen-close": python, "/p/dup2-over": python, "/p/before-exec": python,
+        "/p/after-exec": str(reader)}
+    assert {r["url"]["path"]: r["process"]["name"] for r in mine} == {
+        "/p/unseen-close": "python3", "/p/dup2-over": "python3", "/p/before-exec": "python3",
+        "/p/after-exec": "exec_reader"}
+    ours = [r for r in recs if r.get("url", {}).get("path") in FD_SWAP_PATHS]
+    assert len(ours) == 2 * len(FD_SWAP_PATHS)
+    for r in ours:
+        assert r["httptraced"]["incomplete"] is False
+        assert r["http"]["response"]["status_code"] == 200
+        assert r["http"]["response"]["body"]["content"] == "path=%s\n" % r["url"]["path"]
+
+
 def test_ring_buffer_overflow_is_counted_and_records_stay_correct(tmp_path, py_server):
     """--ring_buffer_mb=1 and the daemon stopped (SIGSTOP) while 150 echo
     exchanges of 32 KiB each way go by: the ring buffer overflows, kernel_drops

@@ -181,7 +181,8 @@ struct Fuzzer {
         FUZZ_CHECK(o->info.key == w.info.key && o->info.role == w.info.role &&
                    o->info.local.port == w.info.local.port &&
                    o->info.remote.port == w.info.remote.port && o->start_pos[0] == w.start_pos[0] &&
-                   o->start_pos[1] == w.start_pos[1]);
+                   o->start_pos[1] == w.start_pos[1] && o->info.proc_start == w.info.proc_start &&
+                   o->info.exec_id == w.info.exec_id);
       }
       table.OnOpen(*o, "/usr/bin/fuzz");
     } else {
@@ -214,8 +215,11 @@ struct Fuzzer {
       o.info.local.port = 8080;
       o.info.remote.port = 40000;
       o.start_pos[0] = o.start_pos[1] = at;
+      o.info.proc_start = in.U16();
+      o.info.exec_id = in.U8();
       *want = o;
-      return OpenSample(id, role, 8080, 40000, "fuzz", now, at, at);
+      return OpenSample(id, role, 8080, 40000, "fuzz", now, at, at, o.info.proc_start,
+                        o.info.exec_id);
     }
     if (op == kClose) {
       bpf::CloseEvent c;

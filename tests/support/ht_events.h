@@ -41,7 +41,8 @@ std::string Bytes(const T& v) {
 // An IPv4 open event: local 127.0.0.1:lport, remote 127.0.0.1:rport.
 inline std::string OpenSample(const ConnIdSpec& id, uint8_t role, uint16_t lport, uint16_t rport,
                               std::string_view comm = "server", uint64_t ts = 100,
-                              uint64_t ingress_start = 0, uint64_t egress_start = 0) {
+                              uint64_t ingress_start = 0, uint64_t egress_start = 0,
+                              uint64_t proc_start = 0, uint32_t exec_id = 0) {
   ht_conn_event ev{};
   ev.hdr = Header(HT_EV_CONN_OPEN, id, ts, id.tgid);
   ev.family = AF_INET;
@@ -55,6 +56,8 @@ inline std::string OpenSample(const ConnIdSpec& id, uint8_t role, uint16_t lport
   std::memcpy(ev.comm, comm.data(), std::min(comm.size(), sizeof(ev.comm) - 1));
   ev.start_pos[HT_DIR_INGRESS] = ingress_start;
   ev.start_pos[HT_DIR_EGRESS] = egress_start;
+  ev.proc_start = proc_start;
+  ev.exec_id = exec_id;
   return Bytes(ev);
 }
 

@@ -58,6 +58,8 @@ absl::StatusOr<Event> DecodeEvent(std::string_view sample) {
       info.local = EndpointOf(ev->local_addr, ev->local_port);
       info.remote = EndpointOf(ev->remote_addr, ev->remote_port);
       info.comm.assign(ev->comm, strnlen(ev->comm, sizeof(ev->comm)));
+      info.proc_start = ev->proc_start;
+      info.exec_id = ev->exec_id;
       info.open_ts_ns = ev->hdr.ts_ns;
       out.start_pos[0] = ev->start_pos[0];
       out.start_pos[1] = ev->start_pos[1];

@@ -18,7 +18,8 @@ using testing::OpenSample;
 
 TEST_CASE("DecodeEvent: open event carries identity, role, endpoints and comm") {
   const ConnIdSpec id{.tgid = 4242, .fd = 9, .gen = 123456789};
-  absl::StatusOr<Event> ev = DecodeEvent(OpenSample(id, HT_ROLE_SERVER, 8080, 51000, "nginx"));
+  absl::StatusOr<Event> ev = DecodeEvent(
+      OpenSample(id, HT_ROLE_SERVER, 8080, 51000, "nginx", 100, 0, 0, 987654321, 3));
   REQUIRE(ev.ok());
   const auto& open = std::get<OpenEvent>(*ev);
   CHECK(open.info.key == conn::ConnKey{4242, 9, 123456789});
@@ -31,6 +32,8 @@ TEST_CASE("DecodeEvent: open event carries identity, role, endpoints and comm") 
   CHECK(open.info.local.addr[3] == 1);
   CHECK(open.info.comm == "nginx");
   CHECK(open.info.open_ts_ns == 100);
+  CHECK(open.info.proc_start == 987654321);
+  CHECK(open.info.exec_id == 3);
 }
 
 TEST_CASE("DecodeEvent: data event points at its payload") {

@@ -45,7 +45,7 @@ struct KernelCounters {
   uint64_t read_faults = 0;      // payload bytes the kernel could not copy
   uint64_t not_http = 0;         // connections the kernel classified as not HTTP
   uint64_t conns_seen = 0;       // TCP connections entered into the kernel map
-  uint64_t stale = 0;            // entries left by exited processes, replaced
+  uint64_t stale = 0;            // entries left by exited processes or before an exec, replaced
 };
 
 // Checks what tracing needs before anything is loaded: privileges, kernel BTF,

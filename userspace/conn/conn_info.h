@@ -52,6 +52,10 @@ struct ConnInfo {
   Endpoint local;   // this process's end
   Endpoint remote;  // the peer
   std::string comm;  // process name (thread group leader's comm)
+  // The process beyond its pid, as the kernel saw it when the connection was
+  // entered: its start time (pid reuse) and how many times it had exec()ed.
+  uint64_t proc_start = 0;
+  uint32_t exec_id = 0;
   std::string executable;  // /proc/<pid>/exe when the connection was first seen; "" if gone
   uint64_t open_ts_ns = 0;  // monotonic
 };

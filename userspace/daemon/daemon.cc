@@ -84,7 +84,10 @@ void Daemon::OnSample(std::string_view sample) {
     stats_.payload_bytes += data->payload.size();
     table_.OnData(*data, now_ns_);
   } else if (auto* open = std::get_if<bpf::OpenEvent>(&*ev)) {
-    table_.OnOpen(*open, processes_.Executable(open->info.key.tgid, now_ns_));
+    const proc::ProcessImage image{.tgid = open->info.key.tgid,
+                                   .start = open->info.proc_start,
+                                   .exec_id = open->info.exec_id};
+    table_.OnOpen(*open, processes_.Executable(image, now_ns_));
   } else {
     table_.OnClose(std::get<bpf::CloseEvent>(*ev));
   }
