@@ -341,7 +341,7 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   char start_buf[kRfc3339NanosSize];
   char end_buf[kRfc3339NanosSize];
   FormatRfc3339Nanos(start_wall, start_buf);
-  FormatRfc3339Nanos(end_wall, end_buf);
+  FormatRfc3339NanosAfter(start_wall, start_buf, end_wall, end_buf);
   const std::string_view start_text(start_buf, sizeof(start_buf));
   const std::string_view end_text(end_buf, sizeof(end_buf));
 

@@ -1,6 +1,7 @@
 #include "record/timestamp.h"
 
 #include <cstdint>
+#include <cstring>
 
 namespace httptraced::record {
 namespace {
@@ -70,6 +71,19 @@ void FormatRfc3339Nanos(int64_t wall_ns, char (&buf)[kRfc3339NanosSize]) {
   buf[19] = '.';
   PutDigits(buf + 29, 9, static_cast<uint64_t>(nanos));
   buf[29] = 'Z';
+}
+
+void FormatRfc3339NanosAfter(int64_t base_ns, const char (&base)[kRfc3339NanosSize],
+                             int64_t wall_ns, char (&buf)[kRfc3339NanosSize]) {
+  // Same second: the same floor(ns / 1e9). Only non-negative times take the
+  // short cut, where truncating division is the floor.
+  if (base_ns >= 0 && wall_ns >= 0 && base_ns / kNanosPerSecond == wall_ns / kNanosPerSecond) {
+    std::memcpy(buf, base, 20);  // "YYYY-MM-DDTHH:MM:SS."
+    PutDigits(buf + 29, 9, static_cast<uint64_t>(wall_ns % kNanosPerSecond));
+    buf[29] = 'Z';
+    return;
+  }
+  FormatRfc3339Nanos(wall_ns, buf);
 }
 
 void AppendRfc3339Nanos(int64_t wall_ns, std::string& out) {

@@ -17,6 +17,11 @@ inline constexpr size_t kRfc3339NanosSize = sizeof("2026-11-21T20:45:59.12345678
 void AppendRfc3339Nanos(int64_t wall_ns, std::string& out);
 // The same text into a fixed buffer (no allocation).
 void FormatRfc3339Nanos(int64_t wall_ns, char (&buf)[kRfc3339NanosSize]);
+// The same as FormatRfc3339Nanos(wall_ns, buf), given `base`, the text of an
+// earlier time `base_ns`: when both fall in the same second (an exchange's
+// start and end, usually) only the fraction is formatted.
+void FormatRfc3339NanosAfter(int64_t base_ns, const char (&base)[kRfc3339NanosSize],
+                             int64_t wall_ns, char (&buf)[kRfc3339NanosSize]);
 
 }  // namespace httptraced::record
 

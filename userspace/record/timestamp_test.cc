@@ -58,5 +58,34 @@ TEST_CASE("RFC 3339 timestamps agree with absl::FormatTime across the range") {
   }
 }
 
+TEST_CASE("RFC 3339 timestamps after a base are the same text as formatted alone") {
+  const auto after = [](int64_t base_ns, int64_t ns) {
+    char base[kRfc3339NanosSize];
+    char buf[kRfc3339NanosSize];
+    FormatRfc3339Nanos(base_ns, base);
+    FormatRfc3339NanosAfter(base_ns, base, ns, buf);
+    return std::string(buf, sizeof(buf));
+  };
+  // Same second, the next second, across a day and a year, before the epoch.
+  CHECK(after(1'795'293'959'000'000'000, 1'795'293'959'999'999'999) ==
+        "2026-11-21T20:45:59.999999999Z");
+  CHECK(after(1'795'293'959'999'999'999, 1'795'293'960'000'000'000) ==
+        "2026-11-21T20:46:00.000000000Z");
+  CHECK(after(1'735'689'599'500'000'000, 1'735'689'600'000'000'001) ==
+        "2025-01-01T00:00:00.000000001Z");
+  CHECK(after(-1'500'000'000, -1'000'000'000) == "1969-12-31T23:59:59.000000000Z");
+  CHECK(after(-1, 0) == "1970-01-01T00:00:00.000000000Z");
+  CHECK(after(0, 999'999'999) == "1970-01-01T00:00:00.999999999Z");
+  // Pseudo-random bases and durations from 0 to ~4 s.
+  uint64_t x = 0x243F6A8885A308D3ULL;
+  for (int i = 0; i < 20000; ++i) {
+    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+    const int64_t base_ns = static_cast<int64_t>(x >> 2) - (int64_t{1} << 61);
+    const int64_t ns = base_ns + static_cast<int64_t>(x % 4'000'000'000);
+    CAPTURE(base_ns, ns);
+    REQUIRE(after(base_ns, ns) == Format(ns));
+  }
+}
+
 }  // namespace
 }  // namespace httptraced::record
