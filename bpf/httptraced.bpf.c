@@ -159,3 +159,27 @@ int sys_enter_close_range(struct trace_event_raw_sys_enter *ctx)
 		 close_range__word, &w, 0);
 	return 0;
 }
+
+#define HT_PF_KTHREAD 0x00200000
+
+/*
+ * The last thread of a process exits (signal->live has dropped to zero by
+ * the time this tracepoint fires): its fds are about to close without a
+ * close() for the hooks above, so userspace is told to end the process's
+ * connections now rather than when they time out.
+ */
+SEC("tracepoint/sched/sched_process_exit")
+int sched_process_exit(void *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct ht_conn_id id = {.tgid = task->tgid, .fd = -1};
+	struct ht_exit_event ev = {};
+
+	if (tracing_stopped || (task->flags & HT_PF_KTHREAD) || task->signal->live.counter != 0 ||
+	    !filter__pid_allowed(id.tgid))
+		return 0;
+	emit__header(&ev.hdr, HT_EV_PROC_EXIT, &id, (__u32)task->pid, bpf_ktime_get_ns());
+	ev.proc_start = task__proc_start(task);
+	ringbuf__output(&ev, sizeof(ev));
+	return 0;
+}

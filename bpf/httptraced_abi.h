@@ -42,6 +42,7 @@ enum ht_event_type {
 	HT_EV_CONN_OPEN = 1,  /* struct ht_conn_event */
 	HT_EV_DATA = 2,       /* struct ht_data_event + payload */
 	HT_EV_CONN_CLOSE = 3, /* struct ht_close_event */
+	HT_EV_PROC_EXIT = 4,  /* struct ht_exit_event */
 };
 
 /* Direction as seen by the traced process. */
@@ -176,6 +177,15 @@ struct ht_close_event {
 	__u32 pad;
 };
 
+/*
+ * A process ended (its last thread exited): its fds closed with no close()
+ * for the syscall hooks to see.
+ */
+struct ht_exit_event {
+	struct ht_event_header hdr; /* conn: the process's tgid, fd -1, gen 0 */
+	__u64 proc_start;           /* as in its connections' ht_conn_state */
+};
+
 #ifdef __cplusplus
 static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
 static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
@@ -184,6 +194,7 @@ static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
 static_assert(sizeof(struct ht_conn_event) == 120, "ht_conn_event ABI");
 static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
+static_assert(sizeof(struct ht_exit_event) == 40, "ht_exit_event ABI");
 #else
 _Static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
 _Static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
@@ -192,6 +203,7 @@ _Static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
 _Static_assert(sizeof(struct ht_conn_event) == 120, "ht_conn_event ABI");
 _Static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 _Static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
+_Static_assert(sizeof(struct ht_exit_event) == 40, "ht_exit_event ABI");
 #endif
 
 #endif /* HTTPTRACED_ABI_H */

@@ -453,6 +453,57 @@ def test_fd_taken_over_by_a_file_is_not_the_connection(tmp_path, echo_nginx):
         assert r["http"]["response"]["body"]["content"] == "path=%s\n" % r["url"]["path"]
 
 
+HANG_SERVER = """
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+got = b""
+while not got.endswith(b"\\r\\n\\r\\n"):
+    got += c.recv(4096)
+print("got", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_server_killed_mid_request_ends_its_exchange_at_once(tmp_path):
+    """A server killed with SIGKILL while it holds a request: its connection
+    closes with the process, with no close() for the syscall hooks. The
+    exchange comes out within a few seconds, incomplete, and not only when
+    --request_timeout (here 300 s) expires."""
+    srv = subprocess.Popen([PYTHON, "-c", HANG_SERVER], stdout=subprocess.PIPE, text=True)
+    d = None
+    try:
+        port = int(srv.stdout.readline())
+        d = Daemon(tmp_path / "logs", f"--port={port}", "--request_timeout=300s").start()
+        cli = socket.create_connection(("127.0.0.1", port))
+        cli.sendall(b"GET /p/dies HTTP/1.1\r\nHost: k\r\n\r\n")
+        assert srv.stdout.readline() == "got\n"
+        killed = time.monotonic()
+        srv.kill()
+        srv.wait()
+        recs = d.wait_for(lambda r: r.get("url", {}).get("path") == "/p/dies" and
+                          r["httptraced"]["role"] == "server", timeout=30)
+        elapsed = time.monotonic() - killed
+        cli.close()
+    finally:
+        srv.kill()
+        srv.wait()
+        if d is not None:
+            assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    assert len(recs) == 1, recs
+    r = recs[0]
+    assert r["process"]["pid"] == srv.pid
+    assert r["httptraced"]["incomplete"] is True
+    assert "response" not in r["http"]
+    assert r["http"]["request"]["method"] == "GET"
+    assert elapsed < 10, elapsed
+    assert final_stats(d)["lost"] == 0
+
+
 def test_ring_buffer_overflow_is_counted_and_records_stay_correct(tmp_path, py_server):
     """--ring_buffer_mb=1 and the daemon stopped (SIGSTOP) while 150 echo
     exchanges of 32 KiB each way go by: the ring buffer overflows, kernel_drops

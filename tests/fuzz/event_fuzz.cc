@@ -55,6 +55,7 @@ using fuzz::Input;
 using testing::CloseSample;
 using testing::ConnIdSpec;
 using testing::DataSample;
+using testing::ExitSample;
 using testing::OpenSample;
 
 // Heap bytes in use by the process right now.
@@ -130,7 +131,8 @@ enum Op : uint8_t {
   kRaw = 3,      // arbitrary bytes as a sample
   kMangled = 4,  // a well-formed sample, damaged
   kTick = 5,
-  kOps = 6,
+  kExit = 6,     // a process exit, for the pool's process of connection n
+  kOps = 7,
 };
 
 struct Direction {
@@ -185,6 +187,14 @@ struct Fuzzer {
                    o->info.exec_id == w.info.exec_id);
       }
       table.OnOpen(*o, "/usr/bin/fuzz");
+    } else if (auto* x = std::get_if<bpf::ExitEvent>(&*ev)) {
+      FUZZ_CHECK(hdr.type == HT_EV_PROC_EXIT);
+      FUZZ_CHECK(sample.size() >= sizeof(ht_exit_event));
+      if (want != nullptr) {
+        const auto& w = std::get<bpf::ExitEvent>(*want);
+        FUZZ_CHECK(x->tgid == w.tgid && x->proc_start == w.proc_start && x->ts_ns == w.ts_ns);
+      }
+      table.OnProcessExit(*x);
     } else {
       const auto& c = std::get<bpf::CloseEvent>(*ev);
       FUZZ_CHECK(hdr.type == HT_EV_CONN_CLOSE);
@@ -220,6 +230,13 @@ struct Fuzzer {
       *want = o;
       return OpenSample(id, role, 8080, 40000, "fuzz", now, at, at, o.info.proc_start,
                         o.info.exec_id);
+    }
+    if (op == kExit) {
+      // Sometimes the start time its connections were opened with (U16, as
+      // kOpen draws it), sometimes another process that got the pid.
+      const bpf::ExitEvent x{.tgid = id.tgid, .proc_start = in.U16(), .ts_ns = now};
+      *want = x;
+      return ExitSample(x.tgid, x.proc_start, x.ts_ns);
     }
     if (op == kClose) {
       bpf::CloseEvent c;
@@ -267,7 +284,7 @@ struct Fuzzer {
   void CheckBounds() {
     FUZZ_CHECK(table.size() <= options.max_connections);
     const ConnTableStats s = table.stats();
-    FUZZ_CHECK(s.opened - s.closed - s.evicted - s.expired == table.size());
+    FUZZ_CHECK(s.opened - s.closed - s.evicted - s.expired - s.process_exited == table.size());
     const size_t live = LiveHeapBytes();
     if (live > heap_base + heap_bound) {
       std::fprintf(stderr, "live heap %zu bytes over %zu + bound %zu with %zu connections\n", live,
@@ -283,7 +300,8 @@ struct Fuzzer {
       switch (op) {
         case kOpen:
         case kData:
-        case kClose: {
+        case kClose:
+        case kExit: {
           bpf::Event want;
           std::string payload;
           const std::string sample = Build(op, in.U8(), &want, &payload);

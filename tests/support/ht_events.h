@@ -85,6 +85,13 @@ inline std::string CloseSample(const ConnIdSpec& id, uint64_t ingress_end, uint6
   return Bytes(ev);
 }
 
+inline std::string ExitSample(uint32_t tgid, uint64_t proc_start, uint64_t ts = 950) {
+  ht_exit_event ev{};
+  ev.hdr = Header(HT_EV_PROC_EXIT, ConnIdSpec{.tgid = tgid, .fd = -1, .gen = 0}, ts, tgid);
+  ev.proc_start = proc_start;
+  return Bytes(ev);
+}
+
 }  // namespace httptraced::testing
 
 #endif  // HTTPTRACED_TESTS_SUPPORT_HT_EVENTS_H_

@@ -101,6 +101,11 @@ absl::StatusOr<Event> DecodeEvent(std::string_view sample) {
                                                      : CloseReason::kClosed;
       return out;
     }
+    case HT_EV_PROC_EXIT: {
+      absl::StatusOr<ht_exit_event> ev = CopyOut<ht_exit_event>(sample, "exit");
+      if (!ev.ok()) return ev.status();
+      return ExitEvent{.tgid = ev->hdr.conn.tgid, .proc_start = ev->proc_start, .ts_ns = ev->hdr.ts_ns};
+    }
     default:
       return absl::InvalidArgumentError(absl::StrCat("unknown BPF event type ", hdr->type));
   }

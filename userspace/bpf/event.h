@@ -40,7 +40,14 @@ struct CloseEvent {
   CloseReason reason = CloseReason::kClosed;
 };
 
-using Event = std::variant<OpenEvent, DataEvent, CloseEvent>;
+// A process ended: its connections closed with it.
+struct ExitEvent {
+  uint32_t tgid = 0;
+  uint64_t proc_start = 0;  // matches ConnInfo::proc_start of its connections
+  uint64_t ts_ns = 0;
+};
+
+using Event = std::variant<OpenEvent, DataEvent, CloseEvent, ExitEvent>;
 
 // Decodes one sample. Malformed samples (short, unknown type, wrong ABI
 // version, inconsistent lengths) give InvalidArgument/FailedPrecondition.

@@ -14,6 +14,7 @@ namespace {
 using testing::CloseSample;
 using testing::ConnIdSpec;
 using testing::DataSample;
+using testing::ExitSample;
 using testing::OpenSample;
 
 TEST_CASE("DecodeEvent: open event carries identity, role, endpoints and comm") {
@@ -34,6 +35,17 @@ TEST_CASE("DecodeEvent: open event carries identity, role, endpoints and comm") 
   CHECK(open.info.open_ts_ns == 100);
   CHECK(open.info.proc_start == 987654321);
   CHECK(open.info.exec_id == 3);
+}
+
+TEST_CASE("DecodeEvent: process exit carries the process and its start time") {
+  absl::StatusOr<Event> ev = DecodeEvent(ExitSample(4242, 987654321, 777));
+  REQUIRE(ev.ok());
+  const auto& exit = std::get<ExitEvent>(*ev);
+  CHECK(exit.tgid == 4242);
+  CHECK(exit.proc_start == 987654321);
+  CHECK(exit.ts_ns == 777);
+  const std::string sample = ExitSample(1, 2);
+  CHECK_FALSE(DecodeEvent(sample.substr(0, sample.size() - 1)).ok());
 }
 
 TEST_CASE("DecodeEvent: data event points at its payload") {

@@ -133,7 +133,41 @@ void ConnTable::OnClose(const bpf::CloseEvent& ev) {
   ++stats_.closed;
 }
 
+void ConnTable::OnProcessExit(const bpf::ExitEvent& ev) {
+  exits_.push_back(ev);
+  exited_tgids_.insert(ev.tgid);
+  // A storm of exits between two ticks: walk the table now rather than queue
+  // without bound.
+  constexpr size_t kMaxQueuedExits = 4096;
+  if (exits_.size() >= kMaxQueuedExits) EndExitedProcesses();
+}
+
+void ConnTable::EndExitedProcesses() {
+  std::vector<std::pair<ConnKey, uint64_t>> ended;  // and the exit's time
+  for (const auto& [key, t] : conns_) {
+    if (!exited_tgids_.contains(key.tgid)) continue;
+    for (const bpf::ExitEvent& e : exits_) {
+      // The same process, not a later one that got its pid: the start time
+      // the kernel reported with the connection, or (its open event lost)
+      // a first sight before the exit.
+      const ConnInfo& info = t->info_;
+      if (e.tgid == key.tgid && (info.proc_start != 0 ? info.proc_start == e.proc_start
+                                                      : info.open_ts_ns <= e.ts_ns)) {
+        ended.emplace_back(key, e.ts_ns);
+        break;
+      }
+    }
+  }
+  exits_.clear();
+  exited_tgids_.clear();
+  for (const auto& [key, ts] : ended) {
+    ForgetConn(conns_.find(key), ts);
+    ++stats_.process_exited;
+  }
+}
+
 void ConnTable::Tick(uint64_t now_ns) {
+  if (!exits_.empty()) EndExitedProcesses();
   // Holes are aged often, but only where there are some.
   for (auto it = holes_.begin(); it != holes_.end();) {
     auto conn = conns_.find(*it);

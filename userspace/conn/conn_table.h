@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <vector>
 #include <memory>
 #include <string>
 
@@ -58,6 +59,7 @@ struct ConnTableStats {
   uint64_t closed = 0;
   uint64_t evicted = 0;        // dropped to stay under max_connections
   uint64_t expired = 0;        // forgotten after conn_idle_timeout
+  uint64_t process_exited = 0;  // ended with their process (no close() was seen)
   uint64_t not_http = 0;       // given up by the parser
   uint64_t switched = 0;       // Upgrade / CONNECT: no longer HTTP/1.x
   uint64_t unknown_conn = 0;   // data for a connection whose open event never came
@@ -76,8 +78,11 @@ class ConnTable {
   void OnOpen(const bpf::OpenEvent& ev, std::string executable);
   void OnData(const bpf::DataEvent& ev, uint64_t now_ns);
   void OnClose(const bpf::CloseEvent& ev);
+  // The process ended: its connections end at the next Tick (one walk of
+  // the table for all the exits since the last).
+  void OnProcessExit(const bpf::ExitEvent& ev);
   // Periodic work: holes become gaps, stale requests become incomplete,
-  // idle connections are forgotten, the table is kept under its bound.
+  // connections of exited processes and idle ones are forgotten.
   void Tick(uint64_t now_ns);
   // Shutdown: every connection is finished; in-flight exchanges come out incomplete.
   void FinishAll();
@@ -97,6 +102,7 @@ class ConnTable {
   Tracker& GetOrCreate(const ConnKey& key, uint64_t ts_ns);
   void Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns);
   void EvictIdlest(size_t count);
+  void EndExitedProcesses();
   // Finishes and removes a connection the kernel may still be tracking.
   void ForgetConn(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it,
                   uint64_t ts_ns);
@@ -114,6 +120,9 @@ class ConnTable {
   absl::flat_hash_set<ConnKey> forgotten_;
   std::deque<ConnKey> forgotten_order_;
   uint64_t last_sweep_ns_ = 0;
+  // Processes that exited since the last Tick.
+  std::vector<bpf::ExitEvent> exits_;
+  absl::flat_hash_set<uint32_t> exited_tgids_;
   ConnTableStats stats_;
 };
 

@@ -1,5 +1,6 @@
 #include "conn/conn_table.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <string>
 #include <variant>
@@ -14,6 +15,7 @@ namespace {
 using testing::CloseSample;
 using testing::ConnIdSpec;
 using testing::DataSample;
+using testing::ExitSample;
 using testing::OpenSample;
 
 struct Captured {
@@ -302,6 +304,76 @@ TEST_CASE("ConnTable hibernates quiet sessions and their seq carries on") {
   REQUIRE(sink.got.size() == 2);
   CHECK(sink.got[1].exchange.seq == 1);
   CHECK(sink.got[1].conn.role == http::Role::kServer);
+}
+
+
+TEST_CASE("ConnTable ends an exited process's connections at the next tick, not a later one's") {
+  FakeSink sink;
+  ConnTable table(TestOptions(), sink, sink);
+  // Process 1000 (started at 77) is mid-request on two connections; a third
+  // connection has lost its open event. Process 1000 started at 99 (the pid
+  // reused) is mid-request too, and so is process 2000.
+  const ConnIdSpec a{.tgid = 1000, .fd = 5, .gen = 1};
+  const ConnIdSpec b{.tgid = 1000, .fd = 6, .gen = 2};
+  const ConnIdSpec no_open{.tgid = 1000, .fd = 7, .gen = 3};
+  const ConnIdSpec reused{.tgid = 1000, .fd = 8, .gen = 4};
+  const ConnIdSpec other{.tgid = 2000, .fd = 5, .gen = 5};
+  for (const ConnIdSpec& id : {a, b, other}) {
+    table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1, "srv", 10, 0, 0,
+                                                   id.tgid == 1000 ? 77 : 55, 1)),
+                 "");
+  }
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(reused, HT_ROLE_SERVER, 80, 1, "srv", 10, 0, 0,
+                                                 99, 1)),
+               "");
+  for (const ConnIdSpec& id : {a, b, no_open, reused, other}) {
+    table.OnData(Decode<bpf::DataEvent>(
+                     DataSample(id, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 20)),
+                 20);
+  }
+  REQUIRE(table.size() == 5);
+  table.OnProcessExit(Decode<bpf::ExitEvent>(ExitSample(1000, 77, 500)));
+  CHECK(sink.got.empty());  // nothing before the tick
+  table.Tick(600);
+  REQUIRE(sink.got.size() == 3);
+  std::vector<int32_t> fds;
+  for (const Captured& c : sink.got) {
+    fds.push_back(c.conn.key.fd);
+    CHECK(c.exchange.incomplete);
+    CHECK(c.exchange.request.has_value());
+    CHECK_FALSE(c.exchange.response.has_value());
+    CHECK(c.exchange.request->target == "/a?b=c");
+  }
+  std::sort(fds.begin(), fds.end());
+  CHECK(fds == std::vector<int32_t>{5, 6, 7});
+  CHECK(table.size() == 2);
+  CHECK(table.stats().process_exited == 3);
+  CHECK(sink.forgotten.size() == 3);
+  // The exit is handled once: a later tick leaves the others alone.
+  table.Tick(700);
+  CHECK(table.size() == 2);
+  CHECK(sink.got.size() == 3);
+}
+
+
+TEST_CASE("ConnTable does not queue process exits without bound between ticks") {
+  FakeSink sink;
+  ConnTable table(TestOptions(), sink, sink);
+  const ConnIdSpec id{.tgid = 1000, .fd = 5, .gen = 1};
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1, "srv", 10, 0, 0, 77, 1)),
+               "");
+  table.OnData(
+      Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 20)),
+      20);
+  table.OnProcessExit(Decode<bpf::ExitEvent>(ExitSample(1000, 77, 500)));
+  for (uint32_t pid = 5000; pid < 5000 + 4094; ++pid) {
+    table.OnProcessExit(Decode<bpf::ExitEvent>(ExitSample(pid, 1, 501)));
+  }
+  CHECK(table.size() == 1);  // 4095 queued
+  table.OnProcessExit(Decode<bpf::ExitEvent>(ExitSample(9999, 1, 502)));
+  CHECK(table.size() == 0);  // the 4096th walked the table, before any tick
+  REQUIRE(sink.got.size() == 1);
+  CHECK(sink.got[0].exchange.incomplete);
 }
 
 }  // namespace

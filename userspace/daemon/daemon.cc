@@ -88,8 +88,10 @@ void Daemon::OnSample(std::string_view sample) {
                                    .start = open->info.proc_start,
                                    .exec_id = open->info.exec_id};
     table_.OnOpen(*open, processes_.Executable(image, now_ns_));
+  } else if (auto* close = std::get_if<bpf::CloseEvent>(&*ev)) {
+    table_.OnClose(*close);
   } else {
-    table_.OnClose(std::get<bpf::CloseEvent>(*ev));
+    table_.OnProcessExit(std::get<bpf::ExitEvent>(*ev));
   }
 }
 
@@ -129,7 +131,7 @@ void Daemon::Tick(uint64_t now_ns) {
   // give the freed heap back to the system, or RSS stays at its peak after
   // a burst of connections.
   const conn::ConnTableStats t = table_.stats_counters();
-  const uint64_t released = t.hibernated + t.expired + t.evicted + t.closed;
+  const uint64_t released = t.hibernated + t.expired + t.evicted + t.closed + t.process_exited;
   if (released - released_at_trim_ >= kTrimAfterReleases) {
     malloc_trim(0);
     released_at_trim_ = released;
