@@ -569,6 +569,7 @@ def main(argv):
     p.add_argument("--callgrind-seconds", type=float, default=1.0)
     p.add_argument("--results", default=os.path.join(hb.BENCH_DIR, "results"))
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (perf script texts)")
     o = p.parse_args(argv)
     if o.quick:
         o.duration = 2
@@ -639,7 +640,10 @@ def main(argv):
                 f.write(old_stats or "0")
         except OSError:
             pass
-        shutil.rmtree(workdir, ignore_errors=True)
+        if o.keep:
+            hb.log(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     with open(os.path.join(outdir, "profile.json"), "w") as f:
         json.dump(prof, f, indent=1)
     with open(os.path.join(outdir, "summary.txt"), "w") as f:
