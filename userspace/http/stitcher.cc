@@ -15,7 +15,7 @@ bool IsInterim(const Message& response) {
 Stitcher::Stitcher(size_t max_pending_requests, uint64_t first_seq)
     : max_pending_(std::max<size_t>(max_pending_requests, 1)), next_seq_(first_seq) {}
 
-void Stitcher::AddRequest(Message request, std::vector<Exchange>* out) {
+void Stitcher::AddRequest(Message&& request, std::vector<Exchange>* out) {
   if (fifo_.size() >= max_pending_) {
     // Its response has not come yet: keep count of it, so that the response
     // is not taken for the next request's.
@@ -28,11 +28,10 @@ void Stitcher::AddRequest(Message request, std::vector<Exchange>* out) {
     forgotten_newest_ts_ = oldest.first_ts_ns;
     fifo_.pop_front();
   }
-  Pending pending;
+  Pending& pending = fifo_.emplace_back();
   pending.method = request.method;
   pending.first_ts_ns = request.first.ts_ns;
   pending.request = std::move(request);
-  fifo_.push_back(std::move(pending));
   ++waiting_;
 }
 
@@ -48,7 +47,7 @@ bool Stitcher::FrontAnswers(uint64_t response_ts_ns) const {
   return !fifo_.empty() && CanAnswer(fifo_.front().first_ts_ns, response_ts_ns);
 }
 
-void Stitcher::AddResponse(Message response, std::vector<Exchange>* out) {
+void Stitcher::AddResponse(Message&& response, std::vector<Exchange>* out) {
   if (forgotten_ > 0) {
     // The oldest unanswered request was dropped from the full FIFO: a
     // response that may answer it does, and is reported alone.
@@ -57,10 +56,9 @@ void Stitcher::AddResponse(Message response, std::vector<Exchange>* out) {
       return;
     }
     if (CanAnswer(forgotten_oldest_ts_, response.first.ts_ns)) --forgotten_;
-    Exchange exchange;
+    Exchange& exchange = Emit(out);
     exchange.interim_responses = std::exchange(orphan_interim_, 0);
     exchange.response = std::move(response);
-    Emit(std::move(exchange), out);
     return;
   }
   const bool answers = FrontAnswers(response.first.ts_ns);
@@ -72,7 +70,7 @@ void Stitcher::AddResponse(Message response, std::vector<Exchange>* out) {
     }
     return;
   }
-  Exchange exchange;
+  Exchange& exchange = Emit(out);
   if (answers) {
     Pending& front = fifo_.front();
     if (!front.expired) {
@@ -88,7 +86,6 @@ void Stitcher::AddResponse(Message response, std::vector<Exchange>* out) {
   exchange.interim_responses += orphan_interim_;
   orphan_interim_ = 0;
   exchange.response = std::move(response);
-  Emit(std::move(exchange), out);
 }
 
 void Stitcher::OnResponseSyncLost(uint64_t ts_ns, std::vector<Exchange>* out) {
@@ -126,19 +123,19 @@ std::string_view Stitcher::PendingMethod(size_t skip, uint64_t response_ts_ns) c
   return pending.method;
 }
 
-void Stitcher::Emit(Exchange exchange, std::vector<Exchange>* out) {
+Exchange& Stitcher::Emit(std::vector<Exchange>* out) {
+  Exchange& exchange = out->emplace_back();
   exchange.seq = next_seq_++;
-  out->push_back(std::move(exchange));
+  return exchange;
 }
 
 void Stitcher::EmitUnanswered(Pending* pending, std::vector<Exchange>* out) {
-  Exchange exchange;
+  Exchange& exchange = Emit(out);
   exchange.request = std::move(pending->request);
   exchange.interim_responses = pending->interim;
   exchange.incomplete = true;
   pending->expired = true;
   --waiting_;
-  Emit(std::move(exchange), out);
 }
 
 }  // namespace httptraced::http

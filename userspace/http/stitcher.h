@@ -37,12 +37,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "http/message.h"
+#include "http/reusing_queue.h"
 
 namespace httptraced::http {
 
@@ -51,9 +51,9 @@ class Stitcher {
   // first_seq: the seq of the next exchange (a session resumed after Hibernate).
   explicit Stitcher(size_t max_pending_requests, uint64_t first_seq = 0);
 
-  void AddRequest(Message request, std::vector<Exchange>* out);
+  void AddRequest(Message&& request, std::vector<Exchange>* out);
   // Final responses are paired (or emitted alone); 1xx other than 101 are counted.
-  void AddResponse(Message response, std::vector<Exchange>* out);
+  void AddResponse(Message&& response, std::vector<Exchange>* out);
   // The response direction lost sync at `ts_ns`: requests sent before then and
   // still unanswered are emitted as incomplete exchanges.
   void OnResponseSyncLost(uint64_t ts_ns, std::vector<Exchange>* out);
@@ -86,7 +86,9 @@ class Stitcher {
 
   // Whether the oldest entry may be answered by a response that began at `ts_ns`.
   bool FrontAnswers(uint64_t response_ts_ns) const;
-  void Emit(Exchange exchange, std::vector<Exchange>* out);
+  // A new exchange at the end of *out, with the next seq: filled in place, so
+  // that its messages are moved once, not again into the vector.
+  Exchange& Emit(std::vector<Exchange>* out);
   void EmitUnanswered(Pending* pending, std::vector<Exchange>* out);
 
   size_t max_pending_;
@@ -95,7 +97,7 @@ class Stitcher {
   uint64_t forgotten_ = 0;
   uint64_t forgotten_oldest_ts_ = 0;  // first byte of the oldest of them
   uint64_t forgotten_newest_ts_ = 0;  // and of the newest
-  std::deque<Pending> fifo_;
+  ReusingQueue<Pending> fifo_;
   size_t waiting_ = 0;           // entries of fifo_ not expired
   uint32_t orphan_interim_ = 0;  // 1xx seen with no request to attach them to
   uint64_t next_seq_ = 0;

@@ -116,12 +116,38 @@ struct StringOut {
   }
 };
 
+// Eight ASCII bytes (each < 0x80) with 'A'..'Z' lowercased, without a branch
+// per byte: adding 0x3F sets a byte's high bit when it is >= 'A', adding 0x25
+// when it is > 'Z'; no byte carries into the next, since none exceeds 0x7F.
+inline uint64_t LowerAsciiWord(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  const uint64_t upper = (w + kOnes * (0x80 - 'A')) & ~(w + kOnes * (0x80 - 'Z' - 1)) & kHighs;
+  return w | (upper >> 2);  // 0x80 >> 2 == 0x20, the case bit
+}
+
 struct WriterOut {
   JsonWriter& w;
   void Put(const char* p, size_t n) { w.Put(p, n); }
+  // p[0..n) is plain ASCII (PlainRunEnd).
   void PutLower(const unsigned char* p, size_t n) {
     char* d = w.Room(n);
-    for (size_t i = 0; i < n; ++i) d[i] = kLowerAscii[p[i]];
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t word;
+      std::memcpy(&word, p + i, sizeof(word));
+      word = LowerAsciiWord(word);
+      std::memcpy(d + i, &word, sizeof(word));
+    }
+    if (i < n && n >= 8) {
+      // The last word again, overlapping: its first bytes are rewritten as is.
+      uint64_t word;
+      std::memcpy(&word, p + n - 8, sizeof(word));
+      word = LowerAsciiWord(word);
+      std::memcpy(d + n - 8, &word, sizeof(word));
+      i = n;
+    }
+    for (; i < n; ++i) d[i] = kLowerAscii[p[i]];
     w.Advance(d + n);
   }
 };
@@ -153,7 +179,9 @@ inline bool WordNeedsWork(uint64_t w) {
           has_zero(w ^ (kOnes * '\\'))) != 0;
 }
 
-// The end of the run of plain bytes starting at p.
+// The end of the run of plain bytes starting at p. (Checking the last few
+// bytes as one word overlapping the previous one measured 1% more instructions
+// for the record path: most strings there are short, and it is one more test.)
 inline const unsigned char* PlainRunEnd(const unsigned char* p, const unsigned char* end) {
   while (end - p >= 8) {
     uint64_t w;
@@ -171,11 +199,7 @@ bool AppendEscaped(std::string_view s, Out& out) {
   const auto* const end = p + s.size();
   while (p < end) {
     const auto* run = p;
-    if constexpr (kLower) {
-      while (p < end && kByteClass[*p] == kPlain) ++p;
-    } else {
-      p = PlainRunEnd(p, end);
-    }
+    p = PlainRunEnd(p, end);
     if (p != run) {
       if constexpr (kLower) {
         out.PutLower(run, static_cast<size_t>(p - run));

@@ -151,6 +151,33 @@ TEST_CASE("Every control character escapes to JSON that parses back to it") {
   }
 }
 
+TEST_CASE("A byte that needs escaping is found at any position of a string") {
+  // The plain-run scan reads eight bytes at a time and the last word of a
+  // string again, overlapping: a special byte at each offset of strings of
+  // every length up to three words must still be escaped (or kept, for valid
+  // UTF-8) exactly once.
+  const std::vector<std::string> specials = {"\"", "\\", "\n", std::string(1, '\0'), "\x7f",
+                                             "\xc3\xa9", "\xff"};
+  for (const std::string& special : specials) {
+    for (size_t len = 1; len <= 24; ++len) {
+      for (size_t at = 0; at < len; ++at) {
+        std::string raw(len, 'a');
+        raw.replace(at, 1, special);
+        CAPTURE(special, len, at);
+        const std::string quoted = Quoted(raw);
+        const std::string back = nlohmann::json::parse(quoted).get<std::string>();
+        if (special == "\xff") {
+          std::string replaced = raw;
+          replaced.replace(at, 1, "\xef\xbf\xbd");
+          REQUIRE(back == replaced);
+        } else {
+          REQUIRE(back == raw);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("Valid UTF-8 passes through unchanged") {
   const std::string text =
       "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf \xee\x80\x80";
@@ -246,6 +273,32 @@ TEST_CASE("KeyLowerAscii lowercases ASCII letters only") {
   w.Int(2);
   w.EndObject();
   CHECK(w.Written() == "{\"content-type\":1,\"x-\xc3\x84\xef\xbf\xbd\\\"q\\n\":2}");
+}
+
+TEST_CASE("KeyLowerAscii lowercases every printable ASCII byte at every position") {
+  // Eight bytes at a time on the fast path: each byte value, at each offset of
+  // keys long enough to cover whole words and a tail, against a byte-wise
+  // reference.
+  for (size_t len = 1; len <= 20; ++len) {
+    for (size_t at = 0; at < len; ++at) {
+      for (int c = 0x20; c < 0x7f; ++c) {
+        if (c == '"' || c == '\\') continue;  // escaped: covered above
+        std::string key(len, 'Q');
+        key[at] = static_cast<char>(c);
+        std::string expected = "\"";
+        for (char k : key) {
+          expected += (k >= 'A' && k <= 'Z') ? static_cast<char>(k - 'A' + 'a') : k;
+        }
+        expected += "\":";
+        std::string out;
+        {
+          JsonWriter w(out);
+          w.KeyLowerAscii(key);
+        }
+        REQUIRE(out == expected);
+      }
+    }
+  }
 }
 
 TEST_CASE("Base64 matches the RFC 4648 test vectors") {
