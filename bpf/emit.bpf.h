@@ -138,20 +138,39 @@ static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 di
 {
 	struct scratch *s = emit__begin(conn, dir, sys, flags, pos);
 	struct emit_ctx *c;
-	__u64 skip;
+	__u64 skip, flat;
 
 	if (!s)
 		return;
 	c = &s->ctx;
 	c->budget = src->total < targ_max_capture ? src->total : targ_max_capture;
-	if (!src->iov && c->budget <= HT_CHUNK_MAX) {
+	flat = src->buf;
+	if (src->iov && src->iovcnt > 0) {
+		/*
+		 * The first iovec is read here once. When it holds every byte the
+		 * syscall moved (a writev of one buffer, nginx's response heads),
+		 * the payload is a flat buffer; otherwise the loop starts from it.
+		 */
+		struct iovec iov;
+
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)src->iov) == 0) {
+			if (iov.iov_len >= src->total) {
+				flat = (__u64)iov.iov_base;
+			} else {
+				c->iov_idx = 1;
+				c->base = (__u64)iov.iov_base;
+				c->left = iov.iov_len;
+			}
+		}
+	}
+	if ((!src->iov || flat) && c->budget <= HT_CHUNK_MAX) {
 		/* One flat buffer that fits one event (most writes): no loop. */
 		__u64 n = c->budget;
 
 		if (n > HT_CHUNK_MAX)
 			n = HT_CHUNK_MAX;
 		barrier_var(n);
-		if (bpf_probe_read_user(s->buf, n, (void *)src->buf) == 0) {
+		if (bpf_probe_read_user(s->buf, n, (void *)flat) == 0) {
 			c->fill = n;
 			c->captured = n;
 		} else {
@@ -161,12 +180,13 @@ static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 di
 		emit__flush(s, skip > 0xffffffffULL ? 0xffffffffU : (__u32)skip);
 		return;
 	}
-	if (src->iov) {
+	if (flat) {
+		/* A flat buffer (or one iovec) too large for one event. */
+		c->base = flat;
+		c->left = src->total;
+	} else if (src->iov) {
 		c->iov = src->iov;
 		c->iovcnt = src->iovcnt < HT_MAX_IOV ? src->iovcnt : HT_MAX_IOV;
-	} else {
-		c->base = src->buf;
-		c->left = src->total;
 	}
 	bpf_loop(HT_MAX_EVENTS_PER_SYSCALL + 2 * HT_MAX_IOV, emit__step, NULL, 0);
 

@@ -163,6 +163,75 @@ def test_one_mib_body_truncated_then_small_request_exact(tracer, py_server):
     assert small["httptraced"]["incomplete"] is False
 
 
+def _read_response(sock, read):
+    """Reads one response with Content-Length through `read` (a vectored
+    receive returning bytes); returns (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = read()
+        assert chunk, f"connection closed mid-head after {data!r}"
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    length = int([l.split(b":")[1] for l in head.split(b"\r\n")
+                  if l.lower().startswith(b"content-length:")][0])
+    while len(rest) < length:
+        chunk = read()
+        assert chunk, "connection closed mid-body"
+        rest += chunk
+    assert len(rest) == length
+    return head, rest
+
+
+def test_vectored_syscalls_are_captured_exactly(tracer, py_server):
+    """sendmsg/recvmsg/writev/readv with several iovecs, with one iovec holding
+    everything and more after it, and with one iovec larger than an event."""
+    body3 = bytes(0x61 + i % 26 for i in range(40000))
+    with socket.create_connection(("127.0.0.1", py_server.port)) as s:
+        fd = s.fileno()
+
+        def recvmsg_into():
+            a, b = bytearray(5), bytearray(4096)
+            n = s.recvmsg_into([a, b])[0]
+            return (bytes(a) + bytes(b))[:n]
+
+        def readv():
+            a, b = bytearray(10), bytearray(65536)
+            n = os.readv(fd, [a, b])
+            return (bytes(a) + bytes(b))[:n]
+
+        # 1. sendmsg, four iovecs, none of them the whole request.
+        parts = [b"POST /echo?t=vec1 HTTP/1.1\r\nHost: v\r\n", b"Content-Length: 11\r\n\r\n",
+                 b"hello", b" world"]
+        assert s.sendmsg(parts) == sum(map(len, parts))
+        _, body = _read_response(s, recvmsg_into)
+        assert body == b"hello world"
+        # 2. writev whose first iovec is the whole request, then an empty one.
+        req2 = (b"POST /echo?t=vec2 HTTP/1.1\r\nHost: v\r\nContent-Length: 3000\r\n\r\n" +
+                b"x" * 3000)
+        assert os.writev(fd, [req2, b""]) == len(req2)
+        _, body = _read_response(s, readv)
+        assert body == b"x" * 3000
+        # 3. sendmsg, one iovec of 40,000 bytes: more than one event's 16 KiB.
+        req3 = (b"POST /echo?t=vec3 HTTP/1.1\r\nHost: v\r\nContent-Length: 40000\r\n\r\n" +
+                body3)
+        assert s.sendmsg([req3]) == len(req3)
+        _, body = _read_response(s, readv)
+        assert body == body3
+
+    expected = {"vec1": b"hello world", "vec2": b"x" * 3000, "vec3": body3}
+    for seq, (tag, content) in enumerate(expected.items()):
+        for role in ("server", "client"):
+            r = one(tracer, match(py_server.port, "/echo", role, "POST", f"/echo?t={tag}"))
+            assert r["httptraced"]["connection"]["seq"] == seq
+            assert r["process"]["pid"] == (py_server.pid if role == "server" else os.getpid())
+            for part in ("request", "response"):
+                assert r["http"][part]["body"] == {"bytes": len(content),
+                                                   "content": content[:16384].decode()}
+                flags = r["httptraced"].get(part, {}).get("body", {})
+                assert flags.get("truncated", False) is (len(content) > 16384)
+            assert r["httptraced"]["incomplete"] is False
+
+
 def test_binary_body_is_base64(tracer, py_server):
     out, _ = curl(py_server.url("/binary?t=1"))
     assert out == bytes(range(256))
