@@ -1139,8 +1139,6 @@ void MessageParser::CompleteHead(std::string_view head, uint64_t total, size_t e
       }
       state_ = State::kBodyLength;
       remaining_ = info.content_length;
-      msg_.body.content.reserve(
-          static_cast<size_t>(std::min<uint64_t>(remaining_, options_.max_body_bytes)));
       return;
     case Body::kChunked:
       msg_.chunked = true;
@@ -1179,6 +1177,13 @@ void MessageParser::SkipBody(uint64_t len) {
 
 size_t MessageParser::BodyLengthStep(std::string_view data, size_t pos, std::vector<Message>* out) {
   const size_t take = static_cast<size_t>(std::min<uint64_t>(remaining_, data.size() - pos));
+  Body& body = msg_.body;
+  if (body.content.empty() && !body.gap && take > 0) {
+    // Room for all the content at the first body bytes, not at the head: a
+    // body sent with sendfile() never comes (a gap instead) and needs none.
+    body.content.reserve(
+        static_cast<size_t>(std::min<uint64_t>(remaining_, options_.max_body_bytes)));
+  }
   AppendBody(data.substr(pos, take));
   remaining_ -= take;
   msg_.last = meta_;
