@@ -39,7 +39,7 @@ class Sink final : public httptraced::conn::ExchangeSink,
   }
   void OnExchange(const httptraced::conn::ConnInfo& conn,
                   httptraced::http::Exchange&& exchange) override {
-    builder_.Append(conn, exchange, {conn.executable}, clock_, batch_);
+    builder_.Append(conn, exchange, {conn.executable}, clock_, batch_, &parts_);
     ++exchanges;
     if (batch_.size() > 256 * 1024) {
       bytes += batch_.size();
@@ -50,9 +50,11 @@ class Sink final : public httptraced::conn::ExchangeSink,
   void Forget(const httptraced::conn::ConnKey&) override {}
   uint64_t exchanges = 0;
   uint64_t bytes = 0;
+  const httptraced::record::ConnPartsCache& parts() const { return parts_; }
 
  private:
   httptraced::record::RecordBuilder& builder_;
+  httptraced::record::ConnPartsCache parts_;
   httptraced::record::ClockOffset clock_;
   std::string batch_;
 };
@@ -110,9 +112,13 @@ int main(int argc, char** argv) {
   const auto elapsed = std::chrono::steady_clock::now() - start;
   const double ns = static_cast<double>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
-  std::printf("exchanges=%llu events=%zu ns_per_exchange=%.0f bytes_per_record=%.0f\n",
-              static_cast<unsigned long long>(sink.exchanges), samples.size(),
-              ns / static_cast<double>(sink.exchanges),
-              static_cast<double>(sink.bytes) / static_cast<double>(sink.exchanges));
+  std::printf(
+      "exchanges=%llu events=%zu ns_per_exchange=%.0f bytes_per_record=%.0f "
+      "conn_parts_hits=%llu misses=%llu\n",
+      static_cast<unsigned long long>(sink.exchanges), samples.size(),
+      ns / static_cast<double>(sink.exchanges),
+      static_cast<double>(sink.bytes) / static_cast<double>(sink.exchanges),
+      static_cast<unsigned long long>(sink.parts().hits()),
+      static_cast<unsigned long long>(sink.parts().misses()));
   return sink.exchanges == static_cast<uint64_t>(per_conn) * static_cast<uint64_t>(conns) ? 0 : 2;
 }

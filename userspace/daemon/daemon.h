@@ -85,6 +85,8 @@ class Daemon final : public bpf::SampleHandler,
   bpf::Tracer* tracer_ = nullptr;
   conn::ConnTable table_;
   std::unique_ptr<record::RecordBuilder> builder_;
+  // Per-connection parts of the records, rendered once per connection.
+  record::ConnPartsCache conn_parts_;
   proc::ProcessCache processes_;
   record::ClockOffset clock_;
   std::string batch_;

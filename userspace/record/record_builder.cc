@@ -306,6 +306,24 @@ void WriteUrl(JsonWriter& w, const RecordOptions& options, const http::Message& 
   w.EndObject();
 }
 
+// A connection's slot in a ConnPartsCache: a fixed mix of its key (the same
+// in every run, unlike absl::Hash, so that benchmarks repeat).
+size_t SlotIndex(const conn::ConnKey& k) {
+  uint64_t x = (uint64_t{k.tgid} << 32 | static_cast<uint32_t>(k.fd)) ^
+               (k.gen * 0x9E3779B97F4A7C15ULL);
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 29;
+  return static_cast<size_t>(x % ConnPartsCache::kSlots);
+}
+
+// Keeps members just written (the writer's text since a mark) for
+// JsonWriter::RawMembers, which places the separating comma itself.
+void KeepMembers(std::string_view written, std::string& kept) {
+  if (!written.empty() && written.front() == ',') written.remove_prefix(1);
+  kept.assign(written.data(), written.size());
+}
+
 }  // namespace
 
 RecordBuilder::RecordBuilder(RecordOptions options) : options_(std::move(options)) {
@@ -314,7 +332,7 @@ RecordBuilder::RecordBuilder(RecordOptions options) : options_(std::move(options
 
 void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exchange,
                            const ProcessDetails& process, const ClockOffset& clock,
-                           std::string& out) const {
+                           std::string& out, ConnPartsCache* cache) const {
   const http::Message* request = exchange.request ? &*exchange.request : nullptr;
   const http::Message* response = exchange.response ? &*exchange.response : nullptr;
 
@@ -386,6 +404,57 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
     }
   }
 
+  // The parts that are the same for every exchange of the connection, around
+  // the two that are not: the thread and the exchange's seq. A cache slot that
+  // does not hold this connection's is refilled from what is written here.
+  ConnPartsCache::Slot* slot = nullptr;
+  bool hit = false;
+  if (cache != nullptr) {
+    slot = &cache->slots_[SlotIndex(conn.key)];
+    hit = SlotHolds(*slot, conn, process);
+    ++(hit ? cache->hits_ : cache->misses_);
+  }
+  if (hit) {
+    w.RawMembers(slot->process_part);
+  } else {
+    const size_t mark = w.Mark();
+    WriteProcessPart(w, conn, process);
+    if (slot) KeepMembers(w.Written().substr(mark), slot->process_part);
+  }
+  if (tid != 0) {
+    w.Key("thread");
+    w.BeginObject();
+    w.UintField("id", tid);
+    w.EndObject();
+  }
+  w.EndObject();  // process
+  if (hit) {
+    w.RawMembers(slot->conn_part);
+  } else {
+    const size_t mark = w.Mark();
+    WriteConnPart(w, conn);
+    if (slot) {
+      KeepMembers(w.Written().substr(mark), slot->conn_part);
+      Fill(*slot, conn, process);
+    }
+  }
+  w.UintField("seq", exchange.seq);
+  w.EndObject();  // httptraced.connection
+  const bool incomplete = exchange.incomplete || request == nullptr || response == nullptr ||
+                          !request->complete || !response->complete;
+  w.BoolField("incomplete", incomplete);
+  if (exchange.interim_responses > 0) w.UintField("interim_responses", exchange.interim_responses);
+  if (request) WriteMarkers(w, "request", *request, request_base64);
+  if (response) WriteMarkers(w, "response", *response, response_base64);
+  w.EndObject();
+
+  w.EndObject();
+  w.RawByte('\n');
+}
+
+// client, server, network and the process, left open after its executable.
+void RecordBuilder::WriteProcessPart(JsonWriter& w, const conn::ConnInfo& conn,
+                                     const ProcessDetails& process) const {
   // client: the side that sent the request.
   if (conn.role == http::Role::kServer) {
     WriteEndpoint(w, "client", conn.family, conn.remote);
@@ -406,16 +475,13 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   w.Key("process");
   w.BeginObject();
   w.UintField("pid", conn.key.tgid);
-  if (tid != 0) {
-    w.Key("thread");
-    w.BeginObject();
-    w.UintField("id", tid);
-    w.EndObject();
-  }
   if (!conn.comm.empty()) w.StringField("name", conn.comm);
   if (!process.executable.empty()) w.StringField("executable", process.executable);
-  w.EndObject();
+}
 
+// host, and httptraced with its connection left open after the origin (and
+// the raw ends when the role is unknown).
+void RecordBuilder::WriteConnPart(JsonWriter& w, const conn::ConnInfo& conn) const {
   if (!options_.host_name.empty()) {
     w.Key("host");
     w.BeginObject();
@@ -429,24 +495,42 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   w.Key("connection");
   w.BeginObject();
   WriteConnectionId(w, conn.key);
-  w.UintField("seq", exchange.seq);
   w.StringField("origin", OriginName(conn.origin));
   if (conn.role == http::Role::kUnknown) {
     // Which end is the client is not known: the raw endpoints instead.
     WriteEndpoint(w, "local", conn.family, conn.local);
     WriteEndpoint(w, "remote", conn.family, conn.remote);
   }
-  w.EndObject();
-  const bool incomplete = exchange.incomplete || request == nullptr || response == nullptr ||
-                          !request->complete || !response->complete;
-  w.BoolField("incomplete", incomplete);
-  if (exchange.interim_responses > 0) w.UintField("interim_responses", exchange.interim_responses);
-  if (request) WriteMarkers(w, "request", *request, request_base64);
-  if (response) WriteMarkers(w, "response", *response, response_base64);
-  w.EndObject();
+}
 
-  w.EndObject();
-  w.RawByte('\n');
+bool RecordBuilder::SlotHolds(const ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
+                              const ProcessDetails& process) const {
+  const ConnPartsCache::Inputs& in = slot.inputs;
+  return slot.used && in.key == conn.key && in.role == conn.role && in.family == conn.family &&
+         in.origin == conn.origin && in.local_port == conn.local.port &&
+         in.remote_port == conn.remote.port && in.local_addr == conn.local.addr &&
+         in.remote_addr == conn.remote.addr && in.local_text == conn.local.text &&
+         in.remote_text == conn.remote.text && in.comm == conn.comm &&
+         in.executable == process.executable && in.host_name == options_.host_name;
+}
+
+void RecordBuilder::Fill(ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
+                         const ProcessDetails& process) const {
+  ConnPartsCache::Inputs& in = slot.inputs;
+  in.key = conn.key;
+  in.role = conn.role;
+  in.family = conn.family;
+  in.origin = conn.origin;
+  in.local_port = conn.local.port;
+  in.remote_port = conn.remote.port;
+  in.local_addr = conn.local.addr;
+  in.remote_addr = conn.remote.addr;
+  in.local_text = conn.local.text;
+  in.remote_text = conn.remote.text;
+  in.comm = conn.comm;
+  in.executable.assign(process.executable.data(), process.executable.size());
+  in.host_name = options_.host_name;
+  slot.used = true;
 }
 
 }  // namespace httptraced::record

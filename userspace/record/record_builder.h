@@ -12,6 +12,7 @@
 #ifndef HTTPTRACED_RECORD_RECORD_BUILDER_H_
 #define HTTPTRACED_RECORD_RECORD_BUILDER_H_
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -21,6 +22,8 @@
 #include "http/message.h"
 
 namespace httptraced::record {
+
+class JsonWriter;
 
 struct RecordOptions {
   // Header names whose values are replaced by "[REDACTED]" (matched without
@@ -45,6 +48,56 @@ struct ProcessDetails {
   std::string_view executable;  // /proc/<pid>/exe target, "" when unknown
 };
 
+// The parts of a record that are the same for every exchange on a connection
+// (client/server, network, the process but its thread, host, the connection's
+// role, id and origin), rendered once and reused by RecordBuilder::Append.
+// The caller owns it, so that the builder stays const. Direct-mapped: a
+// connection takes the slot its key hashes to; a slot serves a record only
+// when everything its text was rendered from is unchanged. A miss costs a
+// copy of the text written anyway, so with many more busy connections than
+// slots little is lost; a hit saves rendering it.
+class ConnPartsCache {
+ public:
+  ConnPartsCache() = default;
+  ConnPartsCache(const ConnPartsCache&) = delete;
+  ConnPartsCache& operator=(const ConnPartsCache&) = delete;
+
+  // Records served from a slot, and records that (re)filled one.
+  uint64_t hits() const { return hits_; }
+  uint64_t misses() const { return misses_; }
+
+  // About 200 KB when all are in use.
+  static constexpr size_t kSlots = 256;
+
+ private:
+  friend class RecordBuilder;
+  // What the text depends on.
+  struct Inputs {
+    conn::ConnKey key;
+    int family = 0;
+    http::Role role = http::Role::kUnknown;
+    conn::Origin origin = conn::Origin::kDiscovered;
+    std::array<uint8_t, 16> local_addr{};
+    std::array<uint8_t, 16> remote_addr{};
+    uint16_t local_port = 0;
+    uint16_t remote_port = 0;
+    std::string local_text;
+    std::string remote_text;
+    std::string comm;
+    std::string executable;
+    std::string host_name;
+  };
+  struct Slot {
+    bool used = false;
+    Inputs inputs;
+    std::string process_part;  // from "client" to the process's executable
+    std::string conn_part;     // from "host" to the connection's origin
+  };
+  std::array<Slot, kSlots> slots_;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+};
+
 class RecordBuilder {
  public:
   explicit RecordBuilder(RecordOptions options);
@@ -55,12 +108,24 @@ class RecordBuilder {
   // it is replaced with U+FFFD. client/server are derived from conn.role; with
   // kUnknown (nobody knows who sent the request) they are left out and the raw
   // ends go to httptraced.connection.local / remote instead. Thread-safe: const
-  // and touches only `out`.
+  // and touches only `out` (and `cache`, when given: the per-connection parts
+  // come from it, the same bytes as without it).
   void Append(const conn::ConnInfo& conn, const http::Exchange& exchange,
-              const ProcessDetails& process, const ClockOffset& clock,
-              std::string& out) const;
+              const ProcessDetails& process, const ClockOffset& clock, std::string& out,
+              ConnPartsCache* cache = nullptr) const;
 
  private:
+  // The per-connection parts, written to w (see ConnPartsCache).
+  void WriteProcessPart(JsonWriter& w, const conn::ConnInfo& conn,
+                        const ProcessDetails& process) const;
+  void WriteConnPart(JsonWriter& w, const conn::ConnInfo& conn) const;
+  // Whether slot holds conn's parts, rendered from the same inputs.
+  bool SlotHolds(const ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
+                 const ProcessDetails& process) const;
+  // Records the inputs of the parts just kept in slot.
+  void Fill(ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
+            const ProcessDetails& process) const;
+
   RecordOptions options_;
 };
 

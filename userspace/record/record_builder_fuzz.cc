@@ -77,5 +77,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   if (out.empty() || out.back() != '\n' || out.find('\n') != out.size() - 1) std::abort();
   if (!nlohmann::json::accept(out)) std::abort();
+
+  // Through the per-connection cache: the same bytes when the slot is filled
+  // and when it serves the record.
+  record::ConnPartsCache cache;
+  for (int i = 0; i < 2; ++i) {
+    std::string cached;
+    builder.Append(conn, exchange, record::ProcessDetails{request.target},
+                   record::ClockOffset{5}, cached, &cache);
+    if (cached != out) std::abort();
+  }
+  if (cache.hits() != 1) std::abort();
   return 0;
 }

@@ -590,5 +590,105 @@ TEST_CASE("Every sample record is one valid line") {
   }
 }
 
+// The record of `sample` built with `cache` (and its builder's options).
+std::string RenderCached(const samples::Sample& sample, ConnPartsCache& cache,
+                         const RecordBuilder& builder, std::string_view executable) {
+  std::string out;
+  builder.Append(sample.conn, sample.exchange, ProcessDetails{executable},
+                 ClockOffset{1'700'000'000'000'000'000}, out, &cache);
+  return out;
+}
+
+std::string RenderPlain(const samples::Sample& sample, const RecordBuilder& builder,
+                        std::string_view executable) {
+  std::string out;
+  builder.Append(sample.conn, sample.exchange, ProcessDetails{executable},
+                 ClockOffset{1'700'000'000'000'000'000}, out);
+  return out;
+}
+
+TEST_CASE("Records built with the per-connection cache are the same bytes") {
+  // Every sample, twice each, through one cache: the second is served from it.
+  ConnPartsCache cache;
+  uint64_t renders = 0;
+  for (const samples::Sample& sample : samples::AllSamples()) {
+    const RecordBuilder builder(sample.options);
+    const std::string plain = RenderPlain(sample, builder, sample.executable);
+    CAPTURE(sample.name);
+    CHECK(RenderCached(sample, cache, builder, sample.executable) == plain);
+    CHECK(RenderCached(sample, cache, builder, sample.executable) == plain);
+    ++renders;
+  }
+  // Samples of one connection (Pipelined) share a slot's text; every other
+  // sample made its slot's text once.
+  CHECK(cache.hits() + cache.misses() == 2 * renders);
+  CHECK(cache.misses() <= renders);
+  CHECK(cache.hits() >= renders);
+}
+
+TEST_CASE("The per-connection cache notices what its text depends on") {
+  ConnPartsCache cache;
+  samples::Sample s = samples::ServerGetWithQuery();
+  RecordOptions options = s.options;
+  const RecordBuilder builder(options);
+  const auto same = [&](std::string_view executable) {
+    return RenderCached(s, cache, builder, executable) == RenderPlain(s, builder, executable);
+  };
+  CHECK(same("/usr/sbin/nginx"));
+  CHECK(same("/usr/sbin/nginx"));
+  CHECK(cache.misses() == 1);
+  CHECK(cache.hits() == 1);
+  // Each input changes the text; the slot must not serve the old one.
+  CHECK(same("/usr/local/bin/other"));  // the executable
+  s.conn.comm = "renamed";
+  CHECK(same("/usr/local/bin/other"));
+  s.conn.role = http::Role::kClient;
+  CHECK(same("/usr/local/bin/other"));
+  s.conn.role = http::Role::kUnknown;
+  CHECK(same("/usr/local/bin/other"));
+  s.conn.remote.port = 1;
+  CHECK(same("/usr/local/bin/other"));
+  s.conn.local.text = "192.0.2.1";
+  CHECK(same("/usr/local/bin/other"));
+  s.conn.origin = conn::Origin::kConnect;
+  CHECK(same("/usr/local/bin/other"));
+  s.conn.key.gen += 1;  // a new connection on the same fd
+  CHECK(same("/usr/local/bin/other"));
+  CHECK(cache.misses() == 9);
+  CHECK(cache.hits() == 1);
+  // Another builder with another host name, same cache.
+  RecordOptions renamed = options;
+  renamed.host_name = "elsewhere";
+  const RecordBuilder other(renamed);
+  CHECK(RenderCached(s, cache, other, "/usr/local/bin/other") ==
+        RenderPlain(s, other, "/usr/local/bin/other"));
+  CHECK(cache.misses() == 10);
+}
+
+TEST_CASE("Connections that share a cache slot each get their own text") {
+  // Far more connections than slots, interleaved: slots are taken over again
+  // and again, and every record is still exactly the uncached one.
+  ConnPartsCache cache;
+  const samples::Sample base = samples::ServerGetWithQuery();
+  const RecordBuilder builder(base.options);
+  const int conns = static_cast<int>(ConnPartsCache::kSlots) * 3;
+  for (int round = 0; round < 3; ++round) {
+    for (int c = 0; c < conns; ++c) {
+      samples::Sample s = base;
+      // Half the keys differ only in the pid, half only in gen: such keys
+      // meet in slots, and only the whole key tells them apart.
+      const bool by_pid = c < conns / 2;
+      s.conn.key.tgid = 7000 + static_cast<uint32_t>(by_pid ? c : 0);
+      s.conn.key.fd = by_pid ? 100 : 101;
+      s.conn.key.gen = 5000 + static_cast<uint64_t>(by_pid ? 0 : c);
+      s.exchange.seq = static_cast<uint64_t>(round);
+      CAPTURE(round, c);
+      REQUIRE(RenderCached(s, cache, builder, base.executable) ==
+              RenderPlain(s, builder, base.executable));
+    }
+  }
+  CHECK(cache.hits() + cache.misses() == 3 * static_cast<uint64_t>(conns));
+}
+
 }  // namespace
 }  // namespace httptraced::record
