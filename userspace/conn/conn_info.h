@@ -30,6 +30,7 @@ struct Endpoint {
   // The address as text ("10.0.0.1", "::1", "::ffff:127.0.0.1"), formatted
   // once per connection (see FormatEndpointText); "" when not formatted.
   std::string text;
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 
 // Address text as inet_ntop gives it; "" for an unknown family.

@@ -109,11 +109,6 @@ constexpr std::array<char, 256> kLowerAscii = MakeLowerAscii();
 struct StringOut {
   std::string& s;
   void Put(const char* p, size_t n) { s.append(p, n); }
-  void PutLower(const unsigned char* p, size_t n) {
-    const size_t at = s.size();
-    s.append(reinterpret_cast<const char*>(p), n);
-    for (size_t i = at; i < s.size(); ++i) s[i] = kLowerAscii[static_cast<unsigned char>(s[i])];
-  }
 };
 
 // Eight ASCII bytes (each < 0x80) with 'A'..'Z' lowercased, without a branch

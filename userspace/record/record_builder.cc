@@ -507,11 +507,9 @@ bool RecordBuilder::SlotHolds(const ConnPartsCache::Slot& slot, const conn::Conn
                               const ProcessDetails& process) const {
   const ConnPartsCache::Inputs& in = slot.inputs;
   return slot.used && in.key == conn.key && in.role == conn.role && in.family == conn.family &&
-         in.origin == conn.origin && in.local_port == conn.local.port &&
-         in.remote_port == conn.remote.port && in.local_addr == conn.local.addr &&
-         in.remote_addr == conn.remote.addr && in.local_text == conn.local.text &&
-         in.remote_text == conn.remote.text && in.comm == conn.comm &&
-         in.executable == process.executable && in.host_name == options_.host_name;
+         in.origin == conn.origin && in.local == conn.local && in.remote == conn.remote &&
+         in.comm == conn.comm && in.executable == process.executable &&
+         in.host_name == options_.host_name;
 }
 
 void RecordBuilder::Fill(ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
@@ -521,12 +519,8 @@ void RecordBuilder::Fill(ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
   in.role = conn.role;
   in.family = conn.family;
   in.origin = conn.origin;
-  in.local_port = conn.local.port;
-  in.remote_port = conn.remote.port;
-  in.local_addr = conn.local.addr;
-  in.remote_addr = conn.remote.addr;
-  in.local_text = conn.local.text;
-  in.remote_text = conn.remote.text;
+  in.local = conn.local;
+  in.remote = conn.remote;
   in.comm = conn.comm;
   in.executable.assign(process.executable.data(), process.executable.size());
   in.host_name = options_.host_name;

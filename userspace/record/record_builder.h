@@ -77,12 +77,8 @@ class ConnPartsCache {
     int family = 0;
     http::Role role = http::Role::kUnknown;
     conn::Origin origin = conn::Origin::kDiscovered;
-    std::array<uint8_t, 16> local_addr{};
-    std::array<uint8_t, 16> remote_addr{};
-    uint16_t local_port = 0;
-    uint16_t remote_port = 0;
-    std::string local_text;
-    std::string remote_text;
+    conn::Endpoint local;
+    conn::Endpoint remote;
     std::string comm;
     std::string executable;
     std::string host_name;
