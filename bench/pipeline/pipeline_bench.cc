@@ -4,7 +4,11 @@
 // Prints ns and (under valgrind --tool=callgrind, repeatable) instructions per
 // exchange. Not a test: a measurement for bench/.
 //
-//   pipeline_bench [exchanges] [connections]
+//   pipeline_bench [exchanges] [connections] [get|post]
+//
+// get: wrk's GET of a small static file, the body sent with sendfile().
+// post: bench/post.lua's 1 KiB JSON POST and nginx's 1 KiB text answer, the
+// head and body written together (one writev, one event).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,6 +34,26 @@ constexpr char kResponseHead[] =
     "21:00:00 GMT\r\nConnection: keep-alive\r\nETag: \"673f9a10-11\"\r\nAccept-Ranges: "
     "bytes\r\n\r\n";
 constexpr uint32_t kBodyLen = 17;  // sent with sendfile(): a payload-less skip
+
+// The POST workload's bytes, as bench/post.lua and bench/httpbench.py make them.
+std::string Filler(size_t n) {
+  std::string s;
+  while (s.size() < n) s += "0123456789abcdef";
+  s.resize(n);
+  return s;
+}
+std::string PostRequest() {
+  const std::string body = "{\"data\":\"" + Filler(1024 - 11) + "\"}";
+  return "POST /echo HTTP/1.1\r\nHost: 127.0.0.1:18080\r\nContent-Length: 1024\r\n"
+         "Content-Type: application/json\r\n\r\n" +
+         body;
+}
+std::string PostResponse() {
+  const std::string body = Filler(1023) + "\n";
+  return "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 21:22:31 GMT\r\n"
+         "Content-Type: text/plain\r\nContent-Length: 1024\r\nConnection: keep-alive\r\n\r\n" +
+         body;
+}
 
 class Sink final : public httptraced::conn::ExchangeSink,
                    public httptraced::conn::ConnController {
@@ -65,6 +89,14 @@ int main(int argc, char** argv) {
   const int exchanges = argc > 1 ? std::atoi(argv[1]) : 200000;
   const int conns = argc > 2 ? std::atoi(argv[2]) : 16;
   const int per_conn = exchanges / conns;
+  const std::string workload = argc > 3 ? argv[3] : "get";
+  if (conns <= 0 || per_conn <= 0 || (workload != "get" && workload != "post")) {
+    std::fprintf(stderr, "usage: pipeline_bench [exchanges] [connections] [get|post]\n");
+    return 64;
+  }
+  const bool post = workload == "post";
+  const std::string request = post ? PostRequest() : std::string(kRequest);
+  const std::string response = post ? PostResponse() : std::string(kResponseHead);
 
   std::vector<std::string> samples;
   samples.reserve(static_cast<size_t>(exchanges) * 3 + static_cast<size_t>(conns));
@@ -81,15 +113,17 @@ int main(int argc, char** argv) {
       const uint16_t first = i == 0 ? HT_DATA_F_STREAM_START : 0;
       auto& ip = in_pos[static_cast<size_t>(c)];
       auto& op = out_pos[static_cast<size_t>(c)];
-      samples.push_back(httptraced::testing::DataSample(id, HT_DIR_INGRESS, ip, kRequest, 0,
+      samples.push_back(httptraced::testing::DataSample(id, HT_DIR_INGRESS, ip, request, 0,
                                                         first, ts += 1000, 4243, HT_SYS_RECVFROM));
-      ip += sizeof(kRequest) - 1;
-      samples.push_back(httptraced::testing::DataSample(id, HT_DIR_EGRESS, op, kResponseHead, 0,
+      ip += request.size();
+      samples.push_back(httptraced::testing::DataSample(id, HT_DIR_EGRESS, op, response, 0,
                                                         first, ts += 1000, 4243, HT_SYS_WRITEV));
-      op += sizeof(kResponseHead) - 1;
-      samples.push_back(httptraced::testing::DataSample(id, HT_DIR_EGRESS, op, "", kBodyLen, 0,
-                                                        ts += 1000, 4243, HT_SYS_SENDFILE));
-      op += kBodyLen;
+      op += response.size();
+      if (!post) {
+        samples.push_back(httptraced::testing::DataSample(id, HT_DIR_EGRESS, op, "", kBodyLen, 0,
+                                                          ts += 1000, 4243, HT_SYS_SENDFILE));
+        op += kBodyLen;
+      }
     }
   }
 

@@ -9,6 +9,10 @@
 #include <string>
 #include <string_view>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "record/timestamp.h"
 
 namespace httptraced::record {
@@ -174,10 +178,30 @@ inline bool WordNeedsWork(uint64_t w) {
           has_zero(w ^ (kOnes * '\\'))) != 0;
 }
 
-// The end of the run of plain bytes starting at p. (Checking the last few
-// bytes as one word overlapping the previous one measured 1% more instructions
-// for the record path: most strings there are short, and it is one more test.)
+// The end of the run of plain bytes starting at p. Sixteen bytes at a time
+// with SSE2 (every x86-64 has it): one signed compare against 0x20 finds
+// control characters and bytes >= 0x80 alike, two more find '"' and '\\', and
+// the first flagged byte is found from the mask without a byte loop. Then
+// eight bytes at a time (SWAR), then single bytes. (Checking the tail as one
+// word overlapping the previous one measured 1% more instructions for the
+// record path: most strings there are short, and it is one more test.)
 inline const unsigned char* PlainRunEnd(const unsigned char* p, const unsigned char* end) {
+#if defined(__SSE2__)
+  if (end - p >= 16) {
+    const __m128i space = _mm_set1_epi8(0x20);
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    do {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      const __m128i special =
+          _mm_or_si128(_mm_cmplt_epi8(v, space),
+                       _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
+      const int mask = _mm_movemask_epi8(special);
+      if (mask != 0) return p + __builtin_ctz(static_cast<unsigned>(mask));
+      p += 16;
+    } while (end - p >= 16);
+  }
+#endif
   while (end - p >= 8) {
     uint64_t w;
     std::memcpy(&w, p, sizeof(w));

@@ -152,27 +152,34 @@ TEST_CASE("Every control character escapes to JSON that parses back to it") {
 }
 
 TEST_CASE("A byte that needs escaping is found at any position of a string") {
-  // The plain-run scan reads eight bytes at a time and the last word of a
-  // string again, overlapping: a special byte at each offset of strings of
-  // every length up to three words must still be escaped (or kept, for valid
-  // UTF-8) exactly once.
-  const std::vector<std::string> specials = {"\"", "\\", "\n", std::string(1, '\0'), "\x7f",
-                                             "\xc3\xa9", "\xff"};
+  // The plain-run scan reads sixteen bytes at a time (SSE2), then eight, then
+  // single bytes: a special byte (and the plain bytes at the edges of the
+  // classes: 0x20, 0x7e, 0x7f) at each offset of strings of every length up
+  // to two blocks and a word must be escaped (or kept, for valid UTF-8)
+  // exactly once, by String and by StringIfValidUtf8 alike.
+  const std::vector<std::string> specials = {
+      "\"", "\\", "\n", std::string(1, '\0'), "\x1f", " ", "\x7e", "\x7f", "\xc3\xa9",
+      "\xe2\x82\xac", "\x80", "\xff"};
   for (const std::string& special : specials) {
-    for (size_t len = 1; len <= 24; ++len) {
+    const bool ill_formed = special == "\x80" || special == "\xff";
+    for (size_t len = 1; len <= 40; ++len) {
       for (size_t at = 0; at < len; ++at) {
         std::string raw(len, 'a');
         raw.replace(at, 1, special);
         CAPTURE(special, len, at);
         const std::string quoted = Quoted(raw);
         const std::string back = nlohmann::json::parse(quoted).get<std::string>();
-        if (special == "\xff") {
-          std::string replaced = raw;
-          replaced.replace(at, 1, "\xef\xbf\xbd");
-          REQUIRE(back == replaced);
-        } else {
-          REQUIRE(back == raw);
+        std::string expected = raw;
+        if (ill_formed) expected.replace(at, 1, "\xef\xbf\xbd");
+        REQUIRE(back == expected);
+        std::string strict;
+        bool valid = false;
+        {
+          JsonWriter w(strict);
+          valid = w.StringIfValidUtf8(raw);
         }
+        REQUIRE(valid == !ill_formed);
+        REQUIRE(strict == (ill_formed ? "" : quoted));
       }
     }
   }
@@ -276,10 +283,10 @@ TEST_CASE("KeyLowerAscii lowercases ASCII letters only") {
 }
 
 TEST_CASE("KeyLowerAscii lowercases every printable ASCII byte at every position") {
-  // Eight bytes at a time on the fast path: each byte value, at each offset of
-  // keys long enough to cover whole words and a tail, against a byte-wise
-  // reference.
-  for (size_t len = 1; len <= 20; ++len) {
+  // Sixteen, then eight bytes at a time on the fast path: each byte value, at
+  // each offset of keys long enough to cover two blocks, a word and a tail,
+  // against a byte-wise reference.
+  for (size_t len = 1; len <= 40; ++len) {
     for (size_t at = 0; at < len; ++at) {
       for (int c = 0x20; c < 0x7f; ++c) {
         if (c == '"' || c == '\\') continue;  // escaped: covered above
