@@ -153,6 +153,39 @@ TEST_CASE("malformed heads: message reported cut short, parser resynchronises", 
   CHECK(Dump(r.stats) == Dump(Stats(2, 1, 0)));
 }
 
+TEST_CASE("a CR or NUL is found at any position of a field value", "[parser]") {
+  // Field values are scanned 16 bytes at a time for LF, CR and NUL, then byte
+  // by byte: each value length up to two blocks and a tail, with the line end
+  // (CRLF or bare LF) or a stray CR or NUL at each offset.
+  for (size_t len = 0; len <= 40; ++len) {
+    const std::string value(len, 'v');
+    for (const std::string eol : {"\r\n", "\n"}) {
+      CAPTURE(len, eol);
+      const ParseResult ok = ParseSteps(
+          {Bytes("GET /a HTTP/1.1" + eol + "X-V:" + value + " \t" + eol + "Host: h" + eol + eol)},
+          Requests());
+      CHECK(DumpAll(ok.messages) ==
+            DumpAll({Request("GET", "/a", {{"X-V", value}, {"Host", "h"}})}));
+    }
+    for (size_t at = 0; at < len; ++at) {
+      for (const char bad : {'\r', '\0'}) {
+        std::string broken = value;
+        broken[at] = bad;
+        CAPTURE(len, at, static_cast<int>(bad));
+        const ParseResult r = ParseSteps(
+            {Bytes("GET /a HTTP/1.1\r\nHost: x\r\nX-V: " + broken + "\r\n\r\nGET /b HTTP/1.1\r\n\r\n")},
+            Requests());
+        Message cut = Request("GET", "/a", {{"Host", "x"}});
+        cut.complete = false;
+        Message next = Request("GET", "/b");
+        next.gap_before = true;
+        REQUIRE(DumpAll(r.messages) == DumpAll({cut, next}));
+        REQUIRE(Dump(r.stats) == Dump(Stats(2, 1, 0)));
+      }
+    }
+  }
+}
+
 TEST_CASE("a response is garbage to a request parser and the reverse", "[parser]") {
   const ParseResult r =
       ParseEverySplit("HTTP/1.1 200 OK\r\n\r\nGET / HTTP/1.1\r\n\r\n", Requests());
