@@ -173,7 +173,7 @@ static __always_inline void conn__data(const struct ht_conn_key *key, struct ht_
 	id.fd = key->fd;
 	id.gen = c->gen;
 	if (sys == HT_SYS_SENDFILE)
-		emit__skip(&id, dir, sys, flags, pos, src->total);
+		emit__skip(&id, dir, sys, flags, pos, src->total, src->tid);
 	else
 		emit__payload(&id, dir, sys, flags, pos, src);
 }
@@ -201,6 +201,7 @@ static long mmsg__step(__u32 index, void *unused)
 	src.iov = (__u64)m.msg_hdr.msg_iov;
 	src.iovcnt = m.msg_hdr.msg_iovlen;
 	src.total = m.msg_len;
+	src.tid = s->mmsg.tid;
 	conn__data(&key, c, s->mmsg.dir, s->mmsg.sys, &src);
 	return 0;
 }
@@ -211,7 +212,7 @@ static long mmsg__step(__u32 index, void *unused)
  * the positions, announced as skipped bytes.
  */
 static __always_inline void conn__mmsg(const struct ht_conn_key *key, struct ht_conn_state *c,
-				       const struct syscall_args *a, long nmsgs)
+				       const struct syscall_args *a, long nmsgs, __u32 tid)
 {
 	struct scratch *s = scratch__get();
 	struct mmsghdr m;
@@ -226,6 +227,7 @@ static __always_inline void conn__mmsg(const struct ht_conn_key *key, struct ht_
 	s->mmsg.dir = a->dir;
 	s->mmsg.sys = a->sys;
 	s->mmsg.lost = 0;
+	s->mmsg.tid = tid;
 	bpf_loop(nmsgs < HT_MAX_MMSG ? nmsgs : HT_MAX_MMSG, mmsg__step, NULL, 0);
 	s = scratch__get();
 	if (!s || s->mmsg.lost)
@@ -247,7 +249,7 @@ static __always_inline void conn__mmsg(const struct ht_conn_key *key, struct ht_
 		__u64 pos = __sync_fetch_and_add(&c->pos[a->dir & 1], rest);
 
 		if (c->proto == PROTO_HTTP)
-			emit__skip(&id, a->dir, a->sys, 0, pos, rest);
+			emit__skip(&id, a->dir, a->sys, 0, pos, rest, tid);
 	}
 	return;
 lost:
@@ -323,13 +325,14 @@ static __always_inline int conn__exit_data(long nr, long ret)
 	}
 	case HT_SYS_RECVMMSG:
 	case HT_SYS_SENDMMSG:
-		conn__mmsg(&key, c, &a, ret);
+		conn__mmsg(&key, c, &a, ret, (__u32)task->pid);
 		return 0;
 	default:
 		src.buf = a.buf;
 		break;
 	}
 	src.total = ret;
+	src.tid = (__u32)task->pid;
 	conn__data(&key, c, a.dir, a.sys, &src);
 	return 0;
 }

@@ -22,6 +22,8 @@ struct payload_src {
 	__u64 iov;    /* struct iovec array, or 0 */
 	__u64 iovcnt; /* entries in iov */
 	__u64 total;  /* bytes the syscall moved */
+	__u32 tid;    /* thread that made the syscall */
+	__u32 pad;
 };
 
 static __always_inline void emit__header(struct ht_event_header *h, __u16 type,
@@ -51,7 +53,7 @@ static __always_inline void emit__flush(struct scratch *s, __u32 skip)
 	s->ev.syscall = c->sys;
 	s->ev.flags = c->flags;
 	s->ev.pad = 0;
-	ringbuf__output(&s->ev, sizeof(s->ev) + len);
+	ringbuf__output_sampled(&s->rb, &s->ev, sizeof(s->ev) + len);
 	c->pos += len + skip;
 	c->fill = 0;
 	c->flags = 0;
@@ -106,7 +108,7 @@ static long emit__step(__u32 index, void *unused)
 }
 
 static __always_inline struct scratch *emit__begin(const struct ht_conn_id *conn, __u8 dir,
-						   __u8 sys, __u16 flags, __u64 pos)
+						   __u8 sys, __u16 flags, __u64 pos, __u32 tid)
 {
 	struct scratch *s = scratch__get();
 	struct emit_ctx *c;
@@ -116,7 +118,7 @@ static __always_inline struct scratch *emit__begin(const struct ht_conn_id *conn
 	c = &s->ctx;
 	c->conn = *conn;
 	c->ts = bpf_ktime_get_ns();
-	c->tid = (__u32)bpf_get_current_pid_tgid();
+	c->tid = tid;
 	c->pos = pos;
 	c->dir = dir;
 	c->sys = sys;
@@ -136,7 +138,7 @@ static __always_inline struct scratch *emit__begin(const struct ht_conn_id *conn
 static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 dir, __u8 sys,
 					  __u16 flags, __u64 pos, const struct payload_src *src)
 {
-	struct scratch *s = emit__begin(conn, dir, sys, flags, pos);
+	struct scratch *s = emit__begin(conn, dir, sys, flags, pos, src->tid);
 	struct emit_ctx *c;
 	__u64 skip, flat;
 
@@ -197,9 +199,9 @@ static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 di
 
 /* Announces `len` stream bytes that carry no payload (sendfile). */
 static __always_inline void emit__skip(const struct ht_conn_id *conn, __u8 dir, __u8 sys,
-				       __u16 flags, __u64 pos, __u64 len)
+				       __u16 flags, __u64 pos, __u64 len, __u32 tid)
 {
-	struct scratch *s = emit__begin(conn, dir, sys, flags, pos);
+	struct scratch *s = emit__begin(conn, dir, sys, flags, pos, tid);
 
 	if (s)
 		emit__flush(s, len > 0xffffffffULL ? 0xffffffffU : (__u32)len);

@@ -82,6 +82,20 @@ def test_python_server_get_gives_server_and_client_records(tracer, py_server):
     assert srv["httptraced"]["connection"]["id"] != cli["httptraced"]["connection"]["id"]
 
 
+def test_thread_id_is_the_thread_that_made_the_syscall(tracer, py_server):
+    # py_server handles each connection on its own thread, which reads the
+    # request and answers with its thread id; curl is single-threaded.
+    out, curl_pid = curl(py_server.url("/tid"))
+    handler_tid = int(out)
+    assert handler_tid != py_server.pid
+    srv = one(tracer, match(py_server.port, "/tid", "server"))
+    cli = one(tracer, match(py_server.port, "/tid", "client"))
+    assert srv["process"]["pid"] == py_server.pid
+    assert srv["process"]["thread"] == {"id": handler_tid}
+    assert cli["process"]["pid"] == curl_pid
+    assert cli["process"]["thread"] == {"id": curl_pid}
+
+
 def test_post_bodies_are_recorded_exactly(tracer, py_server):
     payload = '{"name": "httptraced", "n": 42}'
     out, _ = curl("-X", "POST", "-H", "Content-Type: application/json", "--data-binary", payload,

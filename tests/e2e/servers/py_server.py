@@ -17,6 +17,7 @@ import random
 import socket
 import string
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -53,6 +54,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, bytes(range(256)), "application/octet-stream")
         elif url.path == "/big":
             self._send(200, b"b" * int(q.get("n", ["0"])[0]))
+        elif url.path == "/tid":
+            # The handler thread's id: the one that read the request.
+            self._send(200, ("%d\n" % threading.get_native_id()).encode())
         elif url.path == "/slow":
             time.sleep(int(q.get("ms", ["1000"])[0]) / 1000)
             self._send(200, b"slow\n")
