@@ -72,6 +72,7 @@ class Sink final : public httptraced::conn::ExchangeSink,
   }
   void StopTracing(const httptraced::conn::ConnKey&) override {}
   void Forget(const httptraced::conn::ConnKey&) override {}
+  uint64_t KernelDrops() override { return 0; }
   uint64_t exchanges = 0;
   uint64_t bytes = 0;
   const httptraced::record::ConnPartsCache& parts() const { return parts_; }

@@ -108,6 +108,7 @@ class Sink final : public ExchangeSink, public ConnController {
   }
   void StopTracing(const ConnKey& key) override { FUZZ_CHECK(Known(key)); }
   void Forget(const ConnKey&) override {}
+  uint64_t KernelDrops() override { return 0; }
 
   bool Known(const ConnKey& key) const {
     for (int n = 0; n < kPool; ++n) {
@@ -225,16 +226,22 @@ struct Fuzzer {
       o.info.local.port = 8080;
       o.info.remote.port = 40000;
       o.start_pos[0] = o.start_pos[1] = at;
-      o.info.proc_start = in.U16();
-      o.info.exec_id = in.U8();
+      // Few distinct processes, so that exits and resumed connections match.
+      o.info.proc_start = in.U8() % 4;
+      o.info.exec_id = in.U8() % 2;
+      // A connection the kernel found mid-stream (opened before us, or lost
+      // from its map and found again: the table may resume another
+      // generation of the same fd).
+      const bool discovered = role == HT_ROLE_UNKNOWN && in.U8() % 2 == 0;
+      o.info.origin = discovered ? Origin::kDiscovered : o.info.origin;
       *want = o;
       return OpenSample(id, role, 8080, 40000, "fuzz", now, at, at, o.info.proc_start,
-                        o.info.exec_id);
+                        o.info.exec_id, discovered ? HT_ORIGIN_DISCOVERED : -1);
     }
     if (op == kExit) {
-      // Sometimes the start time its connections were opened with (U16, as
-      // kOpen draws it), sometimes another process that got the pid.
-      const bpf::ExitEvent x{.tgid = id.tgid, .proc_start = in.U16(), .ts_ns = now};
+      // Sometimes the start time its connections were opened with (as kOpen
+      // draws it), sometimes another process that got the pid.
+      const bpf::ExitEvent x{.tgid = id.tgid, .proc_start = in.U8() % 5u, .ts_ns = now};
       *want = x;
       return ExitSample(x.tgid, x.proc_start, x.ts_ns);
     }

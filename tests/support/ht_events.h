@@ -38,16 +38,20 @@ std::string Bytes(const T& v) {
   return std::string(reinterpret_cast<const char*>(&v), sizeof(v));
 }
 
-// An IPv4 open event: local 127.0.0.1:lport, remote 127.0.0.1:rport.
+// An IPv4 open event: local 127.0.0.1:lport, remote 127.0.0.1:rport. The
+// origin is accept for a server, connect otherwise, unless given.
 inline std::string OpenSample(const ConnIdSpec& id, uint8_t role, uint16_t lport, uint16_t rport,
                               std::string_view comm = "server", uint64_t ts = 100,
                               uint64_t ingress_start = 0, uint64_t egress_start = 0,
-                              uint64_t proc_start = 0, uint32_t exec_id = 0) {
+                              uint64_t proc_start = 0, uint32_t exec_id = 0,
+                              int origin = -1) {
   ht_conn_event ev{};
   ev.hdr = Header(HT_EV_CONN_OPEN, id, ts, id.tgid);
   ev.family = AF_INET;
   ev.role = role;
-  ev.origin = role == HT_ROLE_SERVER ? HT_ORIGIN_ACCEPT : HT_ORIGIN_CONNECT;
+  ev.origin = static_cast<uint8_t>(origin >= 0               ? origin
+                                   : role == HT_ROLE_SERVER ? int{HT_ORIGIN_ACCEPT}
+                                                            : int{HT_ORIGIN_CONNECT});
   ev.local_port = lport;
   ev.remote_port = rport;
   const uint32_t lo = htonl(INADDR_LOOPBACK);

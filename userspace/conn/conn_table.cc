@@ -36,6 +36,9 @@ class ConnTable::Tracker {
   DataStream streams_[2];
   Feed feeds_[2];
   uint64_t last_event_ns_ = 0;
+  // Added to the kernel's stream positions: non-zero once the kernel lost the
+  // connection and found it again, counting from 0 under a new generation.
+  uint64_t base_[2] = {0, 0};
   bool ignored_ = false;  // not HTTP / switched protocols: events are dropped until close
 };
 
@@ -44,9 +47,18 @@ ConnTable::ConnTable(ConnTableOptions options, ExchangeSink& sink, ConnControlle
 
 ConnTable::~ConnTable() = default;
 
+namespace {
+uint64_t FdOf(const ConnKey& key) {
+  return (uint64_t{key.tgid} << 32) | static_cast<uint32_t>(key.fd);
+}
+}  // namespace
+
 void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable) {
+  // Data raced ahead of its open event: keep what we have.
+  if (conns_.contains(ev.info.key)) return;
+  if (ev.info.origin == Origin::kDiscovered && TryResume(ev)) return;
   auto& slot = conns_[ev.info.key];
-  if (slot != nullptr) return;  // data raced ahead of its open event: keep what we have
+  newest_gen_[FdOf(ev.info.key)] = ev.info.key.gen;
   ConnInfo info = ev.info;
   info.executable = std::move(executable);
   // Formatted once here rather than for every record.
@@ -69,10 +81,70 @@ ConnTable::Tracker& ConnTable::GetOrCreate(const ConnKey& key, uint64_t ts_ns) {
     info.key = key;
     info.open_ts_ns = ts_ns;
     slot = std::make_unique<Tracker>(std::move(info), options_);
+    newest_gen_[FdOf(key)] = key.gen;
     ++stats_.unknown_conn;
     ++stats_.opened;
   }
   return *slot;
+}
+
+bool ConnTable::TryResume(const bpf::OpenEvent& ev) {
+  const ConnKey& key = ev.info.key;
+  const auto newest = newest_gen_.find(FdOf(key));
+  if (newest == newest_gen_.end() || newest->second >= key.gen) return false;
+  const auto it = conns_.find(ConnKey{.tgid = key.tgid, .fd = key.fd, .gen = newest->second});
+  if (it == conns_.end()) return false;
+  Tracker& t = *it->second;
+  const ConnInfo& was = t.info_;
+  // The same socket of the same process: no close was seen for it, and the
+  // same endpoints are on the same fd. (Its open event told them; a tracker
+  // made up from data alone is not resumed.)
+  if (t.ignored_ || was.family == 0 || was.family != ev.info.family ||
+      was.local.addr != ev.info.local.addr || was.local.port != ev.info.local.port ||
+      was.remote.addr != ev.info.remote.addr || was.remote.port != ev.info.remote.port ||
+      was.proc_start != ev.info.proc_start || was.exec_id != ev.info.exec_id) {
+    return false;
+  }
+  // Its stream must be known to end where its last event did: no event lost
+  // to a full ring buffer since (or the next bytes would be glued on).
+  const uint64_t drops = controller_.KernelDrops();
+  if (drops != drops_seen_) {
+    drops_seen_ = drops;
+    drops_seen_at_ns_ = ev.info.open_ts_ns;
+    return false;
+  }
+  if (t.last_event_ns_ <= drops_seen_at_ns_) return false;
+
+  std::unique_ptr<Tracker> tracker = std::move(it->second);
+  const ConnKey old_key = it->first;
+  Erase(it);
+  // Events of the old generation still in flight are not a new connection.
+  if (forgotten_.insert(old_key).second) forgotten_order_.push_back(old_key);
+  const http::ChunkMeta meta{.ts_ns = ev.info.open_ts_ns, .tid = ev.tid};
+  for (int d = 0; d < 2; ++d) {
+    DataStream& s = tracker->streams_[d];
+    s.FlushHoles(0, /*force=*/true, tracker->feeds_[d]);
+    tracker->base_[d] = s.next_pos();
+    // Bytes the kernel saw again before it knew the stream was HTTP.
+    if (ev.start_pos[d] > 0) {
+      s.Add(s.next_pos(), {}, ev.start_pos[d], /*stream_start=*/false, meta, 0,
+            tracker->feeds_[d]);
+    }
+  }
+  tracker->last_event_ns_ = ev.info.open_ts_ns;
+  Drain(*tracker);
+  conns_[key] = std::move(tracker);
+  newest_gen_[FdOf(key)] = key.gen;
+  ++stats_.resumed;
+  return true;
+}
+
+void ConnTable::Erase(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it) {
+  const ConnKey key = it->first;
+  conns_.erase(it);
+  holes_.erase(key);
+  const auto newest = newest_gen_.find(FdOf(key));
+  if (newest != newest_gen_.end() && newest->second == key.gen) newest_gen_.erase(newest);
 }
 
 void ConnTable::OnData(const bpf::DataEvent& ev, uint64_t now_ns) {
@@ -85,7 +157,8 @@ void ConnTable::OnData(const bpf::DataEvent& ev, uint64_t now_ns) {
   if (t.ignored_) return;
   const int d = static_cast<int>(ev.dir);
   const http::ChunkMeta meta{.ts_ns = ev.ts_ns, .tid = ev.tid};
-  t.streams_[d].Add(ev.pos, ev.payload, ev.skip, ev.stream_start, meta, now_ns, t.feeds_[d]);
+  t.streams_[d].Add(ev.pos + t.base_[d], ev.payload, ev.skip, ev.stream_start, meta, now_ns,
+                    t.feeds_[d]);
 
   if (t.streams_[d].has_pending()) holes_.insert(ev.key);
   Drain(t);
@@ -108,7 +181,7 @@ void ConnTable::Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns) {
   if (!t.ignored_) {
     for (int d = 0; d < 2; ++d) {
       if (end_pos != nullptr) {
-        t.streams_[d].Finish(end_pos[d], meta, t.feeds_[d]);
+        t.streams_[d].Finish(end_pos[d] + t.base_[d], meta, t.feeds_[d]);
       } else {
         t.streams_[d].FlushHoles(0, /*force=*/true, t.feeds_[d]);
       }
@@ -128,8 +201,7 @@ void ConnTable::OnClose(const bpf::CloseEvent& ev) {
   auto it = conns_.find(ev.key);
   if (it == conns_.end()) return;
   Finish(*it->second, ev.end_pos, ev.ts_ns);
-  conns_.erase(it);
-  holes_.erase(ev.key);
+  Erase(it);
   ++stats_.closed;
 }
 
@@ -219,8 +291,7 @@ void ConnTable::ForgetConn(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>
                            uint64_t ts_ns) {
   const ConnKey key = it->first;
   Finish(*it->second, nullptr, ts_ns);
-  conns_.erase(it);
-  holes_.erase(key);
+  Erase(it);
   controller_.Forget(key);
   constexpr size_t kMaxForgotten = 65536;
   if (forgotten_.insert(key).second) forgotten_order_.push_back(key);
@@ -255,6 +326,8 @@ void ConnTable::FinishAll() {
   for (auto& [key, t] : conns_) Finish(*t, nullptr, t->last_event_ns_);
   stats_.closed += conns_.size();
   conns_.clear();
+  holes_.clear();
+  newest_gen_.clear();
 }
 
 ConnTableStats ConnTable::stats() const {

@@ -36,6 +36,9 @@ class ConnController {
   // so that later traffic on it comes back as a new connection (new
   // identity, endpoints, seq from 0) instead of reusing this one's.
   virtual void Forget(const ConnKey& key) = 0;
+  // Events the kernel could not queue so far (ring buffer full), for deciding
+  // whether a connection's stream can be trusted to end where it was last seen.
+  virtual uint64_t KernelDrops() = 0;
 };
 
 struct ConnTableOptions {
@@ -58,6 +61,9 @@ struct ConnTableStats {
   uint64_t opened = 0;
   uint64_t closed = 0;
   uint64_t evicted = 0;        // dropped to stay under max_connections
+  // The kernel dropped its entry for a live connection (its map is an
+  // approximate LRU) and found it again: the same tracker carried on.
+  uint64_t resumed = 0;
   uint64_t expired = 0;        // forgotten after conn_idle_timeout
   uint64_t process_exited = 0;  // ended with their process (no close() was seen)
   uint64_t not_http = 0;       // given up by the parser
@@ -100,6 +106,11 @@ class ConnTable {
  private:
   class Tracker;
   Tracker& GetOrCreate(const ConnKey& key, uint64_t ts_ns);
+  // A connection the kernel reports as newly discovered may be one it was
+  // already tracking and lost from its map: carries on with that tracker.
+  bool TryResume(const bpf::OpenEvent& ev);
+  // Removes a connection from the table and its indexes.
+  void Erase(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it);
   void Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns);
   void EvictIdlest(size_t count);
   void EndExitedProcesses();
@@ -114,6 +125,13 @@ class ConnTable {
   ConnController& controller_;
   absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>> conns_;
   absl::flat_hash_set<ConnKey> holes_;  // connections with bytes waiting behind a hole
+  // The newest generation tracked for each (tgid, fd): how a connection the
+  // kernel rediscovers under a new generation is found again.
+  absl::flat_hash_map<uint64_t, uint64_t> newest_gen_;
+  // Kernel drops as last read, and the event time when they were last seen to
+  // grow: a stream last seen before then may have lost its tail.
+  uint64_t drops_seen_ = 0;
+  uint64_t drops_seen_at_ns_ = 0;
   // Connections forgotten (idle, evicted) whose events may still be in
   // flight: those are dropped, not turned into a new tracker with the same
   // identity. Bounded, oldest out first.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <string>
 #include <variant>
 #include <vector>
@@ -30,7 +31,9 @@ class FakeSink final : public ExchangeSink, public ConnController {
   }
   void StopTracing(const ConnKey& key) override { stopped.push_back(key); }
   void Forget(const ConnKey& key) override { forgotten.push_back(key); }
+  uint64_t KernelDrops() override { return drops; }
   std::vector<Captured> got;
+  uint64_t drops = 0;
   std::vector<ConnKey> stopped;
   std::vector<ConnKey> forgotten;
 };
@@ -117,6 +120,109 @@ TEST_CASE("ConnTable: the same fd with a new generation is a new connection") {
   CHECK(f.sink.got[1].exchange.request->target == "/first");
   CHECK(f.sink.got[1].exchange.incomplete);
   CHECK_FALSE(f.sink.got[1].exchange.response.has_value());
+}
+
+// The open event the kernel sends when it finds a connection it has no entry
+// for: mid-stream, role not known yet.
+bpf::OpenEvent Discovered(const ConnIdSpec& id, uint16_t lport, uint16_t rport, uint64_t ts,
+                          uint64_t ingress_start = 0, uint64_t egress_start = 0) {
+  return Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_UNKNOWN, lport, rport, "srv", ts,
+                                           ingress_start, egress_start, 0, 0,
+                                           HT_ORIGIN_DISCOVERED));
+}
+
+TEST_CASE("ConnTable carries on a connection the kernel lost mid-exchange and found again") {
+  Fixture f;
+  const ConnIdSpec was{.tgid = 1000, .fd = 7, .gen = 100};
+  const ConnIdSpec again{.tgid = 1000, .fd = 7, .gen = 200};
+  const std::string req2 = "GET /second HTTP/1.1\r\n\r\n";
+  f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(was, HT_ROLE_SERVER, 8080, 40000)), "");
+  f.Data(was, HT_DIR_INGRESS, 0, kReq, 10, 0, HT_DATA_F_STREAM_START);
+  // The kernel's LRU map dropped the entry; the response write finds the
+  // socket again under a new generation, positions from 0.
+  f.table.OnOpen(Discovered(again, 8080, 40000, 20), "");
+  f.Data(again, HT_DIR_EGRESS, 0, kResp, 20, 0, HT_DATA_F_STREAM_START);
+  REQUIRE(f.sink.got.size() == 1);
+  const Captured& c = f.sink.got[0];
+  CHECK(c.conn.key == ConnKey{1000, 7, 100});  // the connection keeps its identity
+  CHECK(c.conn.role == http::Role::kServer);
+  CHECK(c.conn.origin == Origin::kAccept);
+  REQUIRE(c.exchange.request.has_value());
+  REQUIRE(c.exchange.response.has_value());
+  CHECK(c.exchange.request->target == "/a?b=c");
+  CHECK(c.exchange.response->body.content == "ok");
+  CHECK_FALSE(c.exchange.incomplete);
+  // The next exchange continues the same streams, seq and all.
+  f.Data(again, HT_DIR_INGRESS, 0, req2, 30);
+  f.Data(again, HT_DIR_EGRESS, std::strlen(kResp), kResp, 40);
+  REQUIRE(f.sink.got.size() == 2);
+  CHECK(f.sink.got[1].exchange.request->target == "/second");
+  CHECK(f.sink.got[1].exchange.seq == 1);
+  CHECK(f.table.size() == 1);
+  CHECK(f.table.stats().resumed == 1);
+  CHECK(f.table.stats().opened == 1);
+  // Events of the old generation still in flight are dropped, not a new connection.
+  f.Data(was, HT_DIR_INGRESS, std::strlen(kReq), "GET /late HTTP/1.1\r\n\r\n", 45);
+  CHECK(f.table.size() == 1);
+  CHECK(f.table.stats().stale_events == 1);
+  f.table.OnClose(Decode<bpf::CloseEvent>(
+      CloseSample(again, req2.size(), std::strlen(kResp))));
+  CHECK(f.table.size() == 0);
+  CHECK(f.table.stats().gaps == 0);
+  CHECK(f.sink.got.size() == 2);
+}
+
+TEST_CASE("ConnTable: bytes the kernel saw before it found the connection again are a gap") {
+  Fixture f;
+  const ConnIdSpec was{.tgid = 1000, .fd = 7, .gen = 100};
+  const ConnIdSpec again{.tgid = 1000, .fd = 7, .gen = 200};
+  f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(was, HT_ROLE_SERVER, 8080, 40000)), "");
+  f.Data(was, HT_DIR_INGRESS, 0, kReq, 10, 0, HT_DATA_F_STREAM_START);
+  // 9 response bytes went by before the kernel recognised HTTP again.
+  f.table.OnOpen(Discovered(again, 8080, 40000, 20, 0, 9), "");
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].exchange.request->target == "/a?b=c");
+  CHECK_FALSE(f.sink.got[0].exchange.response.has_value());
+  CHECK(f.sink.got[0].exchange.incomplete);
+  CHECK(f.table.stats().gap_bytes == 9);
+  CHECK(f.table.stats().resumed == 1);
+}
+
+TEST_CASE("ConnTable resumes only the same socket, and only when no event was lost since") {
+  SECTION("other endpoints on the fd: a new connection") {
+    Fixture f;
+    f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample({.gen = 100}, HT_ROLE_SERVER, 8080, 40000)),
+                   "");
+    f.Data({.gen = 100}, HT_DIR_INGRESS, 0, kReq, 10, 0, HT_DATA_F_STREAM_START);
+    f.table.OnOpen(Discovered({.gen = 200}, 8080, 40001, 20), "");
+    f.Data({.gen = 200}, HT_DIR_EGRESS, 0, kResp, 20, 0, HT_DATA_F_STREAM_START);
+    CHECK(f.table.size() == 2);
+    CHECK(f.table.stats().resumed == 0);
+    REQUIRE(f.sink.got.size() == 1);
+    CHECK_FALSE(f.sink.got[0].exchange.request.has_value());
+  }
+  SECTION("the ring buffer dropped events: a new connection, and so for the streams last seen "
+          "before the drop") {
+    Fixture f;
+    for (uint64_t fd : {7, 8}) {
+      const ConnIdSpec id{.fd = static_cast<int32_t>(fd), .gen = 100};
+      f.table.OnOpen(Decode<bpf::OpenEvent>(
+                         OpenSample(id, HT_ROLE_SERVER, 8080, static_cast<uint16_t>(fd))), "");
+      f.Data(id, HT_DIR_INGRESS, 0, kReq, 10, 0, HT_DATA_F_STREAM_START);
+    }
+    f.sink.drops = 3;
+    f.table.OnOpen(Discovered({.fd = 7, .gen = 200}, 8080, 7, 20), "");
+    f.table.OnOpen(Discovered({.fd = 8, .gen = 200}, 8080, 8, 21), "");
+    CHECK(f.table.stats().resumed == 0);
+    CHECK(f.table.size() == 4);
+    // A stream with events after the drop was seen resumes again.
+    const ConnIdSpec later{.fd = 9, .gen = 100};
+    f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(later, HT_ROLE_SERVER, 8080, 9)), "");
+    f.Data(later, HT_DIR_INGRESS, 0, kReq, 30, 0, HT_DATA_F_STREAM_START);
+    f.table.OnOpen(Discovered({.fd = 9, .gen = 200}, 8080, 9, 40), "");
+    CHECK(f.table.stats().resumed == 1);
+    CHECK(f.table.size() == 5);
+  }
 }
 
 TEST_CASE("ConnTable: bytes lost at the end of a direction show up as a gap") {

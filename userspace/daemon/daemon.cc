@@ -110,6 +110,10 @@ void Daemon::Forget(const conn::ConnKey& key) {
   }
 }
 
+uint64_t Daemon::KernelDrops() {
+  return tracer_ == nullptr ? 0 : tracer_->ReadCounters().ring_drops;
+}
+
 void Daemon::StopTracing(const conn::ConnKey& key) {
   if (tracer_ == nullptr) return;
   if (absl::Status s = tracer_->Disable(key); !s.ok()) {
@@ -211,10 +215,10 @@ std::string Daemon::StatsLine() const {
   return absl::StrFormat(
       "httptraced: stats events=%d bytes=%d records=%d written=%d lost=%d kernel_drops=%d "
       "kernel_drop_bytes=%d parse_errors=%d gaps=%d connections=%d opened=%d evicted=%d "
-      "hibernated=%d not_http=%d decode_errors=%d",
+      "resumed=%d hibernated=%d not_http=%d decode_errors=%d",
       stats_.events, stats_.payload_bytes, stats_.records, o.records_written, o.records_lost,
       k.ring_drops, k.ring_drop_bytes, t.parse_errors, t.gaps, table_.size(), t.opened,
-      t.evicted, t.hibernated, t.not_http + k.not_http, stats_.decode_errors);
+      t.evicted, t.resumed, t.hibernated, t.not_http + k.not_http, stats_.decode_errors);
 }
 
 absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {

@@ -66,6 +66,7 @@ class Daemon final : public bpf::SampleHandler,
   // conn::ConnController
   void StopTracing(const conn::ConnKey& key) override;
   void Forget(const conn::ConnKey& key) override;
+  uint64_t KernelDrops() override;
 
   const DaemonStats& stats() const { return stats_; }
   std::string StatsLine() const;
