@@ -73,6 +73,7 @@ class Sink final : public httptraced::conn::ExchangeSink,
   void StopTracing(const httptraced::conn::ConnKey&) override {}
   void Forget(const httptraced::conn::ConnKey&) override {}
   uint64_t KernelDrops() override { return 0; }
+  bool KernelAhead(const httptraced::conn::ConnKey&, const uint64_t*) override { return false; }
   uint64_t exchanges = 0;
   uint64_t bytes = 0;
   const httptraced::record::ConnPartsCache& parts() const { return parts_; }

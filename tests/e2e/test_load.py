@@ -8,6 +8,7 @@ small for a burst drops what it must, says so, and writes only correct records.
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -328,6 +329,71 @@ def test_a_connection_the_kernel_loses_mid_exchange_is_carried_on(tmp_path):
         assert {r["httptraced"]["connection"]["origin"] for r in mine} == \
             {"connect" if role == "client" else "accept"}
     assert end["resumed"] == 2 and end["opened"] == 2 and end["gaps"] == 0, end
+
+
+def test_a_connection_waiting_for_its_response_outlives_newer_idle_ones(tmp_path):
+    """--max_connections=1024 (the least allowed) and 1100 newer keep-alive
+    connections (both ends traced), each after
+    one whole exchange, while the oldest one waits for its response: the
+    idle ones are evicted (in the daemon, and from the kernel's LRU map), the
+    waiting one keeps its exchange, which comes out whole from both ends."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(256)
+        port = listener.getsockname()[1]
+        d = Daemon(tmp_path / "logs", f"--max_connections={MAX_CONNECTIONS}", f"--port={port}",
+                   f"--pid={os.getpid()}").start()
+        held = []
+        n = 1100
+        limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(limits[0], min(limits[1], 4 * n)),
+                                                    limits[1]))
+        try:
+            def exchange(client, server, path, respond=True):
+                req = b"GET %s HTTP/1.1\r\nHost: w\r\n\r\n" % path.encode()
+                client.sendall(req)
+                got = b""
+                while len(got) < len(req):
+                    got += server.recv(4096)
+                assert got == req
+                if respond:
+                    answer(client, server, path)
+
+            def answer(client, server, path):
+                body = b"path=%s\n" % path.encode()
+                server.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+                               + body)
+                got = b""
+                while not got.endswith(body):
+                    got += client.recv(4096)
+
+            waiting = (socket.create_connection(("127.0.0.1", port)), listener.accept()[0])
+            held.extend(waiting)
+            exchange(*waiting, "/p/waiting", respond=False)
+            for i in range(n):
+                pair = (socket.create_connection(("127.0.0.1", port)), listener.accept()[0])
+                held.extend(pair)
+                exchange(*pair, f"/p/idle-{i}")
+            mid = settle(d)
+            assert mid["evicted"] >= 2 * (n + 1) - MAX_CONNECTIONS, mid
+            answer(*waiting, "/p/waiting")
+            recs = wait_records(d, "/p/waiting", 2)
+            assert sorted(r["httptraced"]["role"] for r in recs) == ["client", "server"], recs
+        finally:
+            for sock in held:
+                sock.close()
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    end = final_stats(d)
+    recs = records_of(d)
+    assert end["kernel_drops"] == 0, end
+    assert len(recs) == 2 * (n + 1) and assert_path_echo_consistent(recs) == 2 * (n + 1), \
+        (end, unpaired_summary(recs))
+    print(f"records {len(recs)}, stats {end}")
+    for r in (r for r in recs if r["url"]["path"] == "/p/waiting"):
+        assert r["http"]["response"]["body"]["content"] == "path=/p/waiting\n"
+        assert r["httptraced"]["connection"]["origin"] in ("accept", "connect"), r
 
 
 def test_pid_and_fd_reuse_never_merge_connections(tmp_path, echo_nginx):

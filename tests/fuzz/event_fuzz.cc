@@ -109,6 +109,7 @@ class Sink final : public ExchangeSink, public ConnController {
   void StopTracing(const ConnKey& key) override { FUZZ_CHECK(Known(key)); }
   void Forget(const ConnKey&) override {}
   uint64_t KernelDrops() override { return 0; }
+  bool KernelAhead(const ConnKey&, const uint64_t*) override { return false; }
 
   bool Known(const ConnKey& key) const {
     for (int n = 0; n < kPool; ++n) {

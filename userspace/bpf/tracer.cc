@@ -296,6 +296,17 @@ absl::Status Tracer::Forget(const conn::ConnKey& key) {
   return absl::OkStatus();
 }
 
+bool Tracer::CountedOtherThan(const conn::ConnKey& key, const uint64_t consumed[2]) const {
+  ht_conn_key k{};
+  k.tgid = key.tgid;
+  k.fd = key.fd;
+  ht_conn_state st{};
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.conns), &k, &st) != 0 || st.gen != key.gen) {
+    return false;
+  }
+  return st.pos[0] != consumed[0] || st.pos[1] != consumed[1];
+}
+
 int Tracer::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }
 
 KernelCounters Tracer::ReadCounters() const {

@@ -83,6 +83,10 @@ class Tracer {
   // eviction), if it is still that connection: its next syscall makes it a
   // new connection with a new identity.
   absl::Status Forget(const conn::ConnKey& key);
+  // True when the kernel's entry for this connection (the same generation)
+  // has counted other byte totals than `consumed` (per direction, kernel
+  // positions): events for it are still on their way.
+  bool CountedOtherThan(const conn::ConnKey& key, const uint64_t consumed[2]) const;
   // Every program returns at once from now on: tracing stops at one instant
   // for all syscalls (Detach() is slower and goes hook by hook).
   void StopEvents();

@@ -39,6 +39,9 @@ class ConnTable::Tracker {
   // Added to the kernel's stream positions: non-zero once the kernel lost the
   // connection and found it again, counting from 0 under a new generation.
   uint64_t base_[2] = {0, 0};
+  // Spared once from eviction or expiry because the kernel had counted bytes
+  // not consumed yet (not again: a lost event would keep it ahead for ever).
+  bool reprieved_ = false;
   bool ignored_ = false;  // not HTTP / switched protocols: events are dropped until close
 };
 
@@ -136,6 +139,18 @@ bool ConnTable::TryResume(const bpf::OpenEvent& ev) {
   conns_[key] = std::move(tracker);
   newest_gen_[FdOf(key)] = key.gen;
   ++stats_.resumed;
+  return true;
+}
+
+bool ConnTable::Reprieve(const ConnKey& key, Tracker& t) {
+  if (t.reprieved_) return false;
+  uint64_t consumed[2];
+  for (int d = 0; d < 2; ++d) consumed[d] = t.streams_[d].end_pos() - t.base_[d];
+  if (!controller_.KernelAhead(key, consumed)) return false;
+  // Its events are on their way: it is not idle. Forgetting it now would drop
+  // them as stale and split its exchange.
+  t.reprieved_ = true;
+  ++stats_.reprieved;
   return true;
 }
 
@@ -282,7 +297,9 @@ void ConnTable::Tick(uint64_t now_ns) {
     }
   }
   for (const ConnKey& key : idle) {
-    ForgetConn(conns_.find(key), now_ns);
+    auto it = conns_.find(key);
+    if (Reprieve(key, *it->second)) continue;
+    ForgetConn(it, now_ns);
     ++stats_.expired;
   }
 }
@@ -308,15 +325,28 @@ void ConnTable::Drain(Tracker& t) {
 }
 
 void ConnTable::EvictIdlest(size_t count) {
-  std::vector<std::pair<uint64_t, ConnKey>> by_age;
+  // Connections between exchanges go first, the idlest of them first; one
+  // with an exchange in flight only when there are not enough of those. (A
+  // client that waits long for a response, or is not scheduled for a while,
+  // must not lose its exchange to connections that are merely newer.)
+  struct Candidate {
+    bool busy;
+    uint64_t last_event_ns;
+    ConnKey key;
+  };
+  std::vector<Candidate> by_age;
   by_age.reserve(conns_.size());
-  for (const auto& [key, t] : conns_) by_age.emplace_back(t->last_event_ns_, key);
+  for (const auto& [key, t] : conns_) {
+    by_age.push_back({!t->ignored_ && t->session_.busy(), t->last_event_ns_, key});
+  }
   count = std::min(count, by_age.size());
   std::nth_element(by_age.begin(), by_age.begin() + static_cast<std::ptrdiff_t>(count),
-                   by_age.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
+                   by_age.end(), [](const Candidate& a, const Candidate& b) {
+                     return a.busy != b.busy ? b.busy : a.last_event_ns < b.last_event_ns;
+                   });
   for (size_t i = 0; i < count; ++i) {
-    auto it = conns_.find(by_age[i].second);
+    auto it = conns_.find(by_age[i].key);
+    if (Reprieve(it->first, *it->second)) continue;
     ForgetConn(it, it->second->last_event_ns_);
     ++stats_.evicted;
   }

@@ -39,6 +39,10 @@ class ConnController {
   // Events the kernel could not queue so far (ring buffer full), for deciding
   // whether a connection's stream can be trusted to end where it was last seen.
   virtual uint64_t KernelDrops() = 0;
+  // True when the kernel has counted bytes on this connection beyond
+  // `consumed` (per direction, in the kernel's positions): their events are
+  // still in the ring buffer, so the connection is not idle after all.
+  virtual bool KernelAhead(const ConnKey& key, const uint64_t consumed[2]) = 0;
 };
 
 struct ConnTableOptions {
@@ -64,6 +68,9 @@ struct ConnTableStats {
   // The kernel dropped its entry for a live connection (its map is an
   // approximate LRU) and found it again: the same tracker carried on.
   uint64_t resumed = 0;
+  // Spared from eviction or expiry: the kernel had counted bytes on it whose
+  // events were still in the ring buffer.
+  uint64_t reprieved = 0;
   uint64_t expired = 0;        // forgotten after conn_idle_timeout
   uint64_t process_exited = 0;  // ended with their process (no close() was seen)
   uint64_t not_http = 0;       // given up by the parser
@@ -109,6 +116,9 @@ class ConnTable {
   // A connection the kernel reports as newly discovered may be one it was
   // already tracking and lost from its map: carries on with that tracker.
   bool TryResume(const bpf::OpenEvent& ev);
+  // Spares, once, a connection about to be evicted or expired whose bytes the
+  // kernel has counted but the table has not seen yet.
+  bool Reprieve(const ConnKey& key, Tracker& t);
   // Removes a connection from the table and its indexes.
   void Erase(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it);
   void Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns);

@@ -7,6 +7,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "bpf/event.h"
 #include "ht_events.h"
 
@@ -32,6 +33,16 @@ class FakeSink final : public ExchangeSink, public ConnController {
   void StopTracing(const ConnKey& key) override { stopped.push_back(key); }
   void Forget(const ConnKey& key) override { forgotten.push_back(key); }
   uint64_t KernelDrops() override { return drops; }
+  bool KernelAhead(const ConnKey& key, const uint64_t consumed[2]) override {
+    asked_ahead.push_back({key, consumed[0], consumed[1]});
+    return ahead.contains(key);
+  }
+  struct AskedAhead {
+    ConnKey key;
+    uint64_t consumed[2];
+  };
+  std::vector<AskedAhead> asked_ahead;
+  absl::flat_hash_set<ConnKey> ahead;  // connections whose events are "in the ring"
   std::vector<Captured> got;
   uint64_t drops = 0;
   std::vector<ConnKey> stopped;
@@ -292,6 +303,78 @@ TEST_CASE("ConnTable forgets idle connections and evicts beyond its bound") {
   table.Tick(20'000);
   CHECK(table.stats().expired == 18);
   CHECK(table.size() == 0);
+}
+
+TEST_CASE("ConnTable evicts connections between exchanges before one with a request in flight") {
+  Fixture f;
+  f.options.max_connections = 20;
+  ConnTable table(f.options, f.sink, f.sink);
+  // The oldest connection has a request waiting for its response (a slow
+  // server, or a client not scheduled for a while); 20 newer ones are idle.
+  const ConnIdSpec slow{.tgid = 1, .fd = 100, .gen = 1};
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(slow, HT_ROLE_SERVER, 80, 1, "s", 1)), "");
+  table.OnData(Decode<bpf::DataEvent>(
+                   DataSample(slow, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 2)),
+               2);
+  for (int i = 0; i < 20; ++i) {
+    const ConnIdSpec id{.tgid = 1, .fd = i, .gen = static_cast<uint64_t>(10 + i)};
+    table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 2, "s",
+                                                   static_cast<uint64_t>(10 + i))),
+                 "");
+  }
+  CHECK(table.stats().evicted == 3);
+  CHECK(table.size() == 18);
+  // The idle ones went, the idlest first: fds 0, 1, 2 (in no particular order).
+  std::vector<ConnKey> forgotten = f.sink.forgotten;
+  std::sort(forgotten.begin(), forgotten.end(),
+            [](const ConnKey& a, const ConnKey& b) { return a.fd < b.fd; });
+  CHECK(forgotten == std::vector<ConnKey>{{1, 0, 10}, {1, 1, 11}, {1, 2, 12}});
+  CHECK(f.sink.got.empty());
+  table.OnData(Decode<bpf::DataEvent>(
+                   DataSample(slow, HT_DIR_EGRESS, 0, kResp, 0, HT_DATA_F_STREAM_START, 50)),
+               50);
+  REQUIRE(f.sink.got.size() == 1);
+  CHECK(f.sink.got[0].exchange.request->target == "/a?b=c");
+  CHECK(f.sink.got[0].exchange.response->status_code == 200);
+}
+
+TEST_CASE("ConnTable spares, once, an idle-looking connection whose events are still coming") {
+  Fixture f;
+  f.options.max_connections = 20;
+  ConnTable table(f.options, f.sink, f.sink);
+  auto open = [&](int fd, uint64_t ts) {
+    const ConnIdSpec id{.tgid = 1, .fd = fd, .gen = static_cast<uint64_t>(100 + fd)};
+    table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1, "s", ts)), "");
+  };
+  // fd 0 had a whole exchange; the kernel has counted more since (a new
+  // request whose event is still in the ring buffer).
+  const ConnIdSpec first{.tgid = 1, .fd = 0, .gen = 100};
+  open(0, 1);
+  table.OnData(Decode<bpf::DataEvent>(
+                   DataSample(first, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 2)),
+               2);
+  table.OnData(Decode<bpf::DataEvent>(
+                   DataSample(first, HT_DIR_EGRESS, 0, kResp, 0, HT_DATA_F_STREAM_START, 3)),
+               3);
+  f.sink.ahead.insert(ConnKey{1, 0, 100});
+  for (int fd = 1; fd <= 20; ++fd) open(fd, 10 + static_cast<uint64_t>(fd));
+  // The three idlest were fds 0, 1, 2: fd 0 is spared.
+  CHECK(table.stats().evicted == 2);
+  CHECK(table.stats().reprieved == 1);
+  CHECK(table.size() == 19);
+  REQUIRE(f.sink.asked_ahead.size() == 3);
+  const auto asked_it = std::find_if(f.sink.asked_ahead.begin(), f.sink.asked_ahead.end(),
+                                     [](const auto& a) { return a.key == ConnKey{1, 0, 100}; });
+  REQUIRE(asked_it != f.sink.asked_ahead.end());
+  const auto& asked = *asked_it;
+  CHECK(asked.consumed[HT_DIR_INGRESS] == std::strlen(kReq));
+  CHECK(asked.consumed[HT_DIR_EGRESS] == std::strlen(kResp));
+  // Still the idlest at the next eviction: it goes this time.
+  open(21, 40);
+  open(22, 41);
+  CHECK(table.stats().evicted == 5);
+  CHECK(table.stats().reprieved == 1);
+  CHECK(std::count(f.sink.forgotten.begin(), f.sink.forgotten.end(), ConnKey{1, 0, 100}) == 1);
 }
 
 TEST_CASE("ConnTable FinishAll writes in-flight exchanges as incomplete") {

@@ -94,6 +94,12 @@ void DataStream::FlushHoles(uint64_t now_ns, bool force, StreamConsumer& out) {
   }
 }
 
+uint64_t DataStream::end_pos() const {
+  uint64_t end = next_pos_;
+  for (const auto& [pos, p] : pending_) end = std::max(end, pos + p.bytes.size() + p.skip);
+  return end;
+}
+
 void DataStream::Finish(uint64_t end_pos, const http::ChunkMeta& meta, StreamConsumer& out) {
   FlushHoles(0, /*force=*/true, out);
   if (started_) DeclareGapTo(end_pos, meta, out);

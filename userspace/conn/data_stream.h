@@ -66,6 +66,8 @@ class DataStream {
 
   bool started() const { return started_; }
   uint64_t next_pos() const { return next_pos_; }
+  // Where the bytes seen so far end: past what waits behind a hole, if any.
+  uint64_t end_pos() const;
   // Memory held by chunks waiting behind a hole: their bytes plus what each
   // costs to keep (so a flood of tiny or payload-less chunks is bounded too).
   size_t pending_bytes() const { return pending_bytes_; }

@@ -114,6 +114,10 @@ uint64_t Daemon::KernelDrops() {
   return tracer_ == nullptr ? 0 : tracer_->ReadCounters().ring_drops;
 }
 
+bool Daemon::KernelAhead(const conn::ConnKey& key, const uint64_t consumed[2]) {
+  return tracer_ != nullptr && tracer_->CountedOtherThan(key, consumed);
+}
+
 void Daemon::StopTracing(const conn::ConnKey& key) {
   if (tracer_ == nullptr) return;
   if (absl::Status s = tracer_->Disable(key); !s.ok()) {

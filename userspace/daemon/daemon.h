@@ -67,6 +67,7 @@ class Daemon final : public bpf::SampleHandler,
   void StopTracing(const conn::ConnKey& key) override;
   void Forget(const conn::ConnKey& key) override;
   uint64_t KernelDrops() override;
+  bool KernelAhead(const conn::ConnKey& key, const uint64_t consumed[2]) override;
 
   const DaemonStats& stats() const { return stats_; }
   std::string StatsLine() const;
