@@ -34,7 +34,7 @@ class FakeSink final : public ExchangeSink, public ConnController {
   void Forget(const ConnKey& key) override { forgotten.push_back(key); }
   uint64_t KernelDrops() override { return drops; }
   bool KernelAhead(const ConnKey& key, const uint64_t consumed[2]) override {
-    asked_ahead.push_back({key, consumed[0], consumed[1]});
+    asked_ahead.push_back({key, {consumed[0], consumed[1]}});
     return ahead.contains(key);
   }
   struct AskedAhead {
