@@ -273,6 +273,9 @@ def test_10k_concurrent_connections_evict_and_count(tmp_path, echo_nginx):
             seen.add(key)
     print(f"records {len(recs)}, paired {paired}, stats {end}")
     if end["kernel_drops"] == 0:
+        if paired != 2 * 2 * n + 2:
+            # In full: pytest cuts a long assertion message short.
+            print(json.dumps(unpaired_summary(recs), indent=1))
         assert paired == 2 * 2 * n + 2, (end, unpaired_summary(recs))
 
 
