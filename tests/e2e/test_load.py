@@ -281,12 +281,12 @@ def test_10k_concurrent_connections_evict_and_count(tmp_path, echo_nginx):
 
 def test_a_connection_the_kernel_loses_mid_exchange_is_carried_on(tmp_path):
     """The kernel's connection map is an LRU: under pressure it may drop the
-    entry of a connection that is in the middle of an exchange (the 10k test
-    above saw it). Both ends' entries are deleted here, as that eviction
-    would, between the request and its response: the kernel finds the
-    sockets again under new generations, and the daemon carries each
-    connection on, so every exchange is one whole record with the
-    connection's own id and seq."""
+    entry of a connection, even in the middle of an exchange. Both ends'
+    entries are deleted here, as that eviction would: between the second
+    request and its response, and again before the third request. Each time
+    the kernel finds the sockets again under new generations, and the daemon
+    carries each connection on, so every exchange is one whole record with
+    the connection's own id and seq."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -295,17 +295,23 @@ def test_a_connection_the_kernel_loses_mid_exchange_is_carried_on(tmp_path):
         try:
             client = socket.create_connection(("127.0.0.1", port))
             server, _ = listener.accept()
+            def lose_both_ends():
+                cmap = conns_map(d)
+                for fd in (client.fileno(), server.fileno()):
+                    key = os.getpid().to_bytes(4, "little") + fd.to_bytes(4, "little")
+                    subprocess.run(["bpftool", "map", "delete", "id", str(cmap["id"]), "key",
+                                    "hex", *(f"{b:02x}" for b in key)], check=True)
+                assert not {(os.getpid(), client.fileno()), (os.getpid(), server.fileno())} & \
+                    set(map_entries(cmap["id"]))
+
             for i in range(3):
                 req = b"GET /p/lost-%d HTTP/1.1\r\nHost: l\r\n\r\n" % i
+                if i == 2:
+                    lose_both_ends()  # between exchanges: idle, then the next request
                 client.sendall(req)
                 assert server.recv(4096) == req
                 if i == 1:
-                    cmap = conns_map(d)
-                    for fd in (client.fileno(), server.fileno()):
-                        key = os.getpid().to_bytes(4, "little") + fd.to_bytes(4, "little")
-                        subprocess.run(["bpftool", "map", "delete", "id", str(cmap["id"]), "key",
-                                        "hex", *(f"{b:02x}" for b in key)], check=True)
-                    assert (os.getpid(), server.fileno()) not in map_entries(cmap["id"])
+                    lose_both_ends()  # between a request and its response
                 body = b"path=/p/lost-%d\n" % i
                 server.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
                                + body)
@@ -331,7 +337,7 @@ def test_a_connection_the_kernel_loses_mid_exchange_is_carried_on(tmp_path):
         assert len({r["httptraced"]["connection"]["id"] for r in mine}) == 1, mine
         assert {r["httptraced"]["connection"]["origin"] for r in mine} == \
             {"connect" if role == "client" else "accept"}
-    assert end["resumed"] == 2 and end["opened"] == 2 and end["gaps"] == 0, end
+    assert end["resumed"] == 4 and end["opened"] == 2 and end["gaps"] == 0, end
 
 
 def test_a_connection_waiting_for_its_response_outlives_newer_idle_ones(tmp_path):
