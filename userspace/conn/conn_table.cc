@@ -122,7 +122,7 @@ bool ConnTable::TryResume(const bpf::OpenEvent& ev) {
   const ConnKey old_key = it->first;
   Erase(it);
   // Events of the old generation still in flight are not a new connection.
-  if (forgotten_.insert(old_key).second) forgotten_order_.push_back(old_key);
+  IgnoreLateEvents(old_key);
   const http::ChunkMeta meta{.ts_ns = ev.info.open_ts_ns, .tid = ev.tid};
   for (int d = 0; d < 2; ++d) {
     DataStream& s = tracker->streams_[d];
@@ -310,6 +310,10 @@ void ConnTable::ForgetConn(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>
   Finish(*it->second, nullptr, ts_ns);
   Erase(it);
   controller_.Forget(key);
+  IgnoreLateEvents(key);
+}
+
+void ConnTable::IgnoreLateEvents(const ConnKey& key) {
   constexpr size_t kMaxForgotten = 65536;
   if (forgotten_.insert(key).second) forgotten_order_.push_back(key);
   while (forgotten_order_.size() > kMaxForgotten) {

@@ -119,6 +119,9 @@ class ConnTable {
   // Spares, once, a connection about to be evicted or expired whose bytes the
   // kernel has counted but the table has not seen yet.
   bool Reprieve(const ConnKey& key, Tracker& t);
+  // Events for key that arrive from now on are dropped as stale (bounded
+  // memory: the oldest keys are let go first).
+  void IgnoreLateEvents(const ConnKey& key);
   // Removes a connection from the table and its indexes.
   void Erase(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it);
   void Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns);
