@@ -8,6 +8,7 @@ own id when the benchmark ends, fails or is interrupted.
 """
 
 import argparse
+import contextlib
 import datetime
 import gzip
 import hashlib
@@ -469,8 +470,24 @@ SERVER_RE = re.compile(rb'"server":\{"ip":"[^"]*","port":(\d+)\}')
 ROLE_RE = re.compile(rb'"httptraced":\{"role":"(\w+)"')
 
 
+@contextlib.contextmanager
+def open_log_file(path):
+    """A log file for reading lines: .zst through zstd(1), .gz through gzip."""
+    if path.endswith(".zst"):
+        proc = subprocess.Popen(["zstd", "-q", "-dc", path], stdout=subprocess.PIPE)
+        try:
+            yield proc.stdout
+        finally:
+            proc.stdout.close()
+            if proc.wait() != 0:
+                raise RuntimeError(f"zstd -dc {path} failed")
+    else:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+            yield f
+
+
 def count_records(log_dir, port):
-    """Counts the records of log_dir (active, rotated and gzipped files)."""
+    """Counts the records of log_dir (active, rotated and compressed files)."""
     res = {"lines": 0, "bytes": 0, "server_records": 0, "server_incomplete": 0,
            "server_bytes": 0, "client_records": 0, "files": 0, "checked": 0, "mismatches": 0}
     if not os.path.isdir(log_dir):
@@ -478,9 +495,8 @@ def count_records(log_dir, port):
     port_b = str(port).encode()
     for name in sorted(os.listdir(log_dir)):
         path = os.path.join(log_dir, name)
-        opener = gzip.open if name.endswith(".gz") else open
         res["files"] += 1
-        with opener(path, "rb") as f:
+        with open_log_file(path) as f:
             for line in f:
                 res["lines"] += 1
                 res["bytes"] += len(line)
@@ -662,7 +678,7 @@ class Bench:
             res["other_cpu_frac"] = max(0.0, ((busy1 - busy0) / tick - ours) / max(1e-9, wall * cpus))
             if daemon:
                 # The main thread (events, records, writes) apart from the others (the
-                # backup thread's gzip of rotated files).
+                # backup thread's compression of rotated files).
                 main1 = int((read_file(f"/proc/{daemon.pid}/task/{daemon.pid}/schedstat") or "0").split()[0])
                 if cpu1 is not None and cpu0 is not None:
                     res["daemon_main_cpu_ms"] = (main1 - main0) / 1e6
@@ -957,7 +973,7 @@ def print_table(results, out=sys.stdout):
       "  lost, all repetitions.  us/req, us/rec: tracer CPU (all threads; tshark: + dumpcap) from\n"
       "  wrk's start until the tracer caught up, per request and per record.  main: the daemon's main\n"
       "  thread (events, parsing, records, writes) per record.  bg%: share of the daemon's CPU in\n"
-      "  other threads (gzip of rotated logs; cut short when the daemon stops).  HWM: peak RSS.\n"
+      "  other threads (compression of rotated logs; cut short when the daemon stops).  HWM: peak RSS.\n"
       "  log B/req: log bytes per request.  nginx us/req: nginx worker CPU per request, BPF programs\n"
       "  run in its syscalls included.  bpf ns/req: httptraced's BPF run time (bpf_stats) per request.\n"
       "  catch-up s: tracer busy after wrk stopped.  noise%: CPU of other processes (share of machine).\n")

@@ -11,6 +11,7 @@ BENCH_DEPS=(
   gnuplot-nox
   linux-perf valgrind bpftool
   gcc libc6-dev python3 procps iproute2
+  zstd                 # counting records in rotated logs (zstd -dc)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -38,7 +38,7 @@ import httpbench as hb  # noqa: E402
 # Components of the daemon, matched against stack frames from the leaf upwards:
 # the first frame that matches decides where the sample's time goes.
 COMPONENTS = [
-    ("log compression (gzip of rotated files)", re.compile(r"BackupWorker|libz\.so|deflate|crc32")),
+    ("log compression (rotated files)", re.compile(r"BackupWorker|libz\.so|deflate|crc32|zstd|ZSTD")),
     ("log output (write(2), rotation)", re.compile(r"httptraced::output::|Daemon::Flush")),
     ("record building (JSON)", re.compile(r"httptraced::record::|Daemon::OnExchange")),
     ("HTTP parser", re.compile(r"httptraced::http::MessageParser|httptraced::http::\(anonymous namespace\)::Parse")),

@@ -85,6 +85,8 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)             # dpkg-shlibdeps: libbpf1, libabsl, ...
 # systemd-sysusers creates the user in postinst.
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd | systemd-sysusers")
+# zstd(1) reads the rotated logs (.json.zst); the daemon itself needs only libzstd1.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "zstd")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION TRUE)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${_pkg}/debian/conffiles ${_pkg}/debian/postinst ${_pkg}/debian/prerm ${_pkg}/debian/postrm)

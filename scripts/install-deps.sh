@@ -6,7 +6,7 @@ set -euo pipefail
 BUILD_DEPS=(
   cmake make g++ pkg-config
   clang llvm libclang-rt-14-dev   # BPF objects (clang -target bpf), sanitizers, libFuzzer
-  libbpf-dev bpftool libelf-dev zlib1g-dev libdeflate-dev
+  libbpf-dev bpftool libelf-dev zlib1g-dev libdeflate-dev libzstd-dev
   libabsl-dev nlohmann-json3-dev catch2
   libsystemd-dev                  # sd_notify (Type=notify)
 )
@@ -14,6 +14,7 @@ TEST_DEPS=(
   python3 python3-pytest python3-jsonschema   # end-to-end harness and schema checks
   nginx-light nodejs curl                     # real servers and clients
   procps iproute2 ca-certificates
+  zstd                                        # reading rotated logs back (zstd -dc)
 )
 OPS_DEPS=(
   dpkg-dev lintian                            # the .deb: dpkg-buildflags, dpkg-shlibdeps, lintian

@@ -49,7 +49,17 @@ absl::StatusOr<std::unique_ptr<RecordSink>> OpenSink(const Config& config) {
   options.max_size_bytes = config.log_max_size_mb << 20;
   options.max_files = config.log_max_files;
   options.max_age = config.log_max_age;
-  options.compress = config.log_compress;
+  switch (config.log_compress) {
+    case httptraced::config::LogCompression::kNone:
+      options.compress = httptraced::output::Compression::kNone;
+      break;
+    case httptraced::config::LogCompression::kGzip:
+      options.compress = httptraced::output::Compression::kGzip;
+      break;
+    case httptraced::config::LogCompression::kZstd:
+      options.compress = httptraced::output::Compression::kZstd;
+      break;
+  }
   options.on_event = [](const httptraced::output::SinkEvent& event) {
     std::fprintf(stderr, "httptraced: log: %s\n", event.ToString().c_str());
   };

@@ -7,12 +7,11 @@ rsyslogd, started by the test with its own configuration and work directory
 recipe docs/shipping/rsyslog-httptraced.conf and writes what it ships to files.
 Halfway, rsyslogd is stopped, records are written while it is down, and it is
 started again. In the end the records delivered must be exactly the records
-httptraced wrote (every file, rotated ones gunzipped): each once, byte for
+httptraced wrote (every file, rotated ones decompressed): each once, byte for
 byte, each parsed as JSON by mmjsonparse to the same object; and those must be
 exactly two per exchange the clients completed (the server's and the client's).
 """
 import collections
-import gzip
 import json
 import os
 import random
@@ -124,8 +123,9 @@ def written_records(log_dir):
     out = []
     files = sorted(log_dir.iterdir())
     for f in files:
-        if f.name.endswith(".json.gz"):
-            data = gzip.decompress(f.read_bytes())
+        if f.name.endswith(".json.zst"):
+            data = subprocess.run(["zstd", "-q", "-dc", str(f)], check=True,
+                                  capture_output=True).stdout
             assert data.endswith(b"\n")
             out.extend(data.splitlines())
         elif f.name.endswith(".json"):
@@ -223,11 +223,11 @@ def _run(work):
         server.wait(10)
 
     rotated = [f for f in files if f.name != "httptraced.json"]
-    gz = [f for f in rotated if f.name.endswith(".gz")]
+    zst = [f for f in rotated if f.name.endswith(".zst")]
     longest = max(len(l) for l in written)
     print(f"{exchanges} exchanges, {len(written)} records, {len(rotated)} rotations "
-          f"({len(gz)} gzipped), longest line {longest} bytes")
-    assert len(rotated) >= 20 and len(gz) == len(rotated) - 1, [f.name for f in files]
+          f"({len(zst)} compressed), longest line {longest} bytes")
+    assert len(rotated) >= 20 and len(zst) == len(rotated) - 1, [f.name for f in files]
     assert longest > 8192  # past rsyslog's default maxMessageSize
 
     # httptraced wrote exactly one server and one client record per exchange.

@@ -26,10 +26,12 @@ ABSL_FLAG(uint64_t, log_max_size_mb, 100,
           "Rotate the active log file when it would grow past this many MiB (1..1048576).");
 ABSL_FLAG(uint32_t, log_max_files, 10,
           "Rotated files to keep (0..1000); older ones are deleted. All but the newest are "
-          "gzip-compressed when --log_compress is on.");
+          "compressed as --log_compress says.");
 ABSL_FLAG(absl::Duration, log_max_age, absl::ZeroDuration(),
           "Also rotate a non-empty active file older than this (e.g. 1h); 0 turns it off.");
-ABSL_FLAG(bool, log_compress, true, "gzip rotated files other than the newest.");
+ABSL_FLAG(std::string, log_compress, "zstd",
+          "Compress rotated files other than the newest: zstd (.json.zst), gzip (.json.gz) or "
+          "none. true and false, from older configurations, mean zstd and none.");
 ABSL_FLAG(std::string, pid, "",
           "Comma-separated process ids to trace (at most 16); empty traces every process.");
 ABSL_FLAG(std::string, port, "",
@@ -117,6 +119,15 @@ absl::StatusOr<std::vector<uint32_t>> ParsePidList(absl::string_view text) {
 
 absl::StatusOr<std::vector<uint16_t>> ParsePortList(absl::string_view text) {
   return ParseNumberList<uint16_t>(text, "port", 65535);
+}
+
+absl::StatusOr<LogCompression> ParseLogCompression(absl::string_view text) {
+  const std::string v = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
+  if (v == "zstd" || v == "true") return LogCompression::kZstd;
+  if (v == "gzip") return LogCompression::kGzip;
+  if (v == "none" || v == "false") return LogCompression::kNone;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--log_compress: \"", text, "\" is not one of zstd, gzip, none"));
 }
 
 absl::StatusOr<std::vector<std::string>> ParseHeaderList(absl::string_view text) {
@@ -269,7 +280,10 @@ absl::StatusOr<Config> FromFlags() {
   c.log_max_size_mb = absl::GetFlag(FLAGS_log_max_size_mb);
   c.log_max_files = absl::GetFlag(FLAGS_log_max_files);
   c.log_max_age = absl::GetFlag(FLAGS_log_max_age);
-  c.log_compress = absl::GetFlag(FLAGS_log_compress);
+  absl::StatusOr<LogCompression> compress =
+      ParseLogCompression(absl::GetFlag(FLAGS_log_compress));
+  if (!compress.ok()) return compress.status();
+  c.log_compress = *compress;
   absl::StatusOr<std::vector<uint32_t>> pids = ParsePidList(absl::GetFlag(FLAGS_pid));
   if (!pids.ok()) return pids.status();
   c.pids = *std::move(pids);

@@ -13,6 +13,9 @@
 
 namespace httptraced::config {
 
+// How rotated log files are compressed.
+enum class LogCompression : uint8_t { kNone, kGzip, kZstd };
+
 struct Config {
   // Output.
   std::string log_dir = "/var/log/httptraced";
@@ -20,7 +23,7 @@ struct Config {
   uint64_t log_max_size_mb = 100;
   uint32_t log_max_files = 10;
   absl::Duration log_max_age = absl::ZeroDuration();
-  bool log_compress = true;
+  LogCompression log_compress = LogCompression::kZstd;
   // What to trace.
   std::vector<uint32_t> pids;
   std::vector<uint16_t> ports;
@@ -45,6 +48,9 @@ struct Config {
 // "1,22,333" -> {1,22,333}. Empty string -> {}. Rejects junk, zero, duplicates.
 absl::StatusOr<std::vector<uint32_t>> ParsePidList(absl::string_view text);
 absl::StatusOr<std::vector<uint16_t>> ParsePortList(absl::string_view text);
+// "zstd", "gzip", "none"; "true" and "false" (the flag was a bool) mean zstd
+// and none. Case-insensitive.
+absl::StatusOr<LogCompression> ParseLogCompression(absl::string_view text);
 // "Authorization, X-Api-Key" -> {"authorization","x-api-key"}; rejects invalid tokens.
 absl::StatusOr<std::vector<std::string>> ParseHeaderList(absl::string_view text);
 

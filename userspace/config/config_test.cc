@@ -44,6 +44,34 @@ TEST_CASE("ParseHeaderList lowercases and rejects invalid names") {
         "--redact_headers: \"x:y\" is not a valid header name");
 }
 
+TEST_CASE("ParseLogCompression: codecs, the old booleans, and junk") {
+  CHECK(*ParseLogCompression("zstd") == LogCompression::kZstd);
+  CHECK(*ParseLogCompression("gzip") == LogCompression::kGzip);
+  CHECK(*ParseLogCompression("none") == LogCompression::kNone);
+  CHECK(*ParseLogCompression(" GZIP ") == LogCompression::kGzip);
+  // The flag was a bool: configurations written for it keep working.
+  CHECK(*ParseLogCompression("true") == LogCompression::kZstd);
+  CHECK(*ParseLogCompression("false") == LogCompression::kNone);
+  CHECK(ParseLogCompression("xz").status().message() ==
+        "--log_compress: \"xz\" is not one of zstd, gzip, none");
+  CHECK(ParseLogCompression("").status().message() ==
+        "--log_compress: \"\" is not one of zstd, gzip, none");
+}
+
+TEST_CASE("log_compress defaults to zstd and is read from flags") {
+  absl::StatusOr<Config> c = Reparse({});
+  REQUIRE(c.ok());
+  CHECK(c->log_compress == LogCompression::kZstd);
+  c = Reparse({"--log_compress=gzip"});
+  REQUIRE(c.ok());
+  CHECK(c->log_compress == LogCompression::kGzip);
+  c = Reparse({"--log_compress=false"});
+  REQUIRE(c.ok());
+  CHECK(c->log_compress == LogCompression::kNone);
+  CHECK(Reparse({"--log_compress=lz4"}).status().message() ==
+        "--log_compress: \"lz4\" is not one of zstd, gzip, none");
+}
+
 TEST_CASE("Validate accepts the defaults") { CHECK(Validate(Config{}).ok()); }
 
 TEST_CASE("Validate names the flag and the allowed range") {

@@ -1,4 +1,4 @@
-// Pruning and gzip-compressing rotated backups, on a background thread.
+// Pruning and compressing (zstd or gzip) rotated backups, on a background thread.
 #ifndef HTTPTRACED_OUTPUT_BACKUP_MAINTENANCE_H_
 #define HTTPTRACED_OUTPUT_BACKUP_MAINTENANCE_H_
 
@@ -25,33 +25,38 @@ inline constexpr mode_t kLogFileMode = 0640;
 absl::StatusOr<std::vector<BackupName>> ListBackups(int dir_fd,
                                                     absl::string_view base);
 
-// Compresses `src` (relative to dir_fd) to `dst` with gzip, writing `tmp` first
-// and renaming it, then removes `src`. The result has mode 0640 and the
-// source's timestamps. Returns kCancelled, leaving `src` alone and no `tmp`,
-// as soon as `stop` becomes true.
-absl::Status GzipFileAt(int dir_fd, const std::string& src,
-                        const std::string& tmp, const std::string& dst,
-                        const std::atomic<bool>& stop);
+// "gzip", "zstd" or "none": also the prefix of CompressFileAt's messages.
+absl::string_view CodecName(Compression codec);
+
+// Compresses `src` (relative to dir_fd) to `dst` with `codec` (not kNone),
+// writing `tmp` first and renaming it, then removes `src`. gzip writes one
+// member per 512 KiB of input, zstd one frame with a content checksum; gzip(1)
+// and zstd(1) read them. The result has mode 0640 and the source's timestamps.
+// Returns kCancelled, leaving `src` alone and no `tmp`, as soon as `stop`
+// becomes true.
+absl::Status CompressFileAt(int dir_fd, Compression codec, const std::string& src,
+                            const std::string& tmp, const std::string& dst,
+                            const std::atomic<bool>& stop);
 
 struct MaintenancePolicy {
   std::string base = {};      // file names as in backup_name.h
   std::string dir_path = {};  // for messages only
   size_t max_files = 10;
-  bool compress = true;
+  Compression compress = Compression::kZstd;  // kNone: backups stay plain
 };
 
 // A problem found by a maintenance run; `key` identifies the condition without
-// file names (e.g. "gzip: No space left on device") for de-duplication.
+// file names (e.g. "zstd: No space left on device") for de-duplication.
 struct MaintenanceError {
   std::string key;
   absl::Status status;
 };
 
 // One maintenance pass: removes stale compression temp files, deletes the
-// oldest backups (.json and .json.gz alike) beyond policy.max_files, then, if
-// policy.compress, compresses every uncompressed backup except the newest
-// (which a shipper may still be reading after the rename). Keeps going after
-// an error and returns all of them. Stops early when `stop` becomes true.
+// oldest backups (.json, .json.zst and .json.gz alike) beyond policy.max_files,
+// then, unless policy.compress is kNone, compresses every uncompressed backup
+// except the newest (which a shipper may still be reading after the rename).
+// Keeps going after an error and returns all of them. Stops early when `stop` becomes true.
 std::vector<MaintenanceError> MaintainBackups(int dir_fd,
                                               const MaintenancePolicy& policy,
                                               const std::atomic<bool>& stop);

@@ -13,6 +13,8 @@ namespace {
 
 using testing::Gunzip;
 using testing::GunzipMembers;
+using testing::Unzstd;
+using testing::UnzstdFrames;
 using testing::ListDir;
 using testing::Mode;
 using testing::ReadFile;
@@ -28,6 +30,7 @@ TEST_CASE("ListBackups lists only our backups, oldest first") {
   for (const char* name : {
            "httptraced-20261121T204559.124Z.json",
            "httptraced-20261121T204559.123Z-1.json.gz",
+           "httptraced-20261121T204559.123Z-1.json.zst",
            "httptraced-20261121T204559.123Z.json",
            "httptraced-20261121T204559.123Z-1.json",
            "httptraced.json",
@@ -48,11 +51,12 @@ TEST_CASE("ListBackups lists only our backups, oldest first") {
                      "httptraced-20261121T204559.123Z.json",
                      "httptraced-20261121T204559.123Z-1.json",
                      "httptraced-20261121T204559.123Z-1.json.gz",
+                     "httptraced-20261121T204559.123Z-1.json.zst",
                      "httptraced-20261121T204559.124Z.json",
                  });
 }
 
-TEST_CASE("GzipFileAt compresses exactly and replaces the source") {
+TEST_CASE("CompressFileAt gzip: compresses exactly and replaces the source") {
   TempDir dir;
   std::string content;
   for (int i = 0; i < 20000; ++i)
@@ -61,13 +65,13 @@ TEST_CASE("GzipFileAt compresses exactly and replaces the source") {
   UniqueFd fd = OpenDir(dir);
   std::atomic<bool> stop{false};
   REQUIRE(
-      GzipFileAt(fd.get(), "a.json", ".a.json.gz.tmp", "a.json.gz", stop).ok());
+      CompressFileAt(fd.get(), Compression::kGzip, "a.json", ".a.json.gz.tmp", "a.json.gz", stop).ok());
   CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json.gz"});
   CHECK(Gunzip(ReadFile(dir / "a.json.gz")) == content);
   CHECK(Mode(dir / "a.json.gz") == 0640);
 }
 
-TEST_CASE("GzipFileAt: a file of several blocks is several members that gzip(1) reads back") {
+TEST_CASE("CompressFileAt gzip: a file of several blocks is several members that gzip(1) reads back") {
   TempDir dir;
   std::string content;
   // 1.3 MiB of varied lines: three members of at most 512 KiB of input each.
@@ -77,7 +81,7 @@ TEST_CASE("GzipFileAt: a file of several blocks is several members that gzip(1) 
   WriteFile(dir / "a.json", content);
   UniqueFd fd = OpenDir(dir);
   std::atomic<bool> stop{false};
-  REQUIRE(GzipFileAt(fd.get(), "a.json", ".a.json.gz.tmp", "a.json.gz", stop).ok());
+  REQUIRE(CompressFileAt(fd.get(), Compression::kGzip, "a.json", ".a.json.gz.tmp", "a.json.gz", stop).ok());
   const std::string gz = ReadFile(dir / "a.json.gz");
   const testing::Gunzipped got = GunzipMembers(gz);
   CHECK(got.members == 3);
@@ -89,39 +93,167 @@ TEST_CASE("GzipFileAt: a file of several blocks is several members that gzip(1) 
   CHECK(ReadFile(dir / "b.json") == content);
 }
 
-TEST_CASE("GzipFileAt: an empty file becomes a valid empty .gz") {
+TEST_CASE("CompressFileAt gzip: an empty file becomes a valid empty .gz") {
   TempDir dir;
   WriteFile(dir / "a.json", "");
   UniqueFd fd = OpenDir(dir);
   std::atomic<bool> stop{false};
-  REQUIRE(GzipFileAt(fd.get(), "a.json", ".a.json.gz.tmp", "a.json.gz", stop).ok());
+  REQUIRE(CompressFileAt(fd.get(), Compression::kGzip, "a.json", ".a.json.gz.tmp", "a.json.gz", stop).ok());
   const std::string gz = ReadFile(dir / "a.json.gz");
   const testing::Gunzipped got = GunzipMembers(gz);
   CHECK(got.members == 1);
   CHECK(got.data.empty());
 }
 
-TEST_CASE("GzipFileAt stops when asked and leaves the source alone") {
+// 1.3 MiB of varied lines: three blocks of 512 KiB of input.
+std::string VariedLines() {
+  std::string content;
+  for (int i = 0; content.size() < 1300 * 1024; ++i)
+    content += "{\"i\":" + std::to_string(i * 7919 % 100003) + ",\"pad\":\"" +
+               std::string(static_cast<size_t>(i % 97), 'a' + static_cast<char>(i % 26)) + "\"}\n";
+  return content;
+}
+
+TEST_CASE("CompressFileAt zstd: compresses exactly and replaces the source") {
+  TempDir dir;
+  std::string content;
+  for (int i = 0; i < 20000; ++i)
+    content += "{\"i\":" + std::to_string(i) + "}\n";
+  WriteFile(dir / "a.json", content);
+  UniqueFd fd = OpenDir(dir);
+  std::atomic<bool> stop{false};
+  REQUIRE(CompressFileAt(fd.get(), Compression::kZstd, "a.json", ".a.json.zst.tmp",
+                         "a.json.zst", stop)
+              .ok());
+  CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json.zst"});
+  CHECK(Unzstd(ReadFile(dir / "a.json.zst")) == content);
+  CHECK(Mode(dir / "a.json.zst") == 0640);
+}
+
+TEST_CASE("CompressFileAt zstd: a file of several blocks is one checksummed frame that zstd(1) reads back") {
+  TempDir dir;
+  const std::string content = VariedLines();
+  WriteFile(dir / "a.json", content);
+  UniqueFd fd = OpenDir(dir);
+  std::atomic<bool> stop{false};
+  REQUIRE(CompressFileAt(fd.get(), Compression::kZstd, "a.json", ".a.json.zst.tmp",
+                         "a.json.zst", stop)
+              .ok());
+  const std::string zst = ReadFile(dir / "a.json.zst");
+  const testing::Unzstded got = UnzstdFrames(zst);
+  CHECK(got.frames == 1);
+  CHECK(got.checksummed == 1);
+  CHECK(got.data == content);
+  CHECK(zst.size() < content.size() / 4);
+  // The standard tool, as an operator would use it (it verifies the checksum).
+  const std::string cmd =
+      "zstd -q -dc < '" + (dir / "a.json.zst") + "' > '" + (dir / "b.json") + "'";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  CHECK(ReadFile(dir / "b.json") == content);
+}
+
+TEST_CASE("CompressFileAt zstd: a file of exactly one block and an empty file") {
+  TempDir dir;
+  std::string block = VariedLines().substr(0, 512 * 1024);
+  WriteFile(dir / "a.json", block);
+  WriteFile(dir / "e.json", "");
+  UniqueFd fd = OpenDir(dir);
+  std::atomic<bool> stop{false};
+  REQUIRE(CompressFileAt(fd.get(), Compression::kZstd, "a.json", ".a.json.zst.tmp",
+                         "a.json.zst", stop)
+              .ok());
+  REQUIRE(CompressFileAt(fd.get(), Compression::kZstd, "e.json", ".e.json.zst.tmp",
+                         "e.json.zst", stop)
+              .ok());
+  const testing::Unzstded a = UnzstdFrames(ReadFile(dir / "a.json.zst"));
+  CHECK(a.frames == 1);
+  CHECK(a.data == block);
+  const testing::Unzstded e = UnzstdFrames(ReadFile(dir / "e.json.zst"));
+  CHECK(e.frames == 1);
+  CHECK(e.data.empty());
+}
+
+TEST_CASE("CompressFileAt zstd: incompressible data larger than the output buffer") {
+  // Each block's output is bigger than one ZSTD_CStreamOutSize() buffer, so
+  // the frame's end takes several flushes.
+  std::string content(1200 * 1024, '\0');
+  uint64_t x = 0x9e3779b97f4a7c15u;
+  for (char& c : content) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  TempDir dir;
+  WriteFile(dir / "a.json", content);
+  UniqueFd fd = OpenDir(dir);
+  std::atomic<bool> stop{false};
+  REQUIRE(CompressFileAt(fd.get(), Compression::kZstd, "a.json", ".a.json.zst.tmp",
+                         "a.json.zst", stop)
+              .ok());
+  const testing::Unzstded got = UnzstdFrames(ReadFile(dir / "a.json.zst"));
+  CHECK(got.frames == 1);
+  CHECK(got.data == content);
+}
+
+TEST_CASE("CompressFileAt zstd: smaller than gzip on a record log") {
+  // Record-shaped lines: the keys repeat, the values vary.
+  std::string content;
+  for (int i = 0; content.size() < 1024 * 1024; ++i) {
+    content += "{\"@timestamp\":\"2026-11-22T13:29:06." + std::to_string(100000 + i * 37) +
+               "Z\",\"event\":{\"duration\":" + std::to_string(i * 7919 % 100003) +
+               "},\"url\":{\"path\":\"/items/" + std::to_string(i % 1000) +
+               "\"},\"http\":{\"response\":{\"status_code\":" + (i % 10 ? "200" : "404") +
+               "}}}\n";
+  }
+  TempDir dir;
+  WriteFile(dir / "a.json", content);
+  WriteFile(dir / "b.json", content);
+  UniqueFd fd = OpenDir(dir);
+  std::atomic<bool> stop{false};
+  REQUIRE(CompressFileAt(fd.get(), Compression::kZstd, "a.json", ".a.tmp", "a.json.zst", stop).ok());
+  REQUIRE(CompressFileAt(fd.get(), Compression::kGzip, "b.json", ".b.tmp", "b.json.gz", stop).ok());
+  const std::string zst = ReadFile(dir / "a.json.zst");
+  const std::string gz = ReadFile(dir / "b.json.gz");
+  CHECK(Unzstd(zst) == content);
+  CHECK(Gunzip(gz) == content);
+  INFO("zstd " << zst.size() << " B, gzip " << gz.size() << " B of " << content.size());
+  CHECK(zst.size() < gz.size());
+}
+
+TEST_CASE("CompressFileAt stops when asked and leaves the source alone") {
+  for (Compression codec : {Compression::kGzip, Compression::kZstd}) {
+    INFO(CodecName(codec));
+    TempDir dir;
+    WriteFile(dir / "a.json", "x\n");
+    UniqueFd fd = OpenDir(dir);
+    std::atomic<bool> stop{true};
+    absl::Status s = CompressFileAt(fd.get(), codec, "a.json", ".a.json.x.tmp", "a.json.x", stop);
+    CHECK(absl::IsCancelled(s));
+    CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json"});
+  }
+}
+
+TEST_CASE("CompressFileAt refuses a symlink, and no codec") {
+  for (Compression codec : {Compression::kGzip, Compression::kZstd}) {
+    INFO(CodecName(codec));
+    TempDir dir;
+    WriteFile(dir / "target", "secret\n");
+    REQUIRE(::symlink((dir / "target").c_str(), (dir / "a.json").c_str()) == 0);
+    UniqueFd fd = OpenDir(dir);
+    std::atomic<bool> stop{false};
+    absl::Status s = CompressFileAt(fd.get(), codec, "a.json", ".a.json.x.tmp", "a.json.x", stop);
+    CHECK(s.message() == absl::StrCat(CodecName(codec),
+                                      ": open a.json: Too many levels of symbolic links"));
+    CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json", "target"});
+  }
   TempDir dir;
   WriteFile(dir / "a.json", "x\n");
   UniqueFd fd = OpenDir(dir);
-  std::atomic<bool> stop{true};
-  absl::Status s =
-      GzipFileAt(fd.get(), "a.json", ".a.json.gz.tmp", "a.json.gz", stop);
-  CHECK(absl::IsCancelled(s));
-  CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json"});
-}
-
-TEST_CASE("GzipFileAt refuses a symlink") {
-  TempDir dir;
-  WriteFile(dir / "target", "secret\n");
-  REQUIRE(::symlink((dir / "target").c_str(), (dir / "a.json").c_str()) == 0);
-  UniqueFd fd = OpenDir(dir);
   std::atomic<bool> stop{false};
-  absl::Status s =
-      GzipFileAt(fd.get(), "a.json", ".a.json.gz.tmp", "a.json.gz", stop);
-  CHECK(s.message() == "gzip: open a.json: Too many levels of symbolic links");
-  CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json", "target"});
+  CHECK(absl::IsInvalidArgument(
+      CompressFileAt(fd.get(), Compression::kNone, "a.json", ".a.tmp", "a.json.x", stop)));
+  CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json"});
 }
 
 TEST_CASE("MaintainBackups prunes, compresses all but the newest, cleans up") {
@@ -147,7 +279,7 @@ TEST_CASE("MaintainBackups prunes, compresses all but the newest, cleans up") {
   std::atomic<bool> stop{false};
   std::vector<MaintenanceError> errors = MaintainBackups(
       fd.get(),
-      MaintenancePolicy{.base = "httptraced", .max_files = 3, .compress = true},
+      MaintenancePolicy{.base = "httptraced", .max_files = 3, .compress = Compression::kGzip},
       stop);
   CHECK(errors.empty());
   CHECK(ListDir(dir.path()) == std::vector<std::string>{
@@ -175,10 +307,47 @@ TEST_CASE("MaintainBackups with max_files 0 and no compression") {
   CHECK(MaintainBackups(
             fd.get(),
             MaintenancePolicy{
-                .base = "httptraced", .max_files = 0, .compress = false},
+                .base = "httptraced", .max_files = 0, .compress = Compression::kNone},
             stop)
             .empty());
   CHECK(ListDir(dir.path()) == std::vector<std::string>{"httptraced.json"});
+}
+
+TEST_CASE("MaintainBackups with zstd: gzip backups of an earlier run count and stay") {
+  TempDir dir;
+  const std::vector<std::string> backups = {
+      "httptraced-20261121T204559.099Z.json.zst",
+      "httptraced-20261121T204559.100Z.json.gz",
+      "httptraced-20261121T204559.101Z.json",
+      "httptraced-20261121T204559.102Z.json",
+      "httptraced-20261121T204559.103Z.json",
+  };
+  for (const std::string& name : backups) WriteFile(dir / name, name + "\n");
+  // A crash after a gzip run renamed X.json.gz into place: X.json goes even
+  // though this run compresses with zstd.
+  WriteFile(dir / "httptraced-20261121T204559.102Z.json.gz", "gz");
+  // Interrupted compressions of either codec.
+  WriteFile(dir / ".httptraced-20261121T204559.101Z.json.zst.tmp", "half");
+  WriteFile(dir / ".httptraced-20261121T204559.101Z.json.gz.tmp", "half");
+
+  UniqueFd fd = OpenDir(dir);
+  std::atomic<bool> stop{false};
+  std::vector<MaintenanceError> errors = MaintainBackups(
+      fd.get(),
+      MaintenancePolicy{.base = "httptraced", .max_files = 4, .compress = Compression::kZstd},
+      stop);
+  CHECK(errors.empty());
+  CHECK(ListDir(dir.path()) == std::vector<std::string>{
+                                   "httptraced-20261121T204559.100Z.json.gz",
+                                   "httptraced-20261121T204559.101Z.json.zst",
+                                   "httptraced-20261121T204559.102Z.json.gz",
+                                   "httptraced-20261121T204559.103Z.json",
+                               });
+  CHECK(ReadFile(dir / "httptraced-20261121T204559.100Z.json.gz") ==
+        "httptraced-20261121T204559.100Z.json.gz\n");
+  CHECK(Unzstd(ReadFile(dir / "httptraced-20261121T204559.101Z.json.zst")) ==
+        "httptraced-20261121T204559.101Z.json\n");
+  CHECK(ReadFile(dir / "httptraced-20261121T204559.102Z.json.gz") == "gz");
 }
 
 TEST_CASE("BackupWorker runs passes in the background and reports errors") {
@@ -191,7 +360,7 @@ TEST_CASE("BackupWorker runs passes in the background and reports errors") {
   BackupWorker worker(MaintenancePolicy{.base = "httptraced",
                                         .dir_path = "/l",
                                         .max_files = 10,
-                                        .compress = true});
+                                        .compress = Compression::kGzip});
   worker.Schedule(std::make_shared<const UniqueFd>(OpenDir(dir)));
   worker.WaitIdle();
   CHECK(ListDir(dir.path()) ==

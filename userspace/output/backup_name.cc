@@ -11,6 +11,7 @@ namespace {
 
 constexpr absl::string_view kJson = ".json";
 constexpr absl::string_view kGz = ".gz";
+constexpr absl::string_view kZst = ".zst";
 constexpr absl::string_view kTmp = ".tmp";
 // "YYYYMMDDTHHMMSS.mmmZ"
 constexpr absl::string_view kStampShape = "dddddddd_dddddd.dddZ";
@@ -36,6 +37,18 @@ bool IsStamp(absl::string_view s) {
 
 }  // namespace
 
+absl::string_view CompressionSuffix(Compression c) {
+  switch (c) {
+    case Compression::kNone:
+      return "";
+    case Compression::kGzip:
+      return kGz;
+    case Compression::kZstd:
+      return kZst;
+  }
+  return "";
+}
+
 std::string FormatBackupStamp(absl::Time t) {
   // %E3S truncates to milliseconds.
   return absl::FormatTime("%Y%m%dT%H%M%E3SZ", t, absl::UTCTimeZone());
@@ -48,15 +61,12 @@ std::string ActiveFileName(absl::string_view base) {
 std::string BackupFileName(absl::string_view base, const BackupName& name) {
   std::string out = absl::StrCat(base, "-", name.stamp);
   if (name.counter != 0) absl::StrAppend(&out, "-", name.counter);
-  absl::StrAppend(&out, kJson);
-  if (name.compressed) absl::StrAppend(&out, kGz);
+  absl::StrAppend(&out, kJson, CompressionSuffix(name.compression));
   return out;
 }
 
-std::string TempGzipFileName(absl::string_view base, const BackupName& name) {
-  BackupName gz = name;
-  gz.compressed = true;
-  return absl::StrCat(".", BackupFileName(base, gz), kTmp);
+std::string TempFileName(absl::string_view base, const BackupName& name) {
+  return absl::StrCat(".", BackupFileName(base, name), kTmp);
 }
 
 std::optional<BackupName> ParseBackupFileName(absl::string_view base,
@@ -66,7 +76,11 @@ std::optional<BackupName> ParseBackupFileName(absl::string_view base,
     return std::nullopt;
   }
   BackupName name;
-  name.compressed = absl::ConsumeSuffix(&rest, kGz);
+  if (absl::ConsumeSuffix(&rest, kGz)) {
+    name.compression = Compression::kGzip;
+  } else if (absl::ConsumeSuffix(&rest, kZst)) {
+    name.compression = Compression::kZstd;
+  }
   if (!absl::ConsumeSuffix(&rest, kJson)) return std::nullopt;
   if (rest.size() < kStampShape.size()) return std::nullopt;
   absl::string_view stamp = rest.substr(0, kStampShape.size());
@@ -89,14 +103,14 @@ std::optional<BackupName> ParseBackupFileName(absl::string_view base,
   return name;
 }
 
-std::optional<BackupName> ParseTempGzipFileName(absl::string_view base,
-                                                absl::string_view file_name) {
+std::optional<BackupName> ParseTempFileName(absl::string_view base,
+                                            absl::string_view file_name) {
   absl::string_view rest = file_name;
   if (!absl::ConsumePrefix(&rest, ".") || !absl::ConsumeSuffix(&rest, kTmp)) {
     return std::nullopt;
   }
   std::optional<BackupName> name = ParseBackupFileName(base, rest);
-  if (!name || !name->compressed) return std::nullopt;
+  if (!name || !name->compressed()) return std::nullopt;
   return name;
 }
 

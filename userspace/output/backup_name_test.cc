@@ -30,28 +30,39 @@ TEST_CASE("backup file names") {
   name.counter = 12;
   CHECK(BackupFileName("httptraced", name) ==
         "httptraced-20261121T204559.123Z-12.json");
-  name.compressed = true;
+  name.compression = Compression::kGzip;
   CHECK(BackupFileName("httptraced", name) ==
         "httptraced-20261121T204559.123Z-12.json.gz");
-  CHECK(TempGzipFileName("httptraced", name) ==
+  CHECK(TempFileName("httptraced", name) ==
         ".httptraced-20261121T204559.123Z-12.json.gz.tmp");
+  name.compression = Compression::kZstd;
+  CHECK(BackupFileName("httptraced", name) ==
+        "httptraced-20261121T204559.123Z-12.json.zst");
+  CHECK(TempFileName("httptraced", name) ==
+        ".httptraced-20261121T204559.123Z-12.json.zst.tmp");
 }
 
 TEST_CASE("ParseBackupFileName inverts BackupFileName") {
   for (uint64_t counter : {0, 1, 9, 10, 123456789}) {
-    for (bool compressed : {false, true}) {
+    for (Compression compression :
+         {Compression::kNone, Compression::kGzip, Compression::kZstd}) {
       BackupName name{.stamp = "20261121T204559.123Z",
                       .counter = counter,
-                      .compressed = compressed};
+                      .compression = compression};
       std::optional<BackupName> parsed =
           ParseBackupFileName("httptraced", BackupFileName("httptraced", name));
       REQUIRE(parsed.has_value());
       CHECK(parsed->stamp == name.stamp);
       CHECK(parsed->counter == counter);
-      CHECK(parsed->compressed == compressed);
-      CHECK(ParseTempGzipFileName("httptraced",
-                                  TempGzipFileName("httptraced", name))
-                ->counter == counter);
+      CHECK(parsed->compression == compression);
+      std::optional<BackupName> temp =
+          ParseTempFileName("httptraced", TempFileName("httptraced", name));
+      // Only a compression has a temp file.
+      REQUIRE(temp.has_value() == name.compressed());
+      if (temp) {
+        CHECK(temp->counter == counter);
+        CHECK(temp->compression == compression);
+      }
     }
   }
 }
@@ -65,6 +76,10 @@ TEST_CASE("ParseBackupFileName rejects every other name") {
            "httptraced-20261121T204559.123Z.json.1",
            "httptraced-20261121T204559.123Z.log",
            "httptraced-20261121T204559.123Z.json.gz.tmp",
+           "httptraced-20261121T204559.123Z.json.zst.tmp",
+           "httptraced-20261121T204559.123Z.json.zstd",
+           "httptraced-20261121T204559.123Z.json.gz.zst",
+           "httptraced-20261121T204559.123Z.zst",
            ".httptraced-20261121T204559.123Z.json.gz",
            "httptraced-20261121T204559.123.json",
            "httptraced-20261121X204559.123Z.json",
@@ -81,11 +96,14 @@ TEST_CASE("ParseBackupFileName rejects every other name") {
     CHECK_FALSE(ParseBackupFileName("httptraced", name).has_value());
   }
   // A temp name is not a backup, and a backup is not a temp name.
-  CHECK_FALSE(ParseTempGzipFileName("httptraced",
-                                    ".httptraced-20261121T204559.123Z.json.tmp")
+  CHECK_FALSE(ParseTempFileName("httptraced",
+                                ".httptraced-20261121T204559.123Z.json.tmp")
                   .has_value());
-  CHECK_FALSE(ParseTempGzipFileName("httptraced",
-                                    "httptraced-20261121T204559.123Z.json.gz")
+  CHECK_FALSE(ParseTempFileName("httptraced",
+                                "httptraced-20261121T204559.123Z.json.gz")
+                  .has_value());
+  CHECK_FALSE(ParseTempFileName("httptraced",
+                                "httptraced-20261121T204559.123Z.json.zst")
                   .has_value());
 }
 
@@ -93,7 +111,7 @@ TEST_CASE("backups order by stamp, then counter") {
   BackupName a{.stamp = "20261121T204559.123Z"};
   BackupName b{.stamp = "20261121T204559.123Z", .counter = 1};
   BackupName c{.stamp = "20261121T204559.124Z"};
-  BackupName a_gz{.stamp = "20261121T204559.123Z", .compressed = true};
+  BackupName a_gz{.stamp = "20261121T204559.123Z", .compression = Compression::kGzip};
   CHECK(a.OlderThan(b));
   CHECK(b.OlderThan(c));
   CHECK_FALSE(c.OlderThan(a));

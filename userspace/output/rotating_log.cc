@@ -225,13 +225,16 @@ absl::Status RotatingLog::Rotate() {
   }
   std::string target;
   for (int attempt = 0;; ++attempt, ++name.counter) {
-    BackupName gz = name;
-    gz.compressed = true;
     struct stat unused;
-    if (::fstatat(dir_->get(), BackupFileName(options_.base_name, gz).c_str(),
-                  &unused, AT_SYMLINK_NOFOLLOW) == 0) {
-      continue;  // taken by a compressed backup
+    bool taken = false;
+    for (Compression c : {Compression::kZstd, Compression::kGzip}) {
+      BackupName packed = name;
+      packed.compression = c;
+      taken = taken ||
+              ::fstatat(dir_->get(), BackupFileName(options_.base_name, packed).c_str(),
+                        &unused, AT_SYMLINK_NOFOLLOW) == 0;
     }
+    if (taken) continue;  // taken by a compressed backup
     target = BackupFileName(options_.base_name, name);
     int rc = ::renameat2(dir_->get(), active_name_.c_str(), dir_->get(),
                          target.c_str(), RENAME_NOREPLACE);

@@ -2,11 +2,10 @@
 // Vector, rsyslog imfile), rotated by size and age.
 //
 // Files in Options::dir (see backup_name.h):
-//   httptraced.json                          active; point shippers at this
-//   path httptraced-20261121T204559.123Z.json     newest backup, left
-//   uncompressed
-//                                            so a shipper can finish it
-//   httptraced-20261121T194559.120Z.json.gz  older backups, gzip
+//   httptraced.json                           active; point shippers at this
+//   httptraced-20261121T204559.123Z.json      newest backup, left uncompressed
+//                                             so a shipper can finish it
+//   httptraced-20261121T194559.120Z.json.zst  older backups, zstd (or .gz)
 // Rotation is rename-then-create, so a shipper following the active path by
 // name (and the renamed file by inode until it reaches EOF) sees every line
 // exactly once. Compression and pruning run on a background thread.
@@ -53,7 +52,8 @@ class RotatingLog final : public RecordSink {
     // Created (0750, parents 0755) if missing. Refused if it is a symlink or
     // writable by group or others.
     std::string dir = "/var/log/httptraced";
-    // Active file "<base_name>.json", backups "<base_name>-<stamp>.json[.gz]".
+    // Active file "<base_name>.json", backups
+    // "<base_name>-<stamp>.json[.zst|.gz]".
     std::string base_name = "httptraced";
     // Rotate before a write would make the active file larger than this. A
     // single line longer than this gets a file of its own.
@@ -64,10 +64,12 @@ class RotatingLog final : public RecordSink {
     // (statx btime; the open time where the filesystem has none). An empty
     // file never rotates. Zero: off.
     absl::Duration max_age = absl::ZeroDuration();
-    // Backups kept (.json and .json.gz alike); the oldest are deleted.
+    // Backups kept (.json, .json.zst and .json.gz alike); the oldest are
+    // deleted.
     size_t max_files = 10;
-    // Gzip every backup but the newest, on the background thread.
-    bool compress = true;
+    // Compress every backup but the newest, on the background thread, with
+    // this codec; kNone keeps them plain.
+    Compression compress = Compression::kZstd;
     // Condition reports that have no return value to travel in (see
     // sink_event.h). Called on the caller's thread. May be null.
     EventCallback on_event;

@@ -19,6 +19,7 @@ namespace {
 using testing::EventLog;
 using testing::FakeClock;
 using testing::Gunzip;
+using testing::Unzstd;
 using testing::Lines;
 using testing::ListDir;
 using testing::Mode;
@@ -43,7 +44,7 @@ constexpr char kLaterRecovers[] =
 struct Fixture {
   explicit Fixture(std::string dir_path) : dir(std::move(dir_path)) {
     options.dir = dir;
-    options.compress = false;
+    options.compress = Compression::kNone;
     options.on_event = events.AsCallback();
   }
   std::unique_ptr<RotatingLog> Open() {
@@ -240,36 +241,37 @@ TEST_CASE("keeps max_files backups and never touches other files") {
   CHECK(log->stats().rotations == 9);
 }
 
-TEST_CASE("gzips every backup but the newest") {
+TEST_CASE("compresses every backup but the newest, with zstd by default") {
   TempDir tmp;
   Fixture f(tmp.path());
   f.options.max_size_bytes = 1000;
-  f.options.compress = true;
+  f.options.compress = RotatingLog::Options{}.compress;
+  REQUIRE(f.options.compress == Compression::kZstd);
   auto log = f.Open();
   const std::string all = Lines(0, 35, 100);
   REQUIRE(log->Write(all).ok());
   log->WaitForBackgroundWork();
   CHECK(ListDir(tmp.path()) ==
-        Files{"httptraced-20261121T204559.123Z-1.json.gz", kB2,
-              "httptraced-20261121T204559.123Z.json.gz", kActive});
-  CHECK(Gunzip(ReadFile(f / "httptraced-20261121T204559.123Z.json.gz")) ==
+        Files{"httptraced-20261121T204559.123Z-1.json.zst", kB2,
+              "httptraced-20261121T204559.123Z.json.zst", kActive});
+  CHECK(Unzstd(ReadFile(f / "httptraced-20261121T204559.123Z.json.zst")) ==
         all.substr(0, 1000));
-  CHECK(Gunzip(ReadFile(f / "httptraced-20261121T204559.123Z-1.json.gz")) ==
+  CHECK(Unzstd(ReadFile(f / "httptraced-20261121T204559.123Z-1.json.zst")) ==
         all.substr(1000, 1000));
   CHECK(ReadFile(f / kB2) == all.substr(2000, 1000));
   CHECK(ReadFile(f / kActive) == all.substr(3000));
-  CHECK(Mode(f / "httptraced-20261121T204559.123Z.json.gz") == 0640);
+  CHECK(Mode(f / "httptraced-20261121T204559.123Z.json.zst") == 0640);
 
   // The next rotation compresses the previous newest.
   f.clock.now += absl::Seconds(1);
   REQUIRE(log->Write(Lines(35, 6, 100)).ok());
   log->WaitForBackgroundWork();
   CHECK(ListDir(tmp.path()) ==
-        Files{"httptraced-20261121T204559.123Z-1.json.gz",
-              "httptraced-20261121T204559.123Z-2.json.gz",
-              "httptraced-20261121T204559.123Z.json.gz",
+        Files{"httptraced-20261121T204559.123Z-1.json.zst",
+              "httptraced-20261121T204559.123Z-2.json.zst",
+              "httptraced-20261121T204559.123Z.json.zst",
               "httptraced-20261121T204600.123Z.json", kActive});
-  CHECK(Gunzip(ReadFile(f / "httptraced-20261121T204559.123Z-2.json.gz")) ==
+  CHECK(Unzstd(ReadFile(f / "httptraced-20261121T204559.123Z-2.json.zst")) ==
         all.substr(2000, 1000));
   CHECK(ReadFile(f / "httptraced-20261121T204600.123Z.json") ==
         all.substr(3000) + Lines(35, 5, 100));
@@ -277,10 +279,10 @@ TEST_CASE("gzips every backup but the newest") {
   CHECK(f.events.events.empty());
 }
 
-TEST_CASE("startup prunes and compresses leftover backups") {
+TEST_CASE("startup prunes and compresses leftover backups (gzip)") {
   TempDir tmp;
   Fixture f(tmp.path());
-  f.options.compress = true;
+  f.options.compress = Compression::kGzip;
   f.options.max_files = 2;
   WriteFile(f / "httptraced-20261120T000000.000Z.json", "a\n");
   WriteFile(f / "httptraced-20261120T000001.000Z.json", "b\n");
@@ -300,6 +302,8 @@ TEST_CASE("backup names stay unique and ordered") {
   Fixture f(tmp.path());
   f.options.max_size_bytes = 2;
   WriteFile(f / "httptraced-20261121T204559.123Z-5.json.gz", "old");
+  // A compressed backup takes its name too, whatever its codec.
+  WriteFile(f / "httptraced-20261121T204559.123Z-6.json.zst", "old");
   auto log = f.Open();
   REQUIRE(log->Write("a\nb\n").ok());  // same ms as the existing -5
   f.clock.now -= absl::Hours(1);       // the clock steps back
@@ -308,11 +312,12 @@ TEST_CASE("backup names stay unique and ordered") {
   REQUIRE(log->Write("d\n").ok());
   CHECK(ListDir(tmp.path()) ==
         Files{"httptraced-20261121T204559.123Z-5.json.gz",
-              "httptraced-20261121T204559.123Z-6.json",
+              "httptraced-20261121T204559.123Z-6.json.zst",
               "httptraced-20261121T204559.123Z-7.json",
+              "httptraced-20261121T204559.123Z-8.json",
               "httptraced-20261121T214559.123Z.json", kActive});
-  CHECK(ReadFile(f / "httptraced-20261121T204559.123Z-6.json") == "a\n");
-  CHECK(ReadFile(f / "httptraced-20261121T204559.123Z-7.json") == "b\n");
+  CHECK(ReadFile(f / "httptraced-20261121T204559.123Z-7.json") == "a\n");
+  CHECK(ReadFile(f / "httptraced-20261121T204559.123Z-8.json") == "b\n");
   CHECK(ReadFile(f / "httptraced-20261121T214559.123Z.json") == "c\n");
   CHECK(ReadFile(f / kActive) == "d\n");
 }
@@ -323,7 +328,7 @@ TEST_CASE("files are 0640 and the directory 0750 whatever the umask") {
     ScopedUmask umask(mask);
     TempDir tmp;
     Fixture f(tmp / "a/b/logs");
-    f.options.compress = true;
+    f.options.compress = Compression::kZstd;
     f.options.max_size_bytes = 10;
     {
       auto log = f.Open();
@@ -334,7 +339,7 @@ TEST_CASE("files are 0640 and the directory 0750 whatever the umask") {
     CHECK(Mode(tmp / "a/b") == (0755 & ~mask));
     CHECK(Mode(f.dir) == 0750);
     CHECK(ListDir(f.dir) ==
-          Files{kB1, "httptraced-20261121T204559.123Z.json.gz", kActive});
+          Files{kB1, "httptraced-20261121T204559.123Z.json.zst", kActive});
     for (const std::string& name : ListDir(f.dir)) {
       INFO(name);
       CHECK(Mode(f / name) == 0640);
@@ -671,9 +676,9 @@ TEST_CASE("an active file ending in a partial line is rotated away first") {
 TEST_CASE("background problems are reported once, as warnings") {
   TempDir tmp;
   Fixture f(tmp.path());
-  f.options.compress = true;
+  f.options.compress = Compression::kZstd;
   f.options.max_size_bytes = 2;
-  // Where a backup file is expected there is a directory: gzip refuses it.
+  // Where a backup file is expected there is a directory: zstd refuses it.
   REQUIRE(::mkdir((f / "httptraced-20261121T204559.100Z.json").c_str(), 0700) ==
           0);
   auto log = f.Open();
@@ -687,11 +692,11 @@ TEST_CASE("background problems are reported once, as warnings") {
   CHECK(f.events.events[0].kind == SinkEvent::Kind::kWarning);
   CHECK(f.events.events[0].status.message() ==
         absl::StrCat("log directory ", tmp.path(),
-                     ": gzip: httptraced-20261121T204559.100Z.json is not a "
+                     ": zstd: httptraced-20261121T204559.100Z.json is not a "
                      "regular file; left alone"));
   CHECK(ListDir(tmp.path()) == Files{"httptraced-20261121T204559.100Z.json",
                                      "httptraced-20261121T204559.123Z-1.json",
-                                     "httptraced-20261121T204559.123Z.json.gz",
+                                     "httptraced-20261121T204559.123Z.json.zst",
                                      kActive});
 }
 

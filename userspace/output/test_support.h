@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -144,6 +145,53 @@ inline Gunzipped GunzipMembers(const std::string& gz) {
 }
 
 inline std::string Gunzip(const std::string& gz) { return GunzipMembers(gz).data; }
+
+// A .zst file's bytes decompressed as zstd(1) does: every frame, in order,
+// each checked against its content checksum when it has one.
+struct Unzstded {
+  std::string data;
+  int frames = 0;
+  int checksummed = 0;  // frames that carry a content checksum
+};
+
+inline Unzstded UnzstdFrames(const std::string& zst) {
+  Unzstded out;
+  size_t at = 0;
+  while (at < zst.size()) {
+    // RFC 8878 3.1.1: the 4-byte magic number, then the frame header
+    // descriptor, whose bit 2 is the content checksum flag.
+    if (zst.size() - at < 5 || zst.compare(at, 4, "\x28\xb5\x2f\xfd") != 0) {
+      throw std::runtime_error("not a zstd frame");
+    }
+    const bool checksummed = (static_cast<unsigned char>(zst[at + 4]) & 0x04) != 0;
+    const size_t frame = ZSTD_findFrameCompressedSize(zst.data() + at, zst.size() - at);
+    if (ZSTD_isError(frame)) throw std::runtime_error("truncated zstd frame");
+    ZSTD_DCtx* dctx = ZSTD_createDCtx();
+    ZSTD_inBuffer in{zst.data() + at, frame, 0};
+    char buf[4096];
+    size_t left = 1;
+    while (left != 0) {
+      ZSTD_outBuffer o{buf, sizeof(buf), 0};
+      left = ZSTD_decompressStream(dctx, &o, &in);
+      if (ZSTD_isError(left)) {
+        ZSTD_freeDCtx(dctx);
+        throw std::runtime_error(std::string("corrupt zstd: ") + ZSTD_getErrorName(left));
+      }
+      out.data.append(buf, o.pos);
+      if (left != 0 && in.pos == in.size && o.pos == 0) {
+        ZSTD_freeDCtx(dctx);
+        throw std::runtime_error("truncated zstd");
+      }
+    }
+    ZSTD_freeDCtx(dctx);
+    ++out.frames;
+    out.checksummed += checksummed;
+    at += frame;
+  }
+  return out;
+}
+
+inline std::string Unzstd(const std::string& zst) { return UnzstdFrames(zst).data; }
 
 // "rec-0000 <padding>\n" lines of exactly `width` bytes (newline included).
 inline std::string Lines(int first, int count, size_t width = 10) {
