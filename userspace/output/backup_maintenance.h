@@ -30,8 +30,8 @@ absl::string_view CodecName(Compression codec);
 
 // Compresses `src` (relative to dir_fd) to `dst` with `codec` (not kNone),
 // writing `tmp` first and renaming it, then removes `src`. gzip writes one
-// member per 512 KiB of input, zstd one frame with a content checksum; gzip(1)
-// and zstd(1) read them. The result has mode 0640 and the source's timestamps.
+// member per 512 KiB of input, zstd one frame per MiB, each with a content
+// checksum; gzip(1) and zstd(1) read them as one stream. The result has mode 0640 and the source's timestamps.
 // Returns kCancelled, leaving `src` alone and no `tmp`, as soon as `stop`
 // becomes true.
 absl::Status CompressFileAt(int dir_fd, Compression codec, const std::string& src,
