@@ -256,16 +256,30 @@ TEST_CASE("CompressFileAt refuses a symlink, and no codec") {
   CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json"});
 }
 
+// Backups holding their own name, then one maintenance pass over the directory.
+void WriteSelfNamed(const TempDir& dir, const std::vector<std::string>& names) {
+  for (const std::string& name : names) WriteFile(dir / name, name + "\n");
+}
+
+std::vector<MaintenanceError> Maintain(const TempDir& dir, size_t max_files,
+                                       Compression codec) {
+  UniqueFd fd = OpenDir(dir);
+  std::atomic<bool> stop{false};
+  return MaintainBackups(
+      fd.get(),
+      MaintenancePolicy{.base = "httptraced", .max_files = max_files, .compress = codec},
+      stop);
+}
+
 TEST_CASE("MaintainBackups prunes, compresses all but the newest, cleans up") {
   TempDir dir;
-  const std::vector<std::string> backups = {
+  WriteSelfNamed(dir, {
       "httptraced-20261121T204559.100Z.json.gz",
       "httptraced-20261121T204559.101Z.json",
       "httptraced-20261121T204559.102Z.json",
       "httptraced-20261121T204559.102Z-1.json",
       "httptraced-20261121T204559.103Z.json",
-  };
-  for (const std::string& name : backups) WriteFile(dir / name, name + "\n");
+  });
   // A crash between renaming X.json.gz into place and removing X.json.
   WriteFile(dir / "httptraced-20261121T204559.102Z-1.json.gz", "gz");
   // A compression interrupted by a crash.
@@ -275,13 +289,7 @@ TEST_CASE("MaintainBackups prunes, compresses all but the newest, cleans up") {
   WriteFile(dir / "httptraced.json.1", "logrotate\n");
   WriteFile(dir / ".httptraced-x.json.gz.tmp", "?\n");
 
-  UniqueFd fd = OpenDir(dir);
-  std::atomic<bool> stop{false};
-  std::vector<MaintenanceError> errors = MaintainBackups(
-      fd.get(),
-      MaintenancePolicy{.base = "httptraced", .max_files = 3, .compress = Compression::kGzip},
-      stop);
-  CHECK(errors.empty());
+  CHECK(Maintain(dir, 3, Compression::kGzip).empty());
   CHECK(ListDir(dir.path()) == std::vector<std::string>{
                                    ".httptraced-x.json.gz.tmp",
                                    "httptraced-20261121T204559.102Z-1.json.gz",
@@ -302,27 +310,19 @@ TEST_CASE("MaintainBackups with max_files 0 and no compression") {
   WriteFile(dir / "httptraced-20261121T204559.100Z.json", "a\n");
   WriteFile(dir / "httptraced-20261121T204559.101Z.json.gz", "b\n");
   WriteFile(dir / "httptraced.json", "c\n");
-  UniqueFd fd = OpenDir(dir);
-  std::atomic<bool> stop{false};
-  CHECK(MaintainBackups(
-            fd.get(),
-            MaintenancePolicy{
-                .base = "httptraced", .max_files = 0, .compress = Compression::kNone},
-            stop)
-            .empty());
+  CHECK(Maintain(dir, 0, Compression::kNone).empty());
   CHECK(ListDir(dir.path()) == std::vector<std::string>{"httptraced.json"});
 }
 
 TEST_CASE("MaintainBackups with zstd: gzip backups of an earlier run count and stay") {
   TempDir dir;
-  const std::vector<std::string> backups = {
+  WriteSelfNamed(dir, {
       "httptraced-20261121T204559.099Z.json.zst",
       "httptraced-20261121T204559.100Z.json.gz",
       "httptraced-20261121T204559.101Z.json",
       "httptraced-20261121T204559.102Z.json",
       "httptraced-20261121T204559.103Z.json",
-  };
-  for (const std::string& name : backups) WriteFile(dir / name, name + "\n");
+  });
   // A crash after a gzip run renamed X.json.gz into place: X.json goes even
   // though this run compresses with zstd.
   WriteFile(dir / "httptraced-20261121T204559.102Z.json.gz", "gz");
@@ -330,13 +330,7 @@ TEST_CASE("MaintainBackups with zstd: gzip backups of an earlier run count and s
   WriteFile(dir / ".httptraced-20261121T204559.101Z.json.zst.tmp", "half");
   WriteFile(dir / ".httptraced-20261121T204559.101Z.json.gz.tmp", "half");
 
-  UniqueFd fd = OpenDir(dir);
-  std::atomic<bool> stop{false};
-  std::vector<MaintenanceError> errors = MaintainBackups(
-      fd.get(),
-      MaintenancePolicy{.base = "httptraced", .max_files = 4, .compress = Compression::kZstd},
-      stop);
-  CHECK(errors.empty());
+  CHECK(Maintain(dir, 4, Compression::kZstd).empty());
   CHECK(ListDir(dir.path()) == std::vector<std::string>{
                                    "httptraced-20261121T204559.100Z.json.gz",
                                    "httptraced-20261121T204559.101Z.json.zst",
