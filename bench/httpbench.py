@@ -428,6 +428,10 @@ class Daemon:
             out = open(os.devnull, "w")
         else:
             argv.append(f"--log_dir={self.log_dir}")
+            # Completeness counts every record in every file: keep them all. With
+            # the default 10 backups, a POST run that writes over 1 GB (11 files
+            # of 100 MiB) would lose its oldest file to retention, not to loss.
+            argv.append("--log_max_files=1000")
             out = subprocess.DEVNULL
         self.argv = argv
         t0 = time.monotonic()
