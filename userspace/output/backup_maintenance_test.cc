@@ -19,6 +19,8 @@ using testing::ListDir;
 using testing::Mode;
 using testing::ReadFile;
 using testing::TempDir;
+using testing::TmpfsMount;
+using testing::FillUp;
 using testing::WriteFile;
 
 UniqueFd OpenDir(const TempDir& dir) {
@@ -254,6 +256,38 @@ TEST_CASE("CompressFileAt refuses a symlink, and no codec") {
   CHECK(absl::IsInvalidArgument(
       CompressFileAt(fd.get(), Compression::kNone, "a.json", ".a.tmp", "a.json.x", stop)));
   CHECK(ListDir(dir.path()) == std::vector<std::string>{"a.json"});
+}
+
+TEST_CASE("CompressFileAt on a full disk keeps the source and leaves no temp file") {
+  for (Compression codec : {Compression::kZstd, Compression::kGzip}) {
+    INFO(CodecName(codec));
+    TempDir tmp;
+    TmpfsMount mount(tmp / "mnt", "256k");
+    if (!mount.mounted()) {
+      FAIL("cannot mount a 256 KiB tmpfs at " << tmp / "mnt" << ": " << mount.error()
+                                              << ". This test needs root (CAP_SYS_ADMIN).");
+    }
+    // Incompressible, so the output needs about as much room as the input.
+    std::string content(160 * 1024, '\0');
+    uint64_t x = 0x2545f4914f6cdd1du;
+    for (char& c : content) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      c = static_cast<char>(x);
+    }
+    WriteFile(tmp / "mnt/a.json", content);
+    FillUp(tmp / "mnt");  // no room left for the compressed copy
+    UniqueFd fd(::open((tmp / "mnt").c_str(), O_RDONLY | O_DIRECTORY));
+    std::atomic<bool> stop{false};
+    const std::string dst = absl::StrCat("a.json", CompressionSuffix(codec));
+    absl::Status s = CompressFileAt(fd.get(), codec, "a.json", ".a.json.x.tmp", dst, stop);
+    CHECK(s.code() == absl::StatusCode::kResourceExhausted);
+    CHECK(s.message() == absl::StrCat(CodecName(codec),
+                                      ": write .a.json.x.tmp: No space left on device"));
+    CHECK(ListDir(tmp / "mnt") == std::vector<std::string>{"a.json", "filler"});
+    CHECK(ReadFile(tmp / "mnt/a.json") == content);
+  }
 }
 
 // Backups holding their own name, then one maintenance pass over the directory.

@@ -18,6 +18,7 @@ namespace {
 
 using testing::EventLog;
 using testing::FakeClock;
+using testing::FillUp;
 using testing::Gunzip;
 using testing::Unzstd;
 using testing::Lines;
@@ -26,6 +27,7 @@ using testing::Mode;
 using testing::ReadFile;
 using testing::ScopedUmask;
 using testing::TempDir;
+using testing::TmpfsMount;
 using testing::WriteFile;
 
 using Files = std::vector<std::string>;
@@ -698,47 +700,6 @@ TEST_CASE("background problems are reported once, as warnings") {
                                      "httptraced-20261121T204559.123Z-1.json",
                                      "httptraced-20261121T204559.123Z.json.zst",
                                      kActive});
-}
-
-// A small tmpfs, private to this process where possible, unmounted on exit.
-class TmpfsMount {
- public:
-  TmpfsMount(const std::string& path, absl::string_view size) : path_(path) {
-    // A private mount namespace keeps the mount from outliving a crash.
-    if (::unshare(CLONE_NEWNS) == 0) {
-      ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
-    }
-    const std::string opts = absl::StrCat("size=", size, ",mode=0755");
-    if (::mkdir(path.c_str(), 0755) != 0 ||
-        ::mount("tmpfs", path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
-                opts.c_str()) != 0) {
-      error_ = strerror(errno);
-    } else {
-      mounted_ = true;
-    }
-  }
-  ~TmpfsMount() {
-    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
-  }
-  TmpfsMount(const TmpfsMount&) = delete;
-  TmpfsMount& operator=(const TmpfsMount&) = delete;
-  bool mounted() const { return mounted_; }
-  const std::string& error() const { return error_; }
-
- private:
-  std::string path_;
-  bool mounted_ = false;
-  std::string error_;
-};
-
-// Fills the filesystem at `path` with a file; returns its name.
-std::string FillUp(const std::string& path) {
-  const std::string filler = path + "/filler";
-  UniqueFd fd(::open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
-  const std::string block(4096, 'f');
-  while (::write(fd.get(), block.data(), block.size()) > 0) {
-  }
-  return filler;
 }
 
 TEST_CASE("ENOSPC leaves no partial line and writing resumes") {

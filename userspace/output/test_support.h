@@ -2,7 +2,13 @@
 #ifndef HTTPTRACED_OUTPUT_TEST_SUPPORT_H_
 #define HTTPTRACED_OUTPUT_TEST_SUPPORT_H_
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -20,6 +26,7 @@
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "output/sink_event.h"
+#include "output/unique_fd.h"
 
 namespace httptraced::output::testing {
 
@@ -203,6 +210,48 @@ inline std::string Lines(int first, int count, size_t width = 10) {
     out += '\n';
   }
   return out;
+}
+
+// A small tmpfs, private to this process where possible, unmounted on exit.
+// Mounting needs CAP_SYS_ADMIN: a test that cannot mount must fail, not skip.
+class TmpfsMount {
+ public:
+  TmpfsMount(const std::string& path, absl::string_view size) : path_(path) {
+    // A private mount namespace keeps the mount from outliving a crash.
+    if (::unshare(CLONE_NEWNS) == 0) {
+      ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr);
+    }
+    const std::string opts = absl::StrCat("size=", size, ",mode=0755");
+    if (::mkdir(path.c_str(), 0755) != 0 ||
+        ::mount("tmpfs", path.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
+                opts.c_str()) != 0) {
+      error_ = strerror(errno);
+    } else {
+      mounted_ = true;
+    }
+  }
+  ~TmpfsMount() {
+    if (mounted_) ::umount2(path_.c_str(), MNT_DETACH);
+  }
+  TmpfsMount(const TmpfsMount&) = delete;
+  TmpfsMount& operator=(const TmpfsMount&) = delete;
+  bool mounted() const { return mounted_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string path_;
+  bool mounted_ = false;
+  std::string error_;
+};
+
+// Fills the filesystem at `path` with a file; returns its name.
+inline std::string FillUp(const std::string& path) {
+  const std::string filler = path + "/filler";
+  UniqueFd fd(::open(filler.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  const std::string block(4096, 'f');
+  while (::write(fd.get(), block.data(), block.size()) > 0) {
+  }
+  return filler;
 }
 
 }  // namespace httptraced::output::testing
