@@ -176,16 +176,22 @@ TEST_CASE("CompressFileAt zstd: a file of exactly one frame and an empty file") 
   CHECK(e.data.empty());
 }
 
-TEST_CASE("CompressFileAt zstd: incompressible data") {
-  // Output larger than the input: each frame is stored raw.
-  std::string content(1200 * 1024, '\0');
+// Incompressible bytes (xorshift64), the same for every run.
+std::string RandomBytes(size_t size) {
+  std::string out(size, '\0');
   uint64_t x = 0x9e3779b97f4a7c15u;
-  for (char& c : content) {
+  for (char& c : out) {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
     c = static_cast<char>(x);
   }
+  return out;
+}
+
+TEST_CASE("CompressFileAt zstd: incompressible data") {
+  // Output larger than the input: each frame is stored raw.
+  const std::string content = RandomBytes(1200 * 1024);
   TempDir dir;
   WriteFile(dir / "a.json", content);
   UniqueFd fd = OpenDir(dir);
@@ -268,14 +274,7 @@ TEST_CASE("CompressFileAt on a full disk keeps the source and leaves no temp fil
                                               << ". This test needs root (CAP_SYS_ADMIN).");
     }
     // Incompressible, so the output needs about as much room as the input.
-    std::string content(160 * 1024, '\0');
-    uint64_t x = 0x2545f4914f6cdd1du;
-    for (char& c : content) {
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      c = static_cast<char>(x);
-    }
+    const std::string content = RandomBytes(160 * 1024);
     WriteFile(tmp / "mnt/a.json", content);
     FillUp(tmp / "mnt");  // no room left for the compressed copy
     UniqueFd fd(::open((tmp / "mnt").c_str(), O_RDONLY | O_DIRECTORY));
