@@ -172,9 +172,9 @@ constexpr size_t kZstdFrame = 1024 * 1024;
 // Streams `in` to `out` as zstd frames, each with a content checksum.
 absl::Status WriteZstd(int in, int out, const std::string& src,
                        const std::string& tmp, const std::atomic<bool>& stop) {
-  // Level 1: on this log's JSON it takes 0.36-0.46 of the CPU time of
+  // Level 1: on this log's JSON it takes about a third of the CPU time of
   // libdeflate's level 1 (reading the file included), for half the output
-  // (bench/README.md, "Log compression").
+  // (bench/README.md, "Log compression"; bench/pipeline/compress_bench).
   std::unique_ptr<ZSTD_CCtx, ZstdFree> cctx(ZSTD_createCCtx());
   if (!cctx) return absl::ResourceExhaustedError("zstd: out of memory");
   for (auto [param, value] : {std::pair{ZSTD_c_compressionLevel, 1},
