@@ -2,8 +2,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>  // EXT4_SUPER_MAGIC
 #include <stdio.h>  // renameat2, RENAME_NOREPLACE
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,6 +42,13 @@ absl::Time BirthTime(int fd, absl::Time fallback) {
   }
   return absl::FromUnixSeconds(stx.stx_btime.tv_sec) +
          absl::Nanoseconds(stx.stx_btime.tv_nsec);
+}
+
+// Where reserving ahead was measured to pay (ext2 and ext3 share the magic
+// and refuse fallocate, which turns the reserve off).
+bool OnExt4(int fd) {
+  struct statfs fs;
+  return ::fstatfs(fd, &fs) == 0 && fs.f_type == EXT4_SUPER_MAGIC;
 }
 
 }  // namespace
@@ -160,6 +170,49 @@ void RotatingLog::Adopt(ActiveFile file) {
   size_ = file.size;
   tail_incomplete_ = file.tail_incomplete;
   first_record_ = file.first_record;
+  reserve_ok_ = options_.reserve_ahead_bytes > 0 && OnExt4(file_.get());
+  reserved_end_ = size_;
+}
+
+void RotatingLog::ReserveAhead(uint64_t incoming) {
+  const uint64_t needed = size_ + incoming;
+  if (!reserve_ok_ || needed <= reserved_end_) return;
+  struct statvfs vfs;
+  if (::fstatvfs(file_.get(), &vfs) != 0 ||
+      static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize <
+          options_.reserve_min_free_bytes) {
+    return;  // asked again at the next write past the reserve
+  }
+  const uint64_t start = std::max(reserved_end_, size_);
+  const uint64_t end =
+      std::max(needed, std::min(needed + options_.reserve_ahead_bytes,
+                                options_.max_size_bytes));
+  const off_t offset = static_cast<off_t>(start);
+  const off_t len = static_cast<off_t>(end - start);
+  const int rc =
+      options_.fallocate_fn
+          ? options_.fallocate_fn(file_.get(), FALLOC_FL_KEEP_SIZE, offset, len)
+          : ::fallocate(file_.get(), FALLOC_FL_KEEP_SIZE, offset, len);
+  if (rc != 0) {
+    // ENOSPC may have left part of it allocated; EOPNOTSUPP, nothing.
+    reserve_ok_ = false;
+    ReleaseReserve();
+    return;
+  }
+  reserved_end_ = end;
+}
+
+void RotatingLog::ReleaseReserve() {
+  struct stat st;
+  if (!file_ || ::fstat(file_.get(), &st) != 0) return;
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  const uint64_t allocated = static_cast<uint64_t>(st.st_blocks) * 512;
+  if (allocated > (size + 4095) / 4096 * 4096) {
+    // Truncating to its own size frees the blocks past the end and nothing
+    // else; a failure only leaves them allocated until the file is deleted.
+    (void)::ftruncate(file_.get(), st.st_size);
+  }
+  reserved_end_ = size_;
 }
 
 absl::Status RotatingLog::ReopenFromPath() {
@@ -256,6 +309,9 @@ absl::Status RotatingLog::Rotate() {
   }
   last_backup_ = name;
   ++stats_.rotations;
+  // The file is a backup now: a reserve past its end (ours, or left by an
+  // earlier run) would stay allocated as long as the backup is kept.
+  ReleaseReserve();
   file_.reset();
   size_ = 0;
   first_record_.reset();
@@ -270,6 +326,7 @@ absl::Status RotatingLog::Rotate() {
 }
 
 absl::Status RotatingLog::WriteChunk(std::string_view chunk) {
+  ReserveAhead(chunk.size());
   const uint64_t before = size_;
   size_t done = 0;
   while (done < chunk.size()) {

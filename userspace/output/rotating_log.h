@@ -28,8 +28,11 @@
 #ifndef HTTPTRACED_OUTPUT_ROTATING_LOG_H_
 #define HTTPTRACED_OUTPUT_ROTATING_LOG_H_
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -75,6 +78,18 @@ class RotatingLog final : public RecordSink {
     EventCallback on_event;
     // Test hook: replaces write(2) for the active file. Null: ::write.
     WriteFn write_fn;
+    // Disk space reserved ahead of the active file's end on ext4, with
+    // fallocate(FALLOC_FL_KEEP_SIZE): appending into blocks already allocated
+    // skips ext4's per-page delayed-allocation work, about a third of write(2)'s
+    // CPU for this log (README, Performance). The file's size is unchanged (a
+    // shipper or `tail -f` sees nothing of it); the reserve is released when the
+    // file is rotated. Zero: off. Other filesystems: never reserved.
+    uint64_t reserve_ahead_bytes = uint64_t{8} * 1024 * 1024;
+    // Nothing is reserved while the filesystem has less than this available,
+    // so the reserve never takes the last space others need.
+    uint64_t reserve_min_free_bytes = uint64_t{1} << 30;
+    // Test hook: replaces fallocate(2) for the reserve. Null: ::fallocate.
+    std::function<int(int fd, int mode, off_t offset, off_t len)> fallocate_fn;
   };
 
   // Opens (creating if needed) the directory and the active file, and starts
@@ -128,6 +143,12 @@ class RotatingLog final : public RecordSink {
   // the new file could not be created.
   absl::Status Rotate();
   absl::Status WriteChunk(std::string_view chunk);
+  // Extends the reserve (Options::reserve_ahead_bytes) to cover `incoming`
+  // more bytes. Best effort: a failure turns it off for this file.
+  void ReserveAhead(uint64_t incoming);
+  // Frees the blocks reserved past the end of the file (ftruncate to its own
+  // size, which never changes its contents).
+  void ReleaseReserve();
 
   // Records a failure that lost `records`; returns what Write() should return.
   absl::Status Fail(const absl::Status& cause, uint64_t records,
@@ -151,6 +172,10 @@ class RotatingLog final : public RecordSink {
   // join it to the next record.
   bool tail_incomplete_ = false;
   bool file_deleted_ = false;  // noticed that the open file was deleted
+  // The current file is on ext4 and reserving has not failed for it.
+  bool reserve_ok_ = false;
+  // Allocated up to here (at least size_): what the last reserve covered.
+  uint64_t reserved_end_ = 0;
   std::optional<BackupName> last_backup_;  // newest backup name used or seen
   SinkStats stats_;
   OutageTracker outage_;

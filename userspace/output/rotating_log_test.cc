@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <catch2/catch.hpp>
 #include <filesystem>
@@ -700,6 +702,132 @@ TEST_CASE("background problems are reported once, as warnings") {
                                      "httptraced-20261121T204559.123Z-1.json",
                                      "httptraced-20261121T204559.123Z.json.zst",
                                      kActive});
+}
+
+// Bytes allocated to a file (st_blocks), and whether `dir` is on ext4 (the
+// only filesystem the log reserves space ahead on).
+uint64_t Allocated(const std::string& path) {
+  struct stat st;
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+bool OnExt4(const std::string& dir) {
+  struct statfs fs;
+  REQUIRE(::statfs(dir.c_str(), &fs) == 0);
+  return fs.f_type == EXT4_SUPER_MAGIC;
+}
+
+// Wraps ::fallocate, counting calls; fails them with `fail_errno` if set.
+struct CountingFallocate {
+  int calls = 0;
+  int fail_errno = 0;
+  std::function<int(int, int, off_t, off_t)> AsFn() {
+    return [this](int fd, int mode, off_t offset, off_t len) {
+      ++calls;
+      CHECK(mode == FALLOC_FL_KEEP_SIZE);
+      if (fail_errno != 0) {
+        // What a filesystem that runs out midway leaves: part allocated.
+        ::fallocate(fd, mode, offset, std::min<off_t>(len, 1 << 20));
+        errno = fail_errno;
+        return -1;
+      }
+      return ::fallocate(fd, mode, offset, len);
+    };
+  }
+};
+
+constexpr uint64_t kMiB = 1024 * 1024;
+
+TEST_CASE("on ext4 space is reserved ahead of the active file, released at rotation") {
+  TempDir tmp;
+  const bool ext4 = OnExt4(tmp.path());
+  INFO("log directory " << tmp.path() << (ext4 ? " is" : " is not") << " on ext4");
+  Fixture f(tmp.path());
+  f.options.max_age = absl::Hours(1);
+  CountingFallocate fallocates;
+  f.options.fallocate_fn = fallocates.AsFn();
+  auto log = f.Open();
+
+  REQUIRE(log->Write(Lines(0, 10, 100)).ok());
+  CHECK(ReadFile(f / kActive) == Lines(0, 10, 100));  // the size is unchanged
+  if (ext4) {
+    // 1000 bytes written, 8 MiB more reserved past them, in one call.
+    CHECK(fallocates.calls == 1);
+    CHECK(Allocated(f / kActive) >= 8 * kMiB + 1000);
+    CHECK(Allocated(f / kActive) < 8 * kMiB + 64 * 1024);
+  } else {
+    CHECK(fallocates.calls == 0);
+    CHECK(Allocated(f / kActive) < 64 * 1024);
+  }
+  REQUIRE(log->Write(Lines(10, 10, 100)).ok());
+  CHECK(fallocates.calls == (ext4 ? 1 : 0));  // still inside the reserve
+
+  f.clock.now += absl::Hours(2);
+  log->Tick();  // rotates: the backup keeps its 2000 bytes and no reserve
+  const std::string backup = f / "httptraced-20261121T224559.123Z.json";
+  CHECK(ReadFile(backup) == Lines(0, 20, 100));
+  CHECK(Allocated(backup) < 64 * 1024);
+
+  REQUIRE(log->Write(Lines(20, 1, 100)).ok());  // the new file reserves anew
+  CHECK(fallocates.calls == (ext4 ? 2 : 0));
+  CHECK(ReadFile(f / kActive) == Lines(20, 1, 100));
+}
+
+TEST_CASE("the reserve never goes past max_size, except for an oversize line") {
+  TempDir tmp;
+  if (!OnExt4(tmp.path())) {
+    FAIL(tmp.path() << " is not on ext4: this test checks the reserve's bounds, "
+                       "which only ext4 gets; run it with TMPDIR on ext4");
+  }
+  Fixture f(tmp.path());
+  f.options.max_size_bytes = 2 * kMiB;
+  f.options.reserve_ahead_bytes = kMiB;
+  auto log = f.Open();
+  REQUIRE(log->Write(Lines(0, 10, 100)).ok());
+  CHECK(Allocated(f / kActive) >= kMiB + 1000);
+  CHECK(Allocated(f / kActive) < kMiB + 64 * 1024);
+  // 1,500,000 bytes more: the reserve grows to max_size and stops there.
+  for (int i = 0; i < 15; ++i) REQUIRE(log->Write(Lines(10 + i * 1000, 1000, 100)).ok());
+  CHECK(Allocated(f / kActive) >= 2 * kMiB);
+  CHECK(Allocated(f / kActive) < 2 * kMiB + 64 * 1024);
+  CHECK(log->stats().rotations == 0);
+}
+
+TEST_CASE("a reserve that fails is released and turned off for that file") {
+  TempDir tmp;
+  const bool ext4 = OnExt4(tmp.path());
+  Fixture f(tmp.path());
+  f.options.max_age = absl::Hours(1);
+  CountingFallocate fallocates;
+  fallocates.fail_errno = ENOSPC;
+  f.options.fallocate_fn = fallocates.AsFn();
+  auto log = f.Open();
+  for (int i = 0; i < 3; ++i) REQUIRE(log->Write(Lines(i * 10, 10, 100)).ok());
+  CHECK(ReadFile(f / kActive) == Lines(0, 30, 100));
+  CHECK(fallocates.calls == (ext4 ? 1 : 0));
+  CHECK(Allocated(f / kActive) < 64 * 1024);  // the part it got is freed
+  CHECK(f.events.events.empty());             // not an output failure
+
+  f.clock.now += absl::Hours(2);
+  log->Tick();
+  REQUIRE(log->Write(Lines(30, 10, 100)).ok());
+  CHECK(fallocates.calls == (ext4 ? 2 : 0));  // a new file tries again
+  CHECK(log->stats().records_written == 40);
+  CHECK(log->stats().records_lost == 0);
+}
+
+TEST_CASE("nothing is reserved while the filesystem is low on space, or when off") {
+  TempDir tmp;
+  Fixture f(tmp.path());
+  CountingFallocate fallocates;
+  f.options.fallocate_fn = fallocates.AsFn();
+  SECTION("low on space") { f.options.reserve_min_free_bytes = ~uint64_t{0}; }
+  SECTION("off") { f.options.reserve_ahead_bytes = 0; }
+  auto log = f.Open();
+  for (int i = 0; i < 3; ++i) REQUIRE(log->Write(Lines(i * 10, 10, 100)).ok());
+  CHECK(fallocates.calls == 0);
+  CHECK(Allocated(f / kActive) < 64 * 1024);
+  CHECK(ReadFile(f / kActive) == Lines(0, 30, 100));
 }
 
 TEST_CASE("ENOSPC leaves no partial line and writing resumes") {
