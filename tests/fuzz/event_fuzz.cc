@@ -45,7 +45,12 @@
 #define HT_FUZZ_ASAN 1
 #endif
 #ifdef HT_FUZZ_ASAN
+#if __has_include(<sanitizer/allocator_interface.h>)
 #include <sanitizer/allocator_interface.h>
+#else
+// gcc ships the function in libasan but not this header (clang's has it).
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+#endif
 #endif
 
 namespace httptraced::conn {
@@ -327,7 +332,8 @@ struct Fuzzer {
         case kMangled: {
           bpf::Event want;
           std::string payload;
-          std::string sample = Build(static_cast<uint8_t>(in.U8() % 3), in.U8(), &want, &payload);
+          const auto kind = static_cast<uint8_t>(in.U8() % 3);  // read before n (see U16)
+          std::string sample = Build(kind, in.U8(), &want, &payload);
           const uint8_t how = in.U8() % 4;
           if (how == 0) sample.resize(in.Below(sample.size()));
           if (how == 1 && !sample.empty())

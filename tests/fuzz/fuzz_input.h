@@ -35,9 +35,22 @@ class Input {
     bytes_.remove_prefix(1);
     return v;
   }
-  uint16_t U16() { return static_cast<uint16_t>(U8() | (U8() << 8)); }
-  uint32_t U32() { return static_cast<uint32_t>(U16()) | (static_cast<uint32_t>(U16()) << 16); }
-  uint64_t U64() { return static_cast<uint64_t>(U32()) | (static_cast<uint64_t>(U32()) << 32); }
+  // Little-endian, the first byte read the lowest. Each read is a statement of
+  // its own: the operands of `|` (like a call's arguments) are evaluated in no
+  // set order, and gcc and clang pick differently, so a corpus found with the
+  // clang fuzzer would replay as other values in a gcc build.
+  uint16_t U16() {
+    const uint16_t lo = U8();
+    return static_cast<uint16_t>(lo | (U8() << 8));
+  }
+  uint32_t U32() {
+    const uint32_t lo = U16();
+    return lo | (static_cast<uint32_t>(U16()) << 16);
+  }
+  uint64_t U64() {
+    const uint64_t lo = U32();
+    return lo | (static_cast<uint64_t>(U32()) << 32);
+  }
   // A value in [0, n) (n > 0), from as few bytes as n needs.
   uint64_t Below(uint64_t n) {
     if (n <= 1) return 0;
@@ -48,7 +61,11 @@ class Input {
   }
   // Up to `max` raw bytes (their count taken from the input first).
   std::string_view Bytes(size_t max) {
-    const size_t n = std::min<size_t>(Below(max + 1), bytes_.size());
+    // Below() consumes input: it must run before bytes_.size() is read (as
+    // arguments of one call, their order is unspecified; gcc read the size
+    // first, and remove_prefix then ran past the end).
+    const size_t wanted = Below(max + 1);
+    const size_t n = std::min<size_t>(wanted, bytes_.size());
     const std::string_view out = bytes_.substr(0, n);
     bytes_.remove_prefix(n);
     return out;
