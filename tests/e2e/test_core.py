@@ -500,6 +500,19 @@ def test_rotation_keeps_every_record_once_and_whole(tmp_path, py_server, codec, 
         assert os.stat(logs / f).st_mode & 0o777 == 0o640
     assert os.stat(logs).st_mode & 0o777 == 0o750
     assert sorted(seen) == sorted(f"/echo?rot={i}" for i in range(n))
+    # On ext4 the active file has disk reserved past its end (up to --log_max_size_mb
+    # here), kept after a stop; a rotated file has none left.
+    fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", str(logs)],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    newest = os.stat(logs / backups[-1])
+    assert newest.st_blocks * 512 < (newest.st_size + 4095) // 4096 * 4096 + (64 << 10), (
+        backups[-1], newest.st_size, newest.st_blocks)
+    active = os.stat(logs / "httptraced.json")
+    if fstype == "ext4" and active.st_size > 0:
+        assert active.st_blocks * 512 >= 1 << 20, (fstype, active.st_size, active.st_blocks)
+    else:
+        assert active.st_blocks * 512 < (active.st_size + 4095) // 4096 * 4096 + (64 << 10), (
+            fstype, active.st_size, active.st_blocks)
 
 
 def test_upgrade_stops_parsing_after_101(tracer, node_server):
