@@ -10,10 +10,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -22,22 +20,14 @@
 
 #include "output/backup_maintenance.h"
 #include "output/backup_name.h"
+#include "thread_cpu.h"
 
 namespace {
 
+using httptraced::bench::Median;
+using httptraced::bench::ThreadCpuSeconds;
 using httptraced::output::CodecName;
 using httptraced::output::Compression;
-
-double CpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 }  // namespace
 
@@ -77,10 +67,10 @@ int main(int argc, char** argv) {
         status = 1;
         break;
       }
-      const double t0 = CpuSeconds();
+      const double t0 = ThreadCpuSeconds();
       const absl::Status s = httptraced::output::CompressFileAt(
           dir_fd, codecs[c], "in.json", ".out.tmp", "out", stop);
-      const double t1 = CpuSeconds();
+      const double t1 = ThreadCpuSeconds();
       if (!s.ok()) {
         std::fprintf(stderr, "compress_bench: %s\n", std::string(s.message()).c_str());
         status = 1;

@@ -11,31 +11,21 @@
 // files are kept plain and pruned by the log's own background thread, whose
 // CPU is not counted. The figures are medians over the rounds.
 #include <stdlib.h>
-#include <time.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include "output/rotating_log.h"
+#include "thread_cpu.h"
 
 namespace {
 
+using httptraced::bench::Median;
+using httptraced::bench::ThreadCpuSeconds;
 using httptraced::output::Compression;
 using httptraced::output::RotatingLog;
-
-double CpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // A batch of `bytes` (about) made of record-sized JSON-looking lines.
 std::string Batch(size_t bytes, size_t record) {
@@ -60,14 +50,14 @@ double WriteRound(const std::string& dir, bool reserve, uint64_t total,
     std::fprintf(stderr, "log_write_bench: %s\n", log.status().ToString().c_str());
     return -1;
   }
-  const double start = CpuSeconds();
+  const double start = ThreadCpuSeconds();
   for (uint64_t done = 0; done < total; done += batch.size()) {
     if (absl::Status s = (*log)->Write(batch); !s.ok()) {
       std::fprintf(stderr, "log_write_bench: %s\n", s.ToString().c_str());
       return -1;
     }
   }
-  const double cpu = CpuSeconds() - start;
+  const double cpu = ThreadCpuSeconds() - start;
   (*log)->WaitForBackgroundWork();
   return cpu;
 }
