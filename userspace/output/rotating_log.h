@@ -80,8 +80,9 @@ class RotatingLog final : public RecordSink {
     WriteFn write_fn;
     // Disk space reserved ahead of the active file's end on ext4, with
     // fallocate(FALLOC_FL_KEEP_SIZE): appending into blocks already allocated
-    // skips ext4's per-page delayed-allocation work, about a third of write(2)'s
-    // CPU for this log (README, Performance). The file's size is unchanged (a
+    // skips ext4's per-page delayed-allocation work; the log's write path took
+    // 0.74-0.83 of the CPU (bench/pipeline/log_write_bench; README, "The log
+    // file"). The file's size is unchanged (a
     // shipper or `tail -f` sees nothing of it); the reserve is released when the
     // file is rotated. Zero: off. Other filesystems: never reserved.
     uint64_t reserve_ahead_bytes = uint64_t{8} * 1024 * 1024;
