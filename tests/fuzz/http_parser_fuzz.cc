@@ -11,6 +11,9 @@
 // Checks, beyond "no crash, no sanitizer report":
 //  - without gaps, the payload parsed whole and parsed in random chunks gives the
 //    same messages and stats (the parser is pure over bytes);
+//  - without gaps, feeding as a gap every chunk that lies in the body bytes
+//    UnkeptBodyAhead() announced (as the kernel does when the daemon asks it
+//    to skip them) gives the same messages and stats as reading them;
 //  - every message respects the limits (body cap, field count) and the body
 //    flags agree with each other;
 //  - a session's exchanges are numbered 0, 1, 2... and are well formed.
@@ -104,14 +107,17 @@ struct Run {
 
 // Parses `payload` in chunks of the sizes `rng` draws (all of it when rng is null),
 // with gaps when `gaps`. One meta for every chunk, so that chunking cannot show.
+// `skip_unkept`: a chunk inside the range UnkeptBodyAhead() last announced is
+// fed as a gap of its size instead.
 Run Parse(std::string_view payload, ParseMode mode, bool mid_stream, const ParserOptions& options,
-          Rng* rng, bool gaps) {
+          Rng* rng, bool gaps, bool skip_unkept = false) {
   CycleLookup lookup;
   MessageParser parser(mode, options, &lookup);
   if (mid_stream) parser.StartMidStream();
   Run run;
   const ChunkMeta meta{1, 1};
   size_t pos = 0;
+  uint64_t skip_from = 0, skip_until = 0;
   while (pos < payload.size()) {
     size_t len = payload.size() - pos;
     if (rng != nullptr) {
@@ -119,9 +125,20 @@ Run Parse(std::string_view payload, ParseMode mode, bool mid_stream, const Parse
       len = std::min<size_t>(len, 1 + (r % 8 == 0 ? r % 4096 : r % 16));
     }
     size_t before = run.messages.size();
-    parser.Feed(payload.substr(pos, len), meta, &run.messages);
+    if (skip_unkept && pos >= skip_from && pos + len <= skip_until) {
+      FUZZ_CHECK(parser.FeedGap(len, meta, &run.messages));  // in a body: stays in sync
+    } else {
+      parser.Feed(payload.substr(pos, len), meta, &run.messages);
+    }
     lookup.Advance(run.messages, before);
     pos += len;
+    if (skip_unkept) {
+      const BodySkip s = parser.UnkeptBodyAhead();
+      if (s.len > 0) {
+        skip_from = pos + s.keep;
+        skip_until = skip_from + s.len;
+      }
+    }
     if (gaps && rng != nullptr && rng->Next() % 7 == 0) {
       const uint32_t r = rng->Next();
       before = run.messages.size();
@@ -207,6 +224,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                      : Role::kServer;
 
   Rng rng{0x9E3779B9u ^ (uint32_t{data[1]} * 0x01000193u)};
+  Rng skip_rng = rng;
   const Run whole = Parse(payload, mode, mid_stream, options, nullptr, false);
   const Run split = Parse(payload, mode, mid_stream, options, &rng, gaps);
   if (!gaps) {
@@ -216,6 +234,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     FUZZ_CHECK(whole.stats.parse_errors == split.stats.parse_errors);
     FUZZ_CHECK(whole.stats.bytes_skipped == split.stats.bytes_skipped);
+    const Run skipped = Parse(payload, mode, mid_stream, options, &skip_rng, false, true);
+    FUZZ_CHECK(whole.messages.size() == skipped.messages.size());
+    for (size_t i = 0; i < whole.messages.size(); ++i) {
+      FUZZ_CHECK(SameMessage(whole.messages[i], skipped.messages[i]));
+    }
+    FUZZ_CHECK(whole.stats.parse_errors == skipped.stats.parse_errors);
+    FUZZ_CHECK(whole.stats.bytes_skipped == skipped.stats.bytes_skipped);
   }
   FuzzSession(payload, role, options, &rng, gaps);
   return 0;

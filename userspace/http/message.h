@@ -24,7 +24,18 @@ struct Body {
   std::string content;    // the first bytes of the (de-chunked) body, at most max_body_bytes
   uint64_t size = 0;      // the body's true size in bytes (de-chunked), captured or not
   bool truncated = false;  // content holds fewer bytes than size (cap or missing bytes)
-  bool gap = false;        // some body bytes were never seen (kernel cap, drops, sendfile)
+  // Some of the bytes that content would hold were never seen (drops,
+  // sendfile, the kernel's per-syscall cap): content stops at the gap. Bytes
+  // past max_body_bytes that were not seen are no gap (they are only counted).
+  bool gap = false;
+};
+
+// Body bytes ahead of the parser that it will count but not keep (see
+// MessageParser::UnkeptBodyAhead): after the next `keep` bytes of the stream,
+// `len` bytes only add to the body's size. len == 0: nothing to skip.
+struct BodySkip {
+  uint64_t keep = 0;
+  uint64_t len = 0;
 };
 
 struct Message {

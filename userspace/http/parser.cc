@@ -1215,7 +1215,23 @@ void MessageParser::AppendBody(std::string_view bytes) {
 
 void MessageParser::SkipBody(uint64_t len) {
   msg_.body.size += len;
-  msg_.body.gap = true;
+  // Bytes past what the cap keeps are not a gap in the content: the record
+  // would be the same had they been seen (the kernel's per-syscall cap, or
+  // bytes it skipped because we asked, see UnkeptBodyAhead).
+  if (msg_.body.content.size() < options_.max_body_bytes) msg_.body.gap = true;
+}
+
+BodySkip MessageParser::UnkeptBodyAhead() const {
+  // In chunk data, up to the end of this chunk: its CRLF and the next size
+  // line must be read.
+  if (state_ != State::kBodyLength && state_ != State::kChunkData) return {};
+  const Body& body = msg_.body;
+  // Nothing is appended to the content after a gap (AppendBody).
+  const uint64_t room = body.gap || body.content.size() >= options_.max_body_bytes
+                            ? 0
+                            : options_.max_body_bytes - body.content.size();
+  if (remaining_ <= room) return {};
+  return {.keep = room, .len = remaining_ - room};
 }
 
 size_t MessageParser::BodyLengthStep(std::string_view data, size_t pos, std::vector<Message>* out) {

@@ -35,7 +35,8 @@
 // byte, Message::last that of the chunk (or gap) holding its last byte.
 //
 // Losing sync. A gap inside a body whose remaining length is known is skipped
-// without losing sync (Body::gap). Anywhere else a gap, like malformed bytes,
+// without losing sync (Body::gap, set when the gap took bytes that
+// max_body_bytes would have kept). Anywhere else a gap, like malformed bytes,
 // makes the parser emit the message in progress with complete=false (when it
 // got past its start line) and resynchronise: it scans for the next plausible
 // message start, never joining bytes from both sides of a gap into one message.
@@ -152,6 +153,14 @@ class MessageParser {
   bool idle() const;
   // This stream was fed from its start and its first line is not an HTTP/1.x start line.
   bool rejected_stream_start() const { return rejected_stream_start_; }
+  // Inside a body delimited by Content-Length, or inside one chunk's data:
+  // the stream bytes ahead that would only be counted, past what
+  // max_body_bytes keeps (to the end of the body, or of the chunk). Feeding
+  // them as a gap (FeedGap) instead gives the same messages, so the caller
+  // may ask the kernel not to copy them. {} elsewhere: heads and chunk
+  // framing, which must be read, and bodies delimited by the close (a gap
+  // there ends the message, in case the framing was guessed wrong).
+  BodySkip UnkeptBodyAhead() const;
   // Bytes discarded so far while resynchronising, including the current scan.
   uint64_t garbage_bytes() const;
   // Heap bytes held by the parser's buffers and the message under construction

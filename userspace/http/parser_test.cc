@@ -600,6 +600,92 @@ TEST_CASE("gap in a body delimited by close", "[parser][gap]") {
   CHECK(Dump(r.stats) == Dump(Stats(1, 1, 3)));
 }
 
+TEST_CASE("a gap past what the body cap keeps is no gap in the content", "[parser][gap]") {
+  ParseSetup setup = Requests();
+  setup.options.max_body_bytes = 4;
+  // Content-Length: the cap is full ("abcd") before the gap.
+  const ParseResult full = ParseEverySplit(
+      {Bytes("PUT /f HTTP/1.1\r\nContent-Length: 10\r\n\r\nabcde"), Gap(3), Bytes("ij"),
+       Bytes("GET /n HTTP/1.1\r\n\r\n")},
+      setup);
+  Message put = Request("PUT", "/f", {{"Content-Length", "10"}}, "abcd");
+  put.body.size = 10;
+  put.body.truncated = true;
+  CHECK(DumpAll(full.messages) == DumpAll({put, Request("GET", "/n")}));
+  CHECK(Dump(full.stats) == Dump(Stats(2, 0, 0)));
+  // One byte short of the cap: the gap took a byte the content would hold.
+  const ParseResult short_of_cap = ParseEverySplit(
+      {Bytes("PUT /f HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"), Gap(5), Bytes("ij"),
+       Bytes("GET /n HTTP/1.1\r\n\r\n")},
+      setup);
+  Message gappy = Request("PUT", "/f", {{"Content-Length", "10"}}, "abc");
+  gappy.body.size = 10;
+  gappy.body.truncated = true;
+  gappy.body.gap = true;
+  CHECK(DumpAll(short_of_cap.messages) == DumpAll({gappy, Request("GET", "/n")}));
+}
+
+namespace {
+std::string DumpSkip(const BodySkip& s) {
+  return "keep=" + std::to_string(s.keep) + " len=" + std::to_string(s.len);
+}
+std::string SkipAfter(ParseMode mode, size_t cap, std::initializer_list<std::string_view> chunks) {
+  ParserOptions options;
+  options.max_body_bytes = cap;
+  MessageParser parser(mode, options);
+  std::vector<Message> out;
+  for (std::string_view c : chunks) parser.Feed(c, ChunkMeta{}, &out);
+  return DumpSkip(parser.UnkeptBodyAhead());
+}
+}  // namespace
+
+TEST_CASE("UnkeptBodyAhead: body bytes past the cap, by framing and state", "[parser][skip]") {
+  const std::string put = "PUT /f HTTP/1.1\r\nContent-Length: 100\r\n\r\n";
+  // Head parsed, no body yet: 10 to keep, then 90 only counted.
+  CHECK(SkipAfter(ParseMode::kRequest, 10, {put}) == "keep=10 len=90");
+  CHECK(SkipAfter(ParseMode::kRequest, 10, {put, "abcd"}) == "keep=6 len=90");
+  CHECK(SkipAfter(ParseMode::kRequest, 10, {put, std::string(25, 'x')}) == "keep=0 len=75");
+  // No body capture at all: the whole body.
+  CHECK(SkipAfter(ParseMode::kRequest, 0, {put}) == "keep=0 len=100");
+  // The cap holds the whole body, or the body is done: nothing to skip.
+  CHECK(SkipAfter(ParseMode::kRequest, 100, {put}) == "keep=0 len=0");
+  CHECK(SkipAfter(ParseMode::kRequest, 10, {put, std::string(100, 'x')}) == "keep=0 len=0");
+  // Heads are always read.
+  CHECK(SkipAfter(ParseMode::kRequest, 10, {"PUT /f HTTP/1.1\r\nContent-Len"}) ==
+        "keep=0 len=0");
+  // Chunked: to the end of the chunk's data, not into its framing.
+  const std::string chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  CHECK(SkipAfter(ParseMode::kResponse, 0, {chunked + "1000\r\nab"}) == "keep=0 len=4094");
+  CHECK(SkipAfter(ParseMode::kResponse, 10, {chunked + "8\r\nabcdefgh\r\n1000\r\n"}) ==
+        "keep=2 len=4094");
+  CHECK(SkipAfter(ParseMode::kResponse, 0, {chunked + "1000\r\n", std::string(4096, 'x')}) ==
+        "keep=0 len=0");  // at the chunk's CRLF
+  CHECK(SkipAfter(ParseMode::kResponse, 0, {chunked + "10"}) == "keep=0 len=0");  // size line
+  // Delimited by the close: read, as a gap there ends the message.
+  CHECK(SkipAfter(ParseMode::kResponse, 10, {"HTTP/1.0 200 OK\r\n\r\nabc"}) == "keep=0 len=0");
+  // A 304 has no body, whatever its Content-Length says.
+  CHECK(SkipAfter(ParseMode::kResponse, 0,
+                  {"HTTP/1.1 304 Not Modified\r\nContent-Length: 500\r\n\r\n"}) ==
+        "keep=0 len=0");
+}
+
+TEST_CASE("UnkeptBodyAhead after a gap in the content: nothing more is kept", "[parser][skip]") {
+  ParserOptions options;
+  options.max_body_bytes = 10;
+  MessageParser parser(ParseMode::kRequest, options);
+  std::vector<Message> out;
+  parser.Feed("PUT /f HTTP/1.1\r\nContent-Length: 100\r\n\r\nab", ChunkMeta{}, &out);
+  CHECK(parser.FeedGap(3, ChunkMeta{}, &out));
+  CHECK(DumpSkip(parser.UnkeptBodyAhead()) == "keep=0 len=95");
+  // Fed the announced bytes as a gap, the message is the same as when read.
+  CHECK(parser.FeedGap(95, ChunkMeta{}, &out));
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].body.content == "ab");
+  CHECK(out[0].body.size == 100);
+  CHECK(out[0].body.gap);
+  CHECK(out[0].complete);
+}
+
 TEST_CASE("gap between messages", "[parser][gap]") {
   const ParseResult r = ParseEverySplit(
       {Bytes("GET /a HTTP/1.1\r\n\r\n"), Gap(100), Bytes("GET /b HTTP/1.1\r\n\r\n")}, Requests());

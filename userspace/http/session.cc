@@ -236,4 +236,9 @@ bool HttpSession::busy() const {
 
 const SessionStats& HttpSession::stats() const { return impl_ ? impl_->stats : stats_; }
 
+BodySkip HttpSession::UnkeptBodyAhead(Direction dir) const {
+  if (impl_ == nullptr || impl_->Ignoring()) return {};
+  return impl_->parsers[Index(dir)].UnkeptBodyAhead();
+}
+
 }  // namespace httptraced::http

@@ -67,6 +67,11 @@ class HttpSession {
   // True while a request is waiting for its response or a message is half parsed.
   bool busy() const;
   const SessionStats& stats() const;
+  // Body bytes ahead in `dir` that the session would only count, past what
+  // max_body_bytes keeps (MessageParser::UnkeptBodyAhead): they may be
+  // announced as a gap instead (OnGap) for the same exchanges. {} while
+  // hibernating, after a protocol switch, or once the stream is not HTTP.
+  BodySkip UnkeptBodyAhead(Direction dir) const;
 
   // Frees the parsing state of a session with nothing in flight (between
   // exchanges, role known, all exchanges taken), keeping only what continues

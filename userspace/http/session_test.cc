@@ -166,6 +166,45 @@ TEST_CASE("truncated capture of a large body, then small exchanges parse exactly
   CHECK(s.stats().parse_errors == 0);
 }
 
+TEST_CASE("unkept body bytes ahead, per direction, and none once ignoring", "[session][skip]") {
+  SessionOptions options;
+  options.max_body_bytes = 100;
+  HttpSession s(options, Role::kServer);
+  auto skip = [&s](Direction d) {
+    const BodySkip b = s.UnkeptBodyAhead(d);
+    return std::to_string(b.keep) + "+" + std::to_string(b.len);
+  };
+  CHECK(skip(kIn) == "0+0");  // nothing parsed yet
+  s.OnData(kIn, "POST /up HTTP/1.1\r\nContent-Length: 1000\r\n\r\n" + std::string(40, 'u'),
+           At(1));
+  CHECK(skip(kIn) == "60+900");
+  CHECK(skip(kOut) == "0+0");
+  // The announced bytes fed as a gap: the same exchange as if they were read.
+  s.OnData(kIn, std::string(60, 'u'), At(2));
+  s.OnGap(kIn, 900, At(3));
+  CHECK(skip(kIn) == "0+0");
+  s.OnData(kOut, "HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n", At(4));
+  CHECK(skip(kOut) == "100+4900");
+  s.OnData(kOut, std::string(5000, 'd'), At(5));
+  Message up = Req("POST", "/up", {{"Content-Length", "1000"}}, std::string(100, 'u'), 1, 3);
+  up.body.size = 1000;
+  up.body.truncated = true;
+  Message down = Resp(200, "OK", {{"Content-Length", "5000"}}, std::string(100, 'd'), 4, 5);
+  down.body.size = 5000;
+  down.body.truncated = true;
+  CHECK(DumpAll(Take(&s), true) == DumpAll({Ex(0, up, down)}, true));
+
+  // Hibernating: nothing in flight, nothing to skip.
+  REQUIRE(s.Hibernate());
+  CHECK(skip(kIn) == "0+0");
+  // After a protocol switch nothing is parsed, so nothing is announced.
+  s.OnData(kIn, "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", At(6));
+  s.OnData(kOut, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", At(7));
+  REQUIRE(s.switched_protocols());
+  CHECK(skip(kIn) == "0+0");
+  CHECK(skip(kOut) == "0+0");
+}
+
 TEST_CASE("a response lost in a gap leaves its request unanswered, not mispaired",
           "[session][gap]") {
   HttpSession s(SessionOptions{}, Role::kServer);
