@@ -50,6 +50,61 @@ static __always_inline struct ht_conn_state *conn__open(struct task_struct *task
 	return conn__create(task, key, origin, role);
 }
 
+/* Drops a `skips` entry, counting it if this call removed it. */
+static __always_inline void skips__delete(const struct ht_skip_key *k)
+{
+	if (bpf_map_delete_elem(&skips, k) == 0)
+		__sync_fetch_and_sub(&skips_pending, 1);
+}
+
+/*
+ * True when userspace said it will only count this syscall's bytes of a body
+ * (all of [pos, pos + len) in its range): they are announced, not copied. A
+ * syscall that straddles an end of the range is copied as any other (up to
+ * targ_max_capture, its tail included: emit__payload).
+ */
+static __always_inline bool conn__body_skipped(const struct ht_conn_id *id, __u8 dir, __u64 pos,
+					       __u64 len)
+{
+	struct ht_skip_key k = {.conn = *id, .dir = dir & 1};
+	struct ht_skip_range *r = bpf_map_lookup_elem(&skips, &k);
+	__u64 from, until;
+
+	if (!r)
+		return false;
+	from = r->from;
+	until = r->until;
+	if (pos >= until) {
+		skips__delete(&k);
+		return false;
+	}
+	return pos >= from && len <= until - pos;
+}
+
+#define HT_LARGE_SYSCALL (16U << 10)  /* bytes: a syscall this large may be a large body */
+#define HT_LARGE_WAKE_EVERY (256U << 10)
+
+/*
+ * Whether this syscall's events should wake the reader now rather than at
+ * the next MiB of backlog: it is the first large one (HT_LARGE_SYSCALL) on
+ * the connection since the last such wake-up, or since HT_LARGE_WAKE_EVERY
+ * bytes of them. A large body then reaches the daemon after one such
+ * syscall, and the daemon's skip range (conn__body_skipped) spares the rest
+ * of it, not after a MiB of it was copied. Small exchanges never wake it.
+ */
+static __always_inline bool conn__wake_for_large(struct ht_conn_state *c, __u64 total)
+{
+	bool wake;
+
+	if (total < HT_LARGE_SYSCALL)
+		return false;
+	wake = c->big_bytes == 0;
+	c->big_bytes += total < HT_LARGE_WAKE_EVERY ? (__u32)total : HT_LARGE_WAKE_EVERY;
+	if (c->big_bytes >= HT_LARGE_WAKE_EVERY)
+		c->big_bytes = 0;
+	return wake;
+}
+
 static __always_inline void conn__forget(const struct ht_conn_key *key)
 {
 	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, key);
@@ -58,6 +113,13 @@ static __always_inline void conn__forget(const struct ht_conn_key *key)
 		return;
 	if (c->emitted & EMITTED_OPEN)
 		emit__close(key, c, HT_CLOSE_SYSCALL);
+	if (skips_pending) {
+		struct ht_skip_key k = {.conn = {.tgid = key->tgid, .fd = key->fd, .gen = c->gen}};
+
+		skips__delete(&k);
+		k.dir = 1;
+		skips__delete(&k);
+	}
 	if (disabled_pending) {
 		struct ht_conn_id id = {.tgid = key->tgid, .fd = key->fd, .gen = c->gen};
 
@@ -172,10 +234,14 @@ static __always_inline void conn__data(const struct ht_conn_key *key, struct ht_
 	id.tgid = key->tgid;
 	id.fd = key->fd;
 	id.gen = c->gen;
-	if (sys == HT_SYS_SENDFILE)
+	if (sys == HT_SYS_SENDFILE) {
 		emit__skip(&id, dir, sys, flags, pos, src->total, src->tid);
-	else
-		emit__payload(&id, dir, sys, flags, pos, src);
+	} else if (skips_pending && conn__body_skipped(&id, dir, pos, src->total)) {
+		counters__add(HT_CNT_BODY_SKIPPED, src->total);
+		emit__skip(&id, dir, sys, flags, pos, src->total, src->tid);
+	} else {
+		emit__payload(&id, dir, sys, flags, pos, src, conn__wake_for_large(c, src->total));
+	}
 }
 
 /* One message of a recvmmsg/sendmmsg: a msghdr with its own iovecs and length. */

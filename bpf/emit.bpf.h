@@ -53,10 +53,11 @@ static __always_inline void emit__flush(struct scratch *s, __u32 skip)
 	s->ev.syscall = c->sys;
 	s->ev.flags = c->flags;
 	s->ev.pad = 0;
-	ringbuf__output_sampled(&s->rb, &s->ev, sizeof(s->ev) + len);
+	ringbuf__output_sampled(&s->rb, &s->ev, sizeof(s->ev) + len, c->wake);
 	c->pos += len + skip;
 	c->fill = 0;
 	c->flags = 0;
+	c->wake = 0;
 }
 
 /* One step: load the next iovec, or copy the next piece into the chunk. */
@@ -82,6 +83,14 @@ static long emit__step(__u32 index, void *unused)
 		c->iov_idx++;
 		c->base = (__u64)iov.iov_base;
 		c->left = iov.iov_len;
+		return 0;
+	}
+	if (c->skip_bytes) {
+		/* Up to where the tail of a large syscall begins. */
+		n = c->left < c->skip_bytes ? c->left : c->skip_bytes;
+		c->base += n;
+		c->left -= n;
+		c->skip_bytes -= n;
 		return 0;
 	}
 	n = c->left;
@@ -123,6 +132,7 @@ static __always_inline struct scratch *emit__begin(const struct ht_conn_id *conn
 	c->dir = dir;
 	c->sys = sys;
 	c->flags = flags;
+	c->wake = 0;
 	c->fill = 0;
 	c->iov = 0;
 	c->iovcnt = 0;
@@ -131,21 +141,42 @@ static __always_inline struct scratch *emit__begin(const struct ht_conn_id *conn
 	c->left = 0;
 	c->budget = 0;
 	c->captured = 0;
+	c->skip_bytes = 0;
 	return s;
 }
 
-/* Emits the payload of one syscall that moved src->total bytes starting at pos. */
+/*
+ * The last bytes of a syscall larger than targ_max_capture are captured too
+ * (at most this many, and a quarter of the budget), in place of as many at
+ * the end of its head: a chunked body's framing (the chunk's CRLF, the next
+ * size line) ends many large writes and reads, as when Node.js writes a
+ * 64 KiB chunk as size line + data + CRLF in one writev of 65,545 bytes.
+ * Without it the parser lost the chunk boundary and the message.
+ */
+#define HT_TAIL_BYTES 4096
+
+/*
+ * Emits the payload of one syscall that moved src->total bytes starting at
+ * pos; `wake`: its first event wakes the reader.
+ */
 static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 dir, __u8 sys,
-					  __u16 flags, __u64 pos, const struct payload_src *src)
+					  __u16 flags, __u64 pos, const struct payload_src *src,
+					  bool wake)
 {
 	struct scratch *s = emit__begin(conn, dir, sys, flags, pos, src->tid);
 	struct emit_ctx *c;
-	__u64 skip, flat;
+	__u64 skip, flat, tail = 0;
 
 	if (!s)
 		return;
 	c = &s->ctx;
+	c->wake = wake;
 	c->budget = src->total < targ_max_capture ? src->total : targ_max_capture;
+	if (src->total > c->budget) {
+		tail = c->budget >> 2;
+		if (tail > HT_TAIL_BYTES)
+			tail = HT_TAIL_BYTES;
+	}
 	flat = src->buf;
 	if (src->iov && src->iovcnt > 0) {
 		/*
@@ -165,7 +196,7 @@ static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 di
 			}
 		}
 	}
-	if ((!src->iov || flat) && c->budget <= HT_CHUNK_MAX) {
+	if ((!src->iov || flat) && c->budget <= HT_CHUNK_MAX && !tail) {
 		/* One flat buffer that fits one event (most writes): no loop. */
 		__u64 n = c->budget;
 
@@ -190,9 +221,31 @@ static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 di
 		c->iov = src->iov;
 		c->iovcnt = src->iovcnt < HT_MAX_IOV ? src->iovcnt : HT_MAX_IOV;
 	}
+	c->budget -= tail;
 	bpf_loop(HT_MAX_EVENTS_PER_SYSCALL + 2 * HT_MAX_IOV, emit__step, NULL, 0);
 
-	skip = src->total - c->captured;
+	if (tail) {
+		/* The head, then the bytes up to the tail, announced as skipped. */
+		__u64 start = src->total - tail;
+
+		skip = start - c->captured;
+		emit__flush(s, skip > 0xffffffffULL ? 0xffffffffU : (__u32)skip);
+		c->captured = 0;
+		c->budget = tail;
+		if (flat) {
+			c->base = flat + start;
+			c->left = tail;
+		} else {
+			/* From the first iovec again, passing over `start` bytes. */
+			c->iov_idx = 0;
+			c->left = 0;
+			c->skip_bytes = start;
+		}
+		bpf_loop(2 * HT_MAX_IOV + 2, emit__step, NULL, 0);
+		skip = tail - c->captured;
+	} else {
+		skip = src->total - c->captured;
+	}
 	if (c->fill || skip)
 		emit__flush(s, skip > 0xffffffffULL ? 0xffffffffU : (__u32)skip);
 }

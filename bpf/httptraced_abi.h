@@ -92,6 +92,7 @@ enum ht_counter {
 	HT_CNT_NOT_HTTP = 3,      /* connections the kernel decided are not HTTP */
 	HT_CNT_CONNS_SEEN = 4,    /* TCP connections entered into the map */
 	HT_CNT_STALE = 5,         /* entries left by an exited process or a previous exec, replaced */
+	HT_CNT_BODY_SKIPPED = 6,  /* payload bytes not copied: past what userspace keeps of a body */
 	HT_CNT_MAX = 8,
 };
 
@@ -127,7 +128,25 @@ struct ht_conn_state {
 	__u64 prefix_end; /* kernel-private: stream position after the prefix */
 	char prefix[HT_PREFIX_LEN];
 	__u32 exec_id;    /* the process's exec count: identity across execve */
-	__u32 pad2;
+	__u32 big_bytes;  /* kernel-private: bytes of large syscalls since the last forced wake-up */
+};
+
+/*
+ * Body bytes userspace will only count (`skips` map), per connection and
+ * direction: a syscall whose bytes all lie in [from, until) is announced as
+ * skipped, not copied. Userspace inserts; whoever deletes first (the kernel
+ * once the stream is past `until`, or at close; userspace when it forgets
+ * the connection) decrements `skips_pending`.
+ */
+struct ht_skip_key {
+	struct ht_conn_id conn;
+	__u32 dir; /* enum ht_direction */
+	__u32 pad;
+};
+
+struct ht_skip_range {
+	__u64 from;  /* stream position of the first byte not to copy */
+	__u64 until; /* and of the first byte to copy again */
 };
 
 struct ht_event_header {
@@ -190,6 +209,8 @@ struct ht_exit_event {
 static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
 static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
 static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
+static_assert(sizeof(struct ht_skip_key) == 24, "ht_skip_key ABI");
+static_assert(sizeof(struct ht_skip_range) == 16, "ht_skip_range ABI");
 static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
 static_assert(sizeof(struct ht_conn_event) == 120, "ht_conn_event ABI");
 static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
@@ -199,6 +220,8 @@ static_assert(sizeof(struct ht_exit_event) == 40, "ht_exit_event ABI");
 _Static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
 _Static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
 _Static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
+_Static_assert(sizeof(struct ht_skip_key) == 24, "ht_skip_key ABI");
+_Static_assert(sizeof(struct ht_skip_range) == 16, "ht_skip_range ABI");
 _Static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
 _Static_assert(sizeof(struct ht_conn_event) == 120, "ht_conn_event ABI");
 _Static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");

@@ -20,6 +20,8 @@ const volatile __u8 targ_sys_kind[HT_MAX_SYSCALL_NR] = {};
 
 /* Connections userspace asked to stop tracing, not yet seen by the kernel. */
 volatile __u64 disabled_pending = 0;
+/* Entries in `skips`: while 0, payload events cost no lookup there. */
+volatile __u64 skips_pending = 0;
 /*
  * Set by the daemon at shutdown: every program returns at once, so tracing
  * stops at one instant for all syscalls instead of hook by hook as links are
@@ -60,12 +62,14 @@ struct emit_ctx {
 	__u64 left;    /* bytes left in the current piece */
 	__u64 budget;  /* bytes that may still be captured */
 	__u64 captured;
+	__u64 skip_bytes; /* payload bytes to pass over before copying again */
 	__u32 tid;
 	__u32 fill;    /* bytes staged in buf */
 	__u16 flags;   /* HT_DATA_F_* for the next event */
 	__u8 dir;
 	__u8 sys;
-	__u32 pad;
+	__u8 wake;     /* wake the reader with the next event */
+	__u8 pad[3];
 };
 
 /*
@@ -113,6 +117,18 @@ struct {
 	__type(key, struct ht_conn_id);
 	__type(value, __u8);
 } disabled SEC(".maps");
+
+/*
+ * Not LRU: an entry evicted behind the counter's back would leave
+ * skips_pending above zero for good. When it is full, userspace's insert
+ * fails and that body is copied as before.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ht_skip_key);
+	__type(value, struct ht_skip_range);
+} skips SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -188,10 +204,11 @@ static __always_inline long ringbuf__output(void *data, __u64 size)
  * that much later by the CPU that keeps producing, and still by every CPU
  * that produces across it; the reader's poll timeout bounds the rest.
  */
-static __always_inline long ringbuf__output_sampled(struct rb_check *r, void *data, __u64 size)
+static __always_inline long ringbuf__output_sampled(struct rb_check *r, void *data, __u64 size,
+						    bool wake)
 {
 	__u64 step = targ_wakeup_bytes ? targ_wakeup_bytes : 1;
-	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 flags = wake ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	__u64 bucket;
 
 	r->unchecked += size;

@@ -74,6 +74,9 @@ class Sink final : public httptraced::conn::ExchangeSink,
   void Forget(const httptraced::conn::ConnKey&) override {}
   uint64_t KernelDrops() override { return 0; }
   bool KernelAhead(const httptraced::conn::ConnKey&, const uint64_t*) override { return false; }
+  void SkipBody(const httptraced::conn::ConnKey&, httptraced::http::Direction, uint64_t,
+                uint64_t) override {}
+  void ClearSkips(const httptraced::conn::ConnKey&) override {}
   uint64_t exchanges = 0;
   uint64_t bytes = 0;
   const httptraced::record::ConnPartsCache& parts() const { return parts_; }

@@ -115,6 +115,11 @@ class Sink final : public ExchangeSink, public ConnController {
   void Forget(const ConnKey&) override {}
   uint64_t KernelDrops() override { return 0; }
   bool KernelAhead(const ConnKey&, const uint64_t*) override { return false; }
+  void SkipBody(const ConnKey& key, http::Direction, uint64_t from, uint64_t until) override {
+    FUZZ_CHECK(Known(key));
+    FUZZ_CHECK(from < until);
+  }
+  void ClearSkips(const ConnKey& key) override { FUZZ_CHECK(Known(key)); }
 
   bool Known(const ConnKey& key) const {
     for (int n = 0; n < kPool; ++n) {

@@ -311,8 +311,8 @@ int Tracer::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }
 
 KernelCounters Tracer::ReadCounters() const {
   KernelCounters out;
-  uint64_t* fields[] = {&out.ring_drops, &out.ring_drop_bytes, &out.read_faults,
-                        &out.not_http,   &out.conns_seen,      &out.stale};
+  uint64_t* fields[] = {&out.ring_drops, &out.ring_drop_bytes, &out.read_faults, &out.not_http,
+                        &out.conns_seen, &out.stale,           &out.body_skipped};
   std::vector<uint64_t> values(static_cast<size_t>(ncpus_));
   for (uint32_t i = 0; i < std::size(fields); ++i) {
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.counters), &i, values.data()) != 0) continue;
@@ -333,6 +333,47 @@ absl::Status Tracer::Disable(const conn::ConnKey& key) {
   }
   __atomic_fetch_add(&skel_->bss->disabled_pending, 1, __ATOMIC_SEQ_CST);
   return absl::OkStatus();
+}
+
+namespace {
+ht_skip_key SkipKey(const conn::ConnKey& key, int dir) {
+  ht_skip_key k{};
+  k.conn.tgid = key.tgid;
+  k.conn.fd = key.fd;
+  k.conn.gen = key.gen;
+  k.dir = static_cast<uint32_t>(dir & 1);
+  return k;
+}
+}  // namespace
+
+absl::Status Tracer::SkipBody(const conn::ConnKey& key, int dir, uint64_t from, uint64_t until) {
+  const ht_skip_key k = SkipKey(key, dir);
+  const ht_skip_range range{.from = from, .until = until};
+  const int fd = bpf_map__fd(skel_->maps.skips);
+  // A new entry is counted in skips_pending; an existing one (the same
+  // direction's previous body, not passed yet) is replaced in place. The
+  // kernel may delete it in between: then it is new again.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (bpf_map_update_elem(fd, &k, &range, BPF_NOEXIST) == 0) {
+      __atomic_fetch_add(&skel_->bss->skips_pending, 1, __ATOMIC_SEQ_CST);
+      return absl::OkStatus();
+    }
+    if (errno != EEXIST) break;
+    if (bpf_map_update_elem(fd, &k, &range, BPF_EXIST) == 0) return absl::OkStatus();
+    if (errno != ENOENT) break;
+  }
+  // E2BIG: the map is full; the body is copied as before.
+  return absl::ResourceExhaustedError(absl::StrCat("cannot skip a body: ", Errno(errno)));
+}
+
+void Tracer::ClearSkips(const conn::ConnKey& key) {
+  const int fd = bpf_map__fd(skel_->maps.skips);
+  for (int dir = 0; dir < 2; ++dir) {
+    const ht_skip_key k = SkipKey(key, dir);
+    if (bpf_map_delete_elem(fd, &k) == 0) {
+      __atomic_fetch_sub(&skel_->bss->skips_pending, 1, __ATOMIC_SEQ_CST);
+    }
+  }
 }
 
 void Tracer::Detach() {

@@ -46,6 +46,7 @@ struct KernelCounters {
   uint64_t not_http = 0;         // connections the kernel classified as not HTTP
   uint64_t conns_seen = 0;       // TCP connections entered into the kernel map
   uint64_t stale = 0;            // entries left by exited processes or before an exec, replaced
+  uint64_t body_skipped = 0;     // payload bytes not copied: past what the daemon keeps of a body
 };
 
 // Checks what tracing needs before anything is loaded: privileges, kernel BTF,
@@ -83,6 +84,12 @@ class Tracer {
   // eviction), if it is still that connection: its next syscall makes it a
   // new connection with a new identity.
   absl::Status Forget(const conn::ConnKey& key);
+  // The kernel need not copy the bytes of the connection's stream in `dir`
+  // (enum ht_direction) from position `from` up to `until`:
+  // the daemon would only count them. Replaces the direction's earlier range.
+  absl::Status SkipBody(const conn::ConnKey& key, int dir, uint64_t from, uint64_t until);
+  // Drops the connection's ranges, if the kernel has not already.
+  void ClearSkips(const conn::ConnKey& key);
   // True when the kernel's entry for this connection (the same generation)
   // has counted other byte totals than `consumed` (per direction, kernel
   // positions): events for it are still on their way.

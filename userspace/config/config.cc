@@ -49,8 +49,13 @@ ABSL_FLAG(std::string, redact_headers, "authorization,proxy-authorization,cookie
           "this flag replaces the list; an empty value redacts nothing.");
 ABSL_FLAG(std::string, host_name, "", "host.name in records; empty uses the system host name.");
 ABSL_FLAG(uint32_t, max_capture_bytes, 65536,
-          "Payload bytes copied from the kernel per syscall (256..1048576); the rest of a "
-          "large read or write is skipped but still counted, so parsing stays in step.");
+          "Payload bytes copied from the kernel per syscall (256..1048576): of a larger read or "
+          "write, its head and its last min(4 KiB, a quarter); the bytes between are skipped "
+          "but still counted, so parsing stays in step.");
+ABSL_FLAG(bool, kernel_skip_bodies, true,
+          "Tell the kernel not to copy the bytes of a body past --max_body_bytes (bodies with "
+          "a Content-Length, 64 KiB or more past the cap): they are counted, not copied. Off "
+          "copies them and discards them in the daemon.");
 ABSL_FLAG(uint32_t, ring_buffer_mb, 16,
           "Size of the kernel-to-daemon ring buffer in MiB, a power of two (1..1024).");
 ABSL_FLAG(uint32_t, max_connections, 65536,
@@ -303,6 +308,7 @@ absl::StatusOr<Config> FromFlags() {
     if (gethostname(buf, sizeof(buf) - 1) == 0) c.host_name = buf;
   }
   c.max_capture_bytes = absl::GetFlag(FLAGS_max_capture_bytes);
+  c.kernel_skip_bodies = absl::GetFlag(FLAGS_kernel_skip_bodies);
   c.ring_buffer_mb = absl::GetFlag(FLAGS_ring_buffer_mb);
   c.max_connections = absl::GetFlag(FLAGS_max_connections);
   c.tracefs = absl::GetFlag(FLAGS_tracefs);

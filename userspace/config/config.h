@@ -35,6 +35,7 @@ struct Config {
   std::string host_name;
   // Kernel side.
   uint32_t max_capture_bytes = 65536;
+  bool kernel_skip_bodies = true;
   uint32_t ring_buffer_mb = 16;
   uint32_t max_connections = 65536;
   std::string tracefs = "/sys/kernel/tracing";

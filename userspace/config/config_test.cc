@@ -118,13 +118,14 @@ std::string WriteFlagfile(const std::string& text) {
 TEST_CASE("Reparse applies defaults, then flag files and arguments in order") {
   const std::string file = WriteFlagfile(
       "# httptraced.conf\n\n--max_body_bytes=100\n--redact_headers=X-Secret\n--nocapture_bodies\n"
-      "--port=80,8080\n");
+      "--port=80,8080\n--nokernel_skip_bodies\n");
   absl::StatusOr<Config> c = Reparse({"--flagfile=" + file, "--max_body_bytes=200"});
   REQUIRE(c.ok());
   CHECK(c->max_body_bytes == 200);  // the later argument wins
   CHECK(c->redact_headers == std::vector<std::string>{"x-secret"});
   CHECK_FALSE(c->capture_bodies);
   CHECK(c->ports == std::vector<uint16_t>{80, 8080});
+  CHECK_FALSE(c->kernel_skip_bodies);
   CHECK(c->log_max_size_mb == 100);  // untouched: default
 
   // A second reload starts from the defaults again: removed lines revert.
@@ -133,6 +134,7 @@ TEST_CASE("Reparse applies defaults, then flag files and arguments in order") {
   REQUIRE(c.ok());
   CHECK(c->max_body_bytes == 16384);
   CHECK(c->capture_bodies);
+  CHECK(c->kernel_skip_bodies);
   CHECK(c->ports.empty());
   CHECK(c->to_stdout);
   unlink(file.c_str());
@@ -162,6 +164,7 @@ TEST_CASE("RestartOnlyChanges lists the kernel-side flags that differ") {
   b.ports = {80};
   b.ring_buffer_mb = 32;
   b.max_body_bytes = 1;  // applied at reload, not listed
+  b.kernel_skip_bodies = false;  // the same: a daemon setting, no kernel reload
   CHECK(RestartOnlyChanges(a, b) == std::vector<std::string>{"port", "ring_buffer_mb"});
 }
 

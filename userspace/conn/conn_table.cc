@@ -43,6 +43,9 @@ class ConnTable::Tracker {
   // not consumed yet (not again: a lost event would keep it ahead for ever).
   bool reprieved_ = false;
   bool ignored_ = false;  // not HTTP / switched protocols: events are dropped until close
+  // End (kernel position) of the last range sent with SkipBody, per direction.
+  uint64_t skip_until_[2] = {0, 0};
+  bool has_skips() const { return (skip_until_[0] | skip_until_[1]) != 0; }
 };
 
 ConnTable::ConnTable(ConnTableOptions options, ExchangeSink& sink, ConnController& controller)
@@ -121,6 +124,9 @@ bool ConnTable::TryResume(const bpf::OpenEvent& ev) {
   std::unique_ptr<Tracker> tracker = std::move(it->second);
   const ConnKey old_key = it->first;
   Erase(it);
+  // Ranges were in the old generation's positions.
+  if (tracker->has_skips()) controller_.ClearSkips(old_key);
+  tracker->skip_until_[0] = tracker->skip_until_[1] = 0;
   // Events of the old generation still in flight are not a new connection.
   IgnoreLateEvents(old_key);
   const http::ChunkMeta meta{.ts_ns = ev.info.open_ts_ns, .tid = ev.tid};
@@ -156,6 +162,7 @@ bool ConnTable::Reprieve(const ConnKey& key, Tracker& t) {
 
 void ConnTable::Erase(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it) {
   const ConnKey key = it->first;
+  if (it->second != nullptr && it->second->has_skips()) controller_.ClearSkips(key);
   conns_.erase(it);
   holes_.erase(key);
   const auto newest = newest_gen_.find(FdOf(key));
@@ -176,6 +183,7 @@ void ConnTable::OnData(const bpf::DataEvent& ev, uint64_t now_ns) {
                     t.feeds_[d]);
 
   if (t.streams_[d].has_pending()) holes_.insert(ev.key);
+  if (options_.skip_body_min_bytes != 0) MaybeSkipBody(ev.key, t, d);
   Drain(t);
   // With many connections, memory matters more than the cost of bringing a
   // session back: hibernate as soon as an exchange is done.
@@ -189,6 +197,19 @@ void ConnTable::OnData(const bpf::DataEvent& ev, uint64_t now_ns) {
     controller_.StopTracing(ev.key);
   }
   if (conns_.size() > options_.max_connections) EvictIdlest(conns_.size() / 10 + 1);
+}
+
+void ConnTable::MaybeSkipBody(const ConnKey& key, Tracker& t, int d) {
+  const auto dir = static_cast<http::Direction>(d);
+  const http::BodySkip skip = t.session_.UnkeptBodyAhead(dir);
+  if (skip.len < options_.skip_body_min_bytes) return;
+  // In the kernel's positions: without what a resumption added.
+  const uint64_t from = t.streams_[d].next_pos() - t.base_[d] + skip.keep;
+  const uint64_t until = skip.len > ~from ? ~uint64_t{0} : from + skip.len;  // saturated
+  if (until <= t.skip_until_[d]) return;  // this body was announced already
+  t.skip_until_[d] = until;
+  controller_.SkipBody(key, dir, from, until);
+  ++stats_.body_skips;
 }
 
 void ConnTable::Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns) {

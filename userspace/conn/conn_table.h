@@ -43,6 +43,13 @@ class ConnController {
   // `consumed` (per direction, in the kernel's positions): their events are
   // still in the ring buffer, so the connection is not idle after all.
   virtual bool KernelAhead(const ConnKey& key, const uint64_t consumed[2]) = 0;
+  // The session would only count the bytes of `dir` from kernel position
+  // `from` up to `until`, past what the body cap keeps: the kernel may
+  // announce them as skipped instead of copying them. Replaces the
+  // direction's earlier range.
+  virtual void SkipBody(const ConnKey& key, http::Direction dir, uint64_t from, uint64_t until) = 0;
+  // The connection's skip ranges are no longer wanted (it is gone from the table).
+  virtual void ClearSkips(const ConnKey& key) = 0;
 };
 
 struct ConnTableOptions {
@@ -59,6 +66,10 @@ struct ConnTableOptions {
   size_t eager_hibernate_above = 1024;
   // Timeouts and idleness are checked this often (holes at every Tick).
   uint64_t sweep_interval_ns = 1'000'000'000;
+  // A body with at least this many bytes past the body cap still to come
+  // gets a ConnController::SkipBody (a map update costs a syscall; the
+  // kernel copies up to 64 KiB per syscall). 0: never.
+  uint64_t skip_body_min_bytes = 64 * 1024;
 };
 
 struct ConnTableStats {
@@ -81,6 +92,7 @@ struct ConnTableStats {
   uint64_t gaps = 0;           // holes declared in streams
   uint64_t gap_bytes = 0;
   uint64_t parse_errors = 0;
+  uint64_t body_skips = 0;     // bodies whose unkept bytes the kernel was told to skip
 };
 
 class ConnTable {
@@ -132,6 +144,9 @@ class ConnTable {
                   uint64_t ts_ns);
   // Hands the session's finished exchanges to the sink.
   void Drain(Tracker& t);
+  // Tells the kernel about a body in direction d whose bytes ahead the
+  // session would only count (once per body).
+  void MaybeSkipBody(const ConnKey& key, Tracker& t, int d);
 
   ConnTableOptions options_;
   ExchangeSink& sink_;

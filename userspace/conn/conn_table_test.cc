@@ -37,6 +37,18 @@ class FakeSink final : public ExchangeSink, public ConnController {
     asked_ahead.push_back({key, {consumed[0], consumed[1]}});
     return ahead.contains(key);
   }
+  void SkipBody(const ConnKey& key, http::Direction dir, uint64_t from, uint64_t until) override {
+    skips.push_back({key, static_cast<int>(dir), from, until});
+  }
+  void ClearSkips(const ConnKey& key) override { cleared.push_back(key); }
+  struct Skip {
+    ConnKey key;
+    int dir;
+    uint64_t from;
+    uint64_t until;
+  };
+  std::vector<Skip> skips;
+  std::vector<ConnKey> cleared;
   struct AskedAhead {
     ConnKey key;
     uint64_t consumed[2];
@@ -66,6 +78,8 @@ ConnTableOptions TestOptions() {
 }
 
 struct Fixture {
+  Fixture() = default;
+  explicit Fixture(const ConnTableOptions& o) : options(o) {}
   FakeSink sink;
   ConnTableOptions options = TestOptions();
   ConnTable table{options, sink, sink};
@@ -246,6 +260,106 @@ TEST_CASE("ConnTable: bytes lost at the end of a direction show up as a gap") {
   CHECK(f.sink.got[0].exchange.incomplete);
   CHECK(f.table.stats().gaps == 1);
   CHECK(f.table.stats().gap_bytes == 57);
+}
+
+TEST_CASE("ConnTable tells the kernel, once per body, which body bytes it would only count") {
+  Fixture f;
+  const ConnIdSpec id{.tgid = 1000, .fd = 7, .gen = 555};
+  const ConnKey key{1000, 7, 555};
+  f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 8080, 40000)), "");
+  const std::string head = "POST /up HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n";
+  f.Data(id, HT_DIR_INGRESS, 0, head + std::string(100, 'a'), 10, 0, HT_DATA_F_STREAM_START);
+  // The default cap keeps 16384 body bytes: the rest may be skipped.
+  REQUIRE(f.sink.skips.size() == 1);
+  CHECK(f.sink.skips[0].key == key);
+  CHECK(f.sink.skips[0].dir == HT_DIR_INGRESS);
+  CHECK(f.sink.skips[0].from == head.size() + 16384);
+  CHECK(f.sink.skips[0].until == head.size() + 1000000);
+  CHECK(f.table.stats().body_skips == 1);
+  // More of the same body: nothing new to announce. Then the kernel skips.
+  for (uint64_t at = 100; at < 16384; at += 4096) {
+    f.Data(id, HT_DIR_INGRESS, head.size() + at, std::string(std::min<uint64_t>(4096, 16384 - at), 'b'),
+           11);
+  }
+  f.Data(id, HT_DIR_INGRESS, head.size() + 16384, "", 12, 1000000 - 16384);
+  CHECK(f.sink.skips.size() == 1);
+  f.Data(id, HT_DIR_EGRESS, 0, kResp, 13, 0, HT_DATA_F_STREAM_START);
+  REQUIRE(f.sink.got.size() == 1);
+  const http::Message& up = *f.sink.got[0].exchange.request;
+  CHECK(up.body.size == 1000000);
+  CHECK(up.body.content == std::string(100, 'a') + std::string(16284, 'b'));
+  CHECK(up.body.truncated);
+  CHECK_FALSE(up.body.gap);  // the skipped bytes were past the cap: no gap
+  CHECK(up.complete);
+
+  // The next body on the connection gets its own range; a small one none.
+  const uint64_t in2 = head.size() + 1000000;
+  const std::string small = "POST /s HTTP/1.1\r\nContent-Length: 70000\r\n\r\n";
+  f.Data(id, HT_DIR_INGRESS, in2, small, 20);  // 53616 bytes past the cap: under 64 KiB
+  CHECK(f.sink.skips.size() == 1);
+  for (uint64_t at = 0; at < 70000; at += 10000) {
+    f.Data(id, HT_DIR_INGRESS, in2 + small.size() + at, std::string(10000, 's'), 21);
+  }
+  const uint64_t in3 = in2 + small.size() + 70000;
+  f.Data(id, HT_DIR_INGRESS, in3, head, 22);
+  REQUIRE(f.sink.skips.size() == 2);
+  CHECK(f.sink.skips[1].from == in3 + head.size() + 16384);
+  CHECK(f.sink.skips[1].until == in3 + head.size() + 1000000);
+
+  // Gone from the table: its ranges are dropped in the kernel too.
+  CHECK(f.sink.cleared.empty());
+  f.table.OnClose(Decode<bpf::CloseEvent>(CloseSample(id, in3 + head.size(), std::strlen(kResp))));
+  REQUIRE(f.sink.cleared.size() == 1);
+  CHECK(f.sink.cleared[0] == key);
+}
+
+TEST_CASE("ConnTable skip ranges: responses too, none when turned off, kernel positions after a "
+          "resumption") {
+  const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n";
+  SECTION("a large response") {
+    Fixture f;
+    const ConnIdSpec id;
+    f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 8080, 40000)), "");
+    f.Data(id, HT_DIR_INGRESS, 0, kReq, 1, 0, HT_DATA_F_STREAM_START);
+    f.Data(id, HT_DIR_EGRESS, 0, resp, 2, 0, HT_DATA_F_STREAM_START);
+    REQUIRE(f.sink.skips.size() == 1);
+    CHECK(f.sink.skips[0].dir == HT_DIR_EGRESS);
+    CHECK(f.sink.skips[0].from == resp.size() + 16384);
+    CHECK(f.sink.skips[0].until == resp.size() + 200000);
+  }
+  SECTION("turned off") {
+    ConnTableOptions off = TestOptions();
+    off.skip_body_min_bytes = 0;
+    Fixture f(off);
+    const ConnIdSpec id;
+    f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 8080, 40000)), "");
+    f.Data(id, HT_DIR_INGRESS, 0, kReq, 1, 0, HT_DATA_F_STREAM_START);
+    f.Data(id, HT_DIR_EGRESS, 0, resp, 2, 0, HT_DATA_F_STREAM_START);
+    REQUIRE(f.sink.got.size() == 0);  // the response body is still coming
+    CHECK(f.sink.skips.empty());
+    CHECK(f.table.stats().body_skips == 0);
+  }
+  SECTION("after the kernel lost the connection and found it again") {
+    Fixture f;
+    const ConnIdSpec was{.tgid = 1000, .fd = 7, .gen = 100};
+    const ConnIdSpec again{.tgid = 1000, .fd = 7, .gen = 200};
+    f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(was, HT_ROLE_SERVER, 8080, 40000)), "");
+    f.Data(was, HT_DIR_INGRESS, 0, kReq, 10, 0, HT_DATA_F_STREAM_START);
+    f.Data(was, HT_DIR_EGRESS, 0, resp, 11, 0, HT_DATA_F_STREAM_START);
+    REQUIRE(f.sink.skips.size() == 1);
+    f.Data(was, HT_DIR_EGRESS, resp.size(), "", 12, 200000);
+    // The new generation counts from 0: its range is in its own positions.
+    f.table.OnOpen(Discovered(again, 8080, 40000, 20), "");
+    REQUIRE(f.sink.cleared.size() == 1);
+    CHECK(f.sink.cleared[0] == ConnKey{1000, 7, 100});
+    f.Data(again, HT_DIR_INGRESS, 0, kReq, 21, 0, HT_DATA_F_STREAM_START);
+    f.Data(again, HT_DIR_EGRESS, 0, resp, 22, 0, HT_DATA_F_STREAM_START);
+    REQUIRE(f.sink.skips.size() == 2);
+    CHECK(f.sink.skips[1].key == ConnKey{1000, 7, 200});
+    CHECK(f.sink.skips[1].from == resp.size() + 16384);
+    CHECK(f.sink.skips[1].until == resp.size() + 200000);
+    CHECK(f.table.stats().resumed == 1);
+  }
 }
 
 TEST_CASE("ConnTable stops tracing what is not HTTP") {

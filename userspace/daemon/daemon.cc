@@ -35,6 +35,7 @@ conn::ConnTableOptions TableOptions(const config::Config& c) {
   o.request_timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(c.request_timeout));
   o.conn_idle_timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(c.conn_idle_timeout));
   o.max_connections = c.max_connections;
+  if (!c.kernel_skip_bodies) o.skip_body_min_bytes = 0;
   return o;
 }
 
@@ -116,6 +117,22 @@ uint64_t Daemon::KernelDrops() {
 
 bool Daemon::KernelAhead(const conn::ConnKey& key, const uint64_t consumed[2]) {
   return tracer_ != nullptr && tracer_->CountedOtherThan(key, consumed);
+}
+
+void Daemon::SkipBody(const conn::ConnKey& key, http::Direction dir, uint64_t from,
+                      uint64_t until) {
+  if (tracer_ == nullptr) return;
+  if (absl::Status s = tracer_->SkipBody(key, static_cast<int>(dir), from, until); !s.ok()) {
+    // The map is full: those bodies are copied and discarded here, as before.
+    if (stats_.skip_errors++ == 0) {
+      std::fprintf(stderr, "httptraced: %s (bodies are copied in full meanwhile)\n",
+                   s.ToString().c_str());
+    }
+  }
+}
+
+void Daemon::ClearSkips(const conn::ConnKey& key) {
+  if (tracer_ != nullptr) tracer_->ClearSkips(key);
 }
 
 void Daemon::StopTracing(const conn::ConnKey& key) {
@@ -219,10 +236,12 @@ std::string Daemon::StatsLine() const {
   return absl::StrFormat(
       "httptraced: stats events=%d bytes=%d records=%d written=%d lost=%d kernel_drops=%d "
       "kernel_drop_bytes=%d parse_errors=%d gaps=%d connections=%d opened=%d evicted=%d "
-      "resumed=%d hibernated=%d not_http=%d decode_errors=%d",
+      "resumed=%d hibernated=%d not_http=%d decode_errors=%d body_skips=%d "
+      "kernel_skipped_bytes=%d",
       stats_.events, stats_.payload_bytes, stats_.records, o.records_written, o.records_lost,
       k.ring_drops, k.ring_drop_bytes, t.parse_errors, t.gaps, table_.size(), t.opened,
-      t.evicted, t.resumed, t.hibernated, t.not_http + k.not_http, stats_.decode_errors);
+      t.evicted, t.resumed, t.hibernated, t.not_http + k.not_http, stats_.decode_errors,
+      t.body_skips, k.body_skipped);
 }
 
 absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {

@@ -41,6 +41,7 @@ struct DaemonStats {
   uint64_t payload_bytes = 0;
   uint64_t decode_errors = 0;
   uint64_t records = 0;  // built (written or lost: see the sink's stats)
+  uint64_t skip_errors = 0;  // body skips the kernel's map had no room for
 };
 
 class Daemon final : public bpf::SampleHandler,
@@ -68,6 +69,9 @@ class Daemon final : public bpf::SampleHandler,
   void Forget(const conn::ConnKey& key) override;
   uint64_t KernelDrops() override;
   bool KernelAhead(const conn::ConnKey& key, const uint64_t consumed[2]) override;
+  void SkipBody(const conn::ConnKey& key, http::Direction dir, uint64_t from,
+                uint64_t until) override;
+  void ClearSkips(const conn::ConnKey& key) override;
 
   const DaemonStats& stats() const { return stats_; }
   std::string StatsLine() const;
