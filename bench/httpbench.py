@@ -34,11 +34,17 @@ CONFIGS = {
     "log_pid": "httptraced, rotating log, --pid=<nginx pids>",
     "stdout": "httptraced --stdout > /dev/null, traces every process",
     "tshark": "tshark -i lo -f 'tcp port P' -Y http -T ek | grep -c",
+    "log_noskip": "httptraced, rotating log, --kernel_skip_bodies=false (not in the default set)",
 }
+# Left out unless --configs names them.
+OPT_IN_CONFIGS = {"log_noskip"}
 WORKLOADS = {
     "get": "GET /index.html (615-byte static file, sendfile on)",
     "post": "POST /echo, 1 KiB request body, 1 KiB response body (nginx return 200)",
+    "large": "GET /large.bin (1 MiB file, sendfile off: nginx writes it from user memory)",
 }
+LARGE_BYTES = 1 << 20
+PATHS = {"get": "index.html", "post": "echo", "large": "large.bin"}
 
 
 class Interrupted(Exception):
@@ -342,6 +348,7 @@ http {{
         listen 127.0.0.1:{port} backlog=16384;
         root {prefix}/www;
         location = /index.html {{ }}
+        location = /large.bin {{ sendfile off; }}
         location = /echo {{
             client_body_buffer_size 16k;
             default_type text/plain;
@@ -363,6 +370,8 @@ class Nginx:
         os.makedirs(os.path.join(self.prefix, "www"))
         os.makedirs(os.path.join(self.prefix, "tmp"))
         shutil.copy("/usr/share/nginx/html/index.html", os.path.join(self.prefix, "www"))
+        with open(os.path.join(self.prefix, "www", "large.bin"), "wb") as f:
+            f.write(bytes(0x20 + (i * 7 + i // 4096) % 95 for i in range(1 << 16)) * (LARGE_BYTES >> 16))
         self.port = free_port()
         self.status_port = free_port()
         # 1 KiB response body, printable.
@@ -601,7 +610,7 @@ class Bench:
         self.seq = 0
 
     def url(self, workload):
-        return f"http://127.0.0.1:{self.nginx.port}/" + ("index.html" if workload == "get" else "echo")
+        return f"http://127.0.0.1:{self.nginx.port}/" + PATHS[workload]
 
     def script(self, workload):
         return os.path.join(BENCH_DIR, "post.lua") if workload == "post" else None
@@ -615,10 +624,12 @@ class Bench:
         daemon = tshark = grep = None
         nginx_worker = self.nginx.workers()[0]
         try:
-            if config in ("log", "log_pid", "stdout"):
+            if config in ("log", "log_pid", "stdout", "log_noskip"):
                 args = list(self.o.daemon_args)
                 if config == "log_pid":
                     args.append("--pid=" + ",".join(str(p) for p in self.nginx.pids()))
+                if config == "log_noskip":
+                    args.append("--kernel_skip_bodies=false")
                 daemon = Daemon(self.procs, self.binary, self.workdir, name, args,
                                 to_stdout=(config == "stdout"))
                 res["daemon_startup_s"] = daemon.startup_s
@@ -710,6 +721,8 @@ class Bench:
                 res["drops"] = stats.get("kernel_drops", 0) + stats.get("lost", 0)
                 res["written"] = stats.get("written", 0)
                 res["written_per_req"] = res["written"] / max(1, w["requests"])
+                # Payload bytes the kernel copied into the ring (both sides).
+                res["copied_bytes_per_req"] = stats.get("bytes", 0) / max(1, w["requests"])
                 if res.get("tracer_cpu_ms") is not None and res["written"]:
                     res["tracer_cpu_us_per_record"] = res["tracer_cpu_ms"] * 1e3 / res["written"]
                 if res.get("daemon_main_cpu_ms") is not None and res["written"]:
@@ -888,7 +901,8 @@ SUMMARY_KEYS = ["rps", "requests", "completeness", "completeness_vs_nginx", "wri
                 "tracer_rss_anon_kib", "log_bytes_per_req", "server_log_bytes_per_req",
                 "nginx_cpu_us_per_req", "bpf_ns_per_req", "bpf_runs_per_req", "settle_s",
                 "latency_p50_us", "latency_p99_us", "machine_busy", "other_cpu_frac", "wrk_cpu_ms",
-                "nginx_requests", "daemon_background_frac", "daemon_main_us_per_record"]
+                "nginx_requests", "daemon_background_frac", "daemon_main_us_per_record",
+                "copied_bytes_per_req"]
 
 
 def summarize(runs, opts):
@@ -956,17 +970,18 @@ def print_table(results, out=sys.stdout):
             ("bg%", 4, "4.0f", lambda s: pct(s["daemon_background_frac"])),
             ("HWM MiB", 7, "7.1f", lambda s: mib(s["tracer_hwm_kib"])),
             ("log B/req", 9, "9.0f", lambda s: s["log_bytes_per_req"]),
+            ("copied B/req", 12, "12.0f", lambda s: s["copied_bytes_per_req"]),
             ("nginx us/req", 12, "12.2f", lambda s: s["nginx_cpu_us_per_req"]),
             ("bpf ns/req", 10, "10.0f", lambda s: s["bpf_ns_per_req"]),
             ("catch-up s", 10, "10.1f", lambda s: s["settle_s"]),
             ("noise%", 6, "6.0f", lambda s: pct(s["other_cpu_frac"])),
         ]
         columns = [c for c in columns if any(c[3](s) is not None for s in results["summary"])]
-        hdr = f"{'load':<4} {'conns':>5} {'config':<8} " + " ".join(f"{h:>{wd}}" for h, wd, _, _ in columns)
+        hdr = f"{'load':<5} {'conns':>5} {'config':<10} " + " ".join(f"{h:>{wd}}" for h, wd, _, _ in columns)
         w(hdr + "\n")
         w("-" * len(hdr) + "\n")
         for s in results["summary"]:
-            w(f"{s['workload']:<4} {s['conns']:>5} {s['config']:<8} "
+            w(f"{s['workload']:<5} {s['conns']:>5} {s['config']:<10} "
               + " ".join(fmt(f(s), spec) for _, _, spec, f in columns) + "\n")
         w("  req/s, ratio: median of the runs; ratio to untraced in the same repetition, then the median.\n"
       "  best, ratio: the best run of each configuration, over the best untraced run (noise only\n"
@@ -978,7 +993,8 @@ def print_table(results, out=sys.stdout):
       "  wrk's start until the tracer caught up, per request and per record.  main: the daemon's main\n"
       "  thread (events, parsing, records, writes) per record.  bg%: share of the daemon's CPU in\n"
       "  other threads (compression of rotated logs; cut short when the daemon stops).  HWM: peak RSS.\n"
-      "  log B/req: log bytes per request.  nginx us/req: nginx worker CPU per request, BPF programs\n"
+      "  log B/req: log bytes per request.  copied B/req: payload bytes the kernel copied into the\n"
+      "  ring buffer per request (both sides; the daemon's stats bytes=).  nginx us/req: nginx worker CPU per request, BPF programs\n"
       "  run in its syscalls included.  bpf ns/req: httptraced's BPF run time (bpf_stats) per request.\n"
       "  catch-up s: tracer busy after wrk stopped.  noise%: CPU of other processes (share of machine).\n")
     m = results.get("micro")
@@ -1141,8 +1157,9 @@ def parse_args(argv):
     p.add_argument("--duration", type=float, help="seconds per wrk run (default 4; quick 2)")
     p.add_argument("--reps", type=int, help="interleaved repetitions (default 5; quick 1)")
     p.add_argument("--conns", help="comma-separated wrk connection counts (default 16,64; quick 16)")
-    p.add_argument("--workloads", default="get,post", help="get,post")
-    p.add_argument("--configs", help=",".join(CONFIGS) + " (default all; quick: all but log_pid)")
+    p.add_argument("--workloads", default="get,post", help=",".join(WORKLOADS))
+    p.add_argument("--configs", help=",".join(CONFIGS) + " (default all but "
+                   + ",".join(sorted(OPT_IN_CONFIGS)) + "; quick: also not log_pid)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: nginx,micro,memory")
     p.add_argument("--memory-conns", type=int, help="idle connections of the memory scenario (default 10000; quick 2000)")
     p.add_argument("--daemon-arg", action="append", default=[], dest="daemon_args",
@@ -1159,10 +1176,14 @@ def parse_args(argv):
     o.reps = o.reps or (1 if o.quick else 5)
     o.conns = [int(x) for x in (o.conns or ("16" if o.quick else "16,64")).split(",")]
     o.workloads = [x for x in o.workloads.split(",") if x]
-    o.configs = [x for x in (o.configs or ",".join(c for c in CONFIGS if not (o.quick and c == "log_pid"))).split(",") if x]
+    o.configs = [x for x in (o.configs or ",".join(
+        c for c in CONFIGS if c not in OPT_IN_CONFIGS and not (o.quick and c == "log_pid"))).split(",") if x]
     for c in o.configs:
         if c not in CONFIGS:
             p.error(f"unknown configuration {c}")
+    for w in o.workloads:
+        if w not in WORKLOADS:
+            p.error(f"unknown workload {w}")
     if "untraced" in o.configs:  # the baseline first in every round
         o.configs.remove("untraced")
         o.configs.insert(0, "untraced")
