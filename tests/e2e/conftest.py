@@ -250,6 +250,7 @@ http {{
             assert time.monotonic() < deadline, (root / "error.log").read_text()
             time.sleep(0.05)
     s = Server(proc, port, "127.0.0.1")
+    s.www = www
     s.workers = lambda: [int(p) for p in subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
     yield s

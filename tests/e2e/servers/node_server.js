@@ -2,6 +2,9 @@
 //   GET /chunked      -> "part1" "part2" "part3" as three chunks
 //   POST /echo        -> the request body back, chunked
 //   GET /upgrade      -> 101 Switching Protocols when asked to upgrade, then raw bytes
+//   GET /bigchunk?n=N -> one chunk of N bytes (printable, a fixed pattern), then "tail"
+//   GET /stream?n=N   -> N chunks of 64 KiB, each 2 ms after the last was written (a
+//                        stream paced by its source: one writev per chunk), then "end"
 const http = require('http');
 
 const server = http.createServer((req, res) => {
@@ -9,6 +12,28 @@ const server = http.createServer((req, res) => {
     res.writeHead(200, {'Content-Type': 'text/plain'});
     res.write('part1');
     setTimeout(() => { res.write('part2'); setTimeout(() => res.end('part3'), 5); }, 5);
+  } else if (req.method === 'GET' && req.url.startsWith('/bigchunk?n=')) {
+    const n = parseInt(req.url.slice('/bigchunk?n='.length), 10);
+    const big = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) big[i] = 0x20 + ((i * 7 + (i >> 12)) % 95);
+    res.writeHead(200, {'Content-Type': 'text/plain'});
+    res.write(big);
+    res.end('tail');
+  } else if (req.method === 'GET' && req.url.startsWith('/stream?n=')) {
+    const n = parseInt(req.url.slice('/stream?n='.length), 10);
+    res.writeHead(200, {'Content-Type': 'text/plain'});
+    let i = 0;
+    const more = () => {
+      if (i >= n) {
+        res.end('end');
+        return;
+      }
+      // The next chunk is written once this one is in the kernel, so Node
+      // never joins two chunks in one writev, however slow the reader.
+      res.write(Buffer.alloc(65536, 0x61 + (i % 26)), () => setTimeout(more, 2));
+      i++;
+    };
+    more();
   } else if (req.method === 'POST' && req.url === '/echo') {
     const parts = [];
     req.on('data', (d) => parts.push(d));
