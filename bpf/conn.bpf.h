@@ -323,10 +323,24 @@ lost:
 	conn__ignore(key, c, HT_CLOSE_DISABLED);
 }
 
-/* The syscall's arguments, read back from the user registers saved at entry. */
-static __always_inline void conn__args(struct task_struct *task, struct syscall_args *a)
+/*
+ * The syscall's arguments, read back from the user registers saved at entry.
+ * With untrusted_loads, without a helper call once pt_regs_offset is known.
+ */
+static __always_inline void conn__args(struct task_struct *task, struct syscall_args *a,
+				       bool untrusted_loads)
 {
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	struct pt_regs *regs;
+	__u64 off = pt_regs_offset;
+
+	if (untrusted_loads && off) {
+		regs = bpf_rdonly_cast((void *)((__u64)task->stack + off),
+				       bpf_core_type_id_kernel(struct pt_regs));
+	} else {
+		regs = (struct pt_regs *)bpf_task_pt_regs(task);
+		if (untrusted_loads)
+			pt_regs_offset = (__u64)regs - (__u64)task->stack;
+	}
 
 	/* Direct loads through the BTF pointer where the arch allows (x86). */
 	a->fd = (__s32)PT_REGS_PARM1_SYSCALL(regs);
@@ -341,7 +355,7 @@ static __always_inline void conn__args(struct task_struct *task, struct syscall_
  * daemon started (a server waiting in recv() on a keep-alive connection) is
  * still seen when it returns.
  */
-static __always_inline int conn__exit_data(long nr, long ret)
+static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loads)
 {
 	struct payload_src src = {};
 	struct syscall_args a = {};
@@ -360,8 +374,10 @@ static __always_inline int conn__exit_data(long nr, long ret)
 	key.tgid = task->tgid;
 	if (!filter__pid_allowed(key.tgid))
 		return 0;
-	conn__args(task, &a);
+	conn__args(task, &a, untrusted_loads);
 	if (a.fd < 0)
+		return 0;
+	if (untrusted_loads && !sock__fd_may_be_socket(task, a.fd))
 		return 0;
 	key.fd = a.fd;
 	c = conn__lookup(task, &key);
@@ -413,7 +429,7 @@ static __always_inline int conn__exit_connect(long ret)
 	if (tracing_stopped || (ret != 0 && ret != -HT_EINPROGRESS) ||
 	    !filter__pid_allowed(key.tgid))
 		return 0;
-	conn__args(task, &a);
+	conn__args(task, &a, false);
 	key.fd = a.fd;
 	if (key.fd >= 0)
 		conn__open(task, &key, HT_ORIGIN_CONNECT, HT_ROLE_CLIENT);

@@ -25,7 +25,18 @@ SEC("tracepoint")
 int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 {
 	/* The format has a 4-byte __syscall_nr where vmlinux.h says long id. */
-	return conn__exit_data((int)ctx->id, ctx->ret);
+	return conn__exit_data((int)ctx->id, ctx->ret, false);
+}
+
+/*
+ * The same, for kernels that allow plain loads of untrusted kernel memory
+ * (Linux 6.16): a non-socket fd is dropped with no helper call after the
+ * saved registers (sock__fd_may_be_socket). The daemon loads one of the two.
+ */
+SEC("tracepoint")
+int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)
+{
+	return conn__exit_data((int)ctx->id, ctx->ret, true);
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")

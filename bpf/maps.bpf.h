@@ -30,6 +30,13 @@ volatile __u64 skips_pending = 0;
 volatile __u32 tracing_stopped = 0;
 /* The kernel's socket_file_ops, learned from the first TCP socket seen (sock.bpf.h). */
 volatile __u64 sock_fops = 0;
+/*
+ * Where a task's saved user registers are, from the base of its kernel stack:
+ * the same for every task of a kernel (THREAD_SIZE and the padding above them
+ * are build constants). Learned from bpf_task_pt_regs() the first time, for the
+ * payload program that reads kernel memory with plain loads (conn__args).
+ */
+volatile __u64 pt_regs_offset = 0;
 
 enum conn_proto {
 	PROTO_UNKNOWN = 0,  /* not decided yet */

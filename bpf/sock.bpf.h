@@ -118,6 +118,37 @@ static __always_inline struct sock *sock__from_fd(struct task_struct *task, __s3
 	return sk;
 }
 
+/*
+ * Free of helper calls, for the variant of the payload program loaded where
+ * the kernel lets a program read untrusted kernel memory with plain loads
+ * (BPF_FEAT_RDONLY_CAST_TO_VOID, Linux 6.16): false when fd is certainly not
+ * a socket, so a file, pipe or tty read or write is dropped before the
+ * connection lookup and the fd-table probe reads (sock__from_fd). True when
+ * it may be one.
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+static __always_inline bool sock__fd_may_be_socket(struct task_struct *task, __s32 fd)
+{
+	struct fdtable *fdt = task->files->fdt;
+	__u64 fops = sock_fops;
+	struct file **fds;
+	struct file *file;
+
+	if ((unsigned int)fd >= fdt->max_fds)
+		return false;
+	fds = fdt->fd;  /* read-only untrusted memory: a faulting load gives 0 */
+	file = fds[fd]; /* a plain value... */
+	if (!file)
+		return false;
+	/* ...typed again (the verifier turns the cast into a move) */
+	file = bpf_rdonly_cast(file, bpf_core_type_id_kernel(struct file));
+	if (fops)
+		return (__u64)file->f_op == fops;
+	/* No TCP socket seen yet (an idle host): the inode's mode says. */
+	return (file->f_inode->i_mode & HT_S_IFMT) == HT_S_IFSOCK;
+}
+
 static __always_inline void sock__ports(struct sock *sk, __u16 *lport, __u16 *rport)
 {
 	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);

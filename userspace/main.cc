@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
   topts.ring_buffer_bytes = config->ring_buffer_mb << 20;
   topts.max_connections = config->max_connections;
   topts.tracefs = config->tracefs;
+  topts.fast_fd_filter = config->fast_fd_filter;
   topts.verbosity = config->verbosity;
   auto tracer = httptraced::bpf::Tracer::Start(topts, &daemon);
   if (!tracer.ok()) return Fail(tracer.status(), 1);

@@ -441,6 +441,40 @@ def test_one_large_chunk_is_skipped_in_the_kernel_up_to_its_end(tmp_path, node_s
     assert 2 * (size - 16384) >= st["kernel_skipped_bytes"] >= size, st
 
 
+def test_both_payload_programs_give_the_same_records(tmp_path, py_server):
+    """Where the kernel allows plain loads of kernel memory (its BTF lists
+    BPF_FEAT_RDONLY_CAST_TO_VOID: Linux 6.16, this CI's kernel), the payload
+    program that drops non-socket fds without a helper call is loaded; the
+    portable one with --fast_fd_filter=false. Both record the same exchange,
+    and neither makes a connection of the file the client reads and writes."""
+    with open("/sys/kernel/btf/vmlinux", "rb") as f:
+        allowed = b"BPF_FEAT_RDONLY_CAST_TO_VOID" in f.read()
+    body = tmp_path / "body.txt"
+    body.write_bytes(b"x" * 100)
+    seen = {}
+    for fast in ("true", "false"):
+        d = Daemon(tmp_path / f"logs-{fast}", f"--port={py_server.port}",
+                   f"--fast_fd_filter={fast}", "--verbosity=1").start()
+        try:
+            out, _ = curl(py_server.url("/echo"), "--data-binary", f"@{body}",
+                          "-o", str(tmp_path / f"out-{fast}.txt"))
+            recs = d.wait_for(match(py_server.port, "/echo"), 2)
+        finally:
+            assert d.stop() == 0, d.stderr()
+        prog = "sys_exit_payload_fast" if fast == "true" and allowed else "sys_exit_payload"
+        assert f"httptraced: payload syscalls traced by {prog}" in d.stderr_lines
+        assert (tmp_path / f"out-{fast}.txt").read_bytes() == b"x" * 100
+        st = final_stats(d)
+        # One connection, seen from both ends; the files were no connection.
+        assert st["opened"] == 2 and st["not_http"] == 0, st
+        seen[fast] = sorted(
+            (r["httptraced"]["role"], r["http"]["request"]["body"], r["http"]["response"]["body"],
+             r["http"]["response"]["status_code"]) for r in recs)
+    assert seen["true"] == seen["false"] == [
+        (role, {"bytes": 100, "content": "x" * 100}, {"bytes": 100, "content": "x" * 100}, 200)
+        for role in ("client", "server")]
+
+
 def test_garbage_then_valid_request(tracer, py_server):
     with socket.create_connection(("127.0.0.1", py_server.port)) as s:
         garbage_port = s.getsockname()[1]

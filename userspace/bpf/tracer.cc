@@ -1,6 +1,7 @@
 #include "bpf/tracer.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/capability.h>
 #include <sys/mount.h>
@@ -55,6 +56,27 @@ constexpr PayloadSyscall kPayloadSyscalls[] = {
 };
 
 std::string Errno(int err) { return std::strerror(err < 0 ? -err : err); }
+
+// Whether the running kernel's verifier lets a program read untrusted kernel
+// memory with plain loads: its BTF lists BPF_FEAT_RDONLY_CAST_TO_VOID in enum
+// bpf_features (Linux 6.16). Read from the BTF rather than by trying, so an
+// older kernel never sees the program that needs it.
+bool KernelAllowsUntrustedLoads() {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (vmlinux == nullptr) return false;
+  bool found = false;
+  const int id = btf__find_by_name_kind(vmlinux, "bpf_features", BTF_KIND_ENUM);
+  if (id > 0) {
+    const btf_type* t = btf__type_by_id(vmlinux, id);
+    const struct btf_enum* values = btf_enum(t);
+    for (int i = 0; i < btf_vlen(t) && !found; ++i) {
+      const char* name = btf__name_by_offset(vmlinux, values[i].name_off);
+      found = name != nullptr && std::strcmp(name, "BPF_FEAT_RDONLY_CAST_TO_VOID") == 0;
+    }
+  }
+  btf__free(vmlinux);
+  return found;
+}
 
 bool HasCapability(int cap) {
   __user_cap_header_struct header{};
@@ -143,6 +165,10 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
         "newer with BTF"));
   }
   if (absl::Status s = t->Attach(options.tracefs); !s.ok()) return s;
+  if (options.verbosity >= 1) {
+    std::fprintf(stderr, "httptraced: payload syscalls traced by %s\n",
+                 bpf_program__name(t->payload_prog_));
+  }
   t->ring_ = ring_buffer__new(bpf_map__fd(t->skel_->maps.events), &Tracer::OnRingSample,
                               t.get(), nullptr);
   if (t->ring_ == nullptr) {
@@ -189,6 +215,12 @@ absl::Status Tracer::Configure(const TracerOptions& o) {
                                                      " to ", entries, ": ", Errno(err)));
     }
   }
+  // One of the two payload programs: the same code, one of them free of
+  // helper calls for non-socket fds where the kernel allows it.
+  const bool fast = untrusted_loads_ = o.fast_fd_filter && KernelAllowsUntrustedLoads();
+  payload_prog_ = fast ? skel_->progs.sys_exit_payload_fast : skel_->progs.sys_exit_payload;
+  bpf_program__set_autoload(
+      fast ? skel_->progs.sys_exit_payload : skel_->progs.sys_exit_payload_fast, false);
   // Probe the hooks: a syscall this kernel lacks is skipped with a warning.
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
@@ -218,7 +250,7 @@ absl::Status Tracer::AttachOne(bpf_program* prog, const char* category, const ch
 absl::Status Tracer::Attach(const std::string& tracefs) {
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
-    if (!bpf_program__autoload(prog) || prog == skel_->progs.sys_exit_payload) continue;
+    if (!bpf_program__autoload(prog) || prog == payload_prog_) continue;
     if (absl::Status s = AttachOne(prog, nullptr, nullptr); !s.ok()) return s;
   }
   for (const PayloadSyscall& sc : kPayloadSyscalls) {
@@ -228,8 +260,7 @@ absl::Status Tracer::Attach(const std::string& tracefs) {
                    name.c_str());
       continue;
     }
-    if (absl::Status s = AttachOne(skel_->progs.sys_exit_payload, "syscalls", name.c_str());
-        !s.ok()) {
+    if (absl::Status s = AttachOne(payload_prog_, "syscalls", name.c_str()); !s.ok()) {
       return s;
     }
   }

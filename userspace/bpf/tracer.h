@@ -26,6 +26,7 @@ struct TracerOptions {
   std::vector<uint16_t> ports;  // only connections with one end on these ports (empty: all)
   uint32_t self_tgid = 0;       // never traced
   uint32_t max_capture_bytes = 65536;      // payload captured per syscall
+  bool fast_fd_filter = true;              // sys_exit_payload_fast where the kernel allows it
   uint32_t ring_buffer_bytes = 16u << 20;  // power of two, multiple of the page size
   uint32_t max_connections = 65536;        // kernel connection map entries
   std::string tracefs = "/sys/kernel/tracing";
@@ -100,6 +101,9 @@ class Tracer {
   // Detaches every tracepoint; the ring buffer stays readable for a final Drain().
   void Detach();
   int attached_programs() const { return attached_; }
+  // Whether the payload program that reads untrusted kernel memory with plain
+  // loads (sys_exit_payload_fast, Linux 6.16 and later) is the one loaded.
+  bool untrusted_loads() const { return untrusted_loads_; }
 
  private:
   Tracer() = default;
@@ -115,6 +119,8 @@ class Tracer {
   ring_buffer* ring_ = nullptr;
   SampleHandler* handler_ = nullptr;
   std::vector<::bpf_link*> links_;
+  bpf_program* payload_prog_ = nullptr;  // attached to every payload syscall's exit
+  bool untrusted_loads_ = false;
   int attached_ = 0;
   int ncpus_ = 1;
   int budget_left_ = 0;

@@ -56,6 +56,10 @@ ABSL_FLAG(bool, kernel_skip_bodies, true,
           "Tell the kernel not to copy the bytes of a body past --max_body_bytes (bodies with "
           "a Content-Length, 64 KiB or more past the cap): they are counted, not copied. Off "
           "copies them and discards them in the daemon.");
+ABSL_FLAG(bool, fast_fd_filter, true,
+          "Where the kernel lets BPF programs read kernel memory with plain loads (Linux "
+          "6.16+), reads and writes of files, pipes and ttys are dropped without a helper "
+          "call; false loads the portable program everywhere.");
 ABSL_FLAG(uint32_t, ring_buffer_mb, 16,
           "Size of the kernel-to-daemon ring buffer in MiB, a power of two (1..1024).");
 ABSL_FLAG(uint32_t, max_connections, 65536,
@@ -271,6 +275,7 @@ std::vector<std::string> RestartOnlyChanges(const Config& a, const Config& b) {
   if (a.pids != b.pids) out.push_back("pid");
   if (a.ports != b.ports) out.push_back("port");
   if (a.max_capture_bytes != b.max_capture_bytes) out.push_back("max_capture_bytes");
+  if (a.fast_fd_filter != b.fast_fd_filter) out.push_back("fast_fd_filter");
   if (a.ring_buffer_mb != b.ring_buffer_mb) out.push_back("ring_buffer_mb");
   if (a.max_connections != b.max_connections) out.push_back("max_connections");
   if (a.tracefs != b.tracefs) out.push_back("tracefs");
@@ -309,6 +314,7 @@ absl::StatusOr<Config> FromFlags() {
   }
   c.max_capture_bytes = absl::GetFlag(FLAGS_max_capture_bytes);
   c.kernel_skip_bodies = absl::GetFlag(FLAGS_kernel_skip_bodies);
+  c.fast_fd_filter = absl::GetFlag(FLAGS_fast_fd_filter);
   c.ring_buffer_mb = absl::GetFlag(FLAGS_ring_buffer_mb);
   c.max_connections = absl::GetFlag(FLAGS_max_connections);
   c.tracefs = absl::GetFlag(FLAGS_tracefs);

@@ -36,6 +36,7 @@ struct Config {
   // Kernel side.
   uint32_t max_capture_bytes = 65536;
   bool kernel_skip_bodies = true;
+  bool fast_fd_filter = true;  // the payload program variant with plain loads, where allowed
   uint32_t ring_buffer_mb = 16;
   uint32_t max_connections = 65536;
   std::string tracefs = "/sys/kernel/tracing";

@@ -166,6 +166,9 @@ TEST_CASE("RestartOnlyChanges lists the kernel-side flags that differ") {
   b.max_body_bytes = 1;  // applied at reload, not listed
   b.kernel_skip_bodies = false;  // the same: a daemon setting, no kernel reload
   CHECK(RestartOnlyChanges(a, b) == std::vector<std::string>{"port", "ring_buffer_mb"});
+  b.fast_fd_filter = false;  // which payload program is loaded
+  CHECK(RestartOnlyChanges(a, b) ==
+        std::vector<std::string>{"port", "fast_fd_filter", "ring_buffer_mb"});
 }
 
 }  // namespace
