@@ -116,6 +116,74 @@ static long emit__step(__u32 index, void *unused)
 	return 0;
 }
 
+/*
+ * iovec pieces of at most this many bytes are captured even between the head
+ * and the tail of a syscall larger than targ_max_capture: chunk framing. When
+ * a slow reader makes Node.js queue its chunks, it writes them in one writev,
+ * each chunk as size line, data and CRLF in iovecs of their own; with these
+ * pieces every chunk boundary is seen, and the data between is skipped.
+ */
+#define HT_FRAME_PIECE 64
+
+/*
+ * One step between the head and the tail of an iovec syscall: loads the next
+ * iovec, or stages a small piece (after announcing what was passed over), or
+ * passes over a large one.
+ */
+static long emit__middle_step(__u32 index, void *unused)
+{
+	struct scratch *s = scratch__get();
+	struct emit_ctx *c;
+	struct iovec iov;
+	__u64 n;
+	__u32 off;
+
+	if (!s)
+		return 1;
+	c = &s->ctx;
+	if (c->walked >= c->until)
+		return 1;
+	if (c->left == 0) {
+		if (c->iov_idx >= c->iovcnt)
+			return 1;
+		if (bpf_probe_read_user(&iov, sizeof(iov),
+					(void *)(c->iov + c->iov_idx * sizeof(struct iovec))))
+			return 1;
+		c->iov_idx++;
+		c->base = (__u64)iov.iov_base;
+		c->left = iov.iov_len;
+		c->small = iov.iov_len <= HT_FRAME_PIECE;
+		return 0;
+	}
+	n = c->left;
+	if (n > c->until - c->walked)
+		n = c->until - c->walked;
+	if (c->small && n <= HT_FRAME_PIECE) {
+		if (c->gap) {
+			emit__flush(s, c->gap > 0xffffffffULL ? 0xffffffffU : (__u32)c->gap);
+			c->gap = 0;
+		}
+		if (c->fill + n > HT_CHUNK_MAX)
+			emit__flush(s, 0);
+		off = c->fill & (HT_CHUNK_MAX - 1);
+		barrier_var(n);
+		if (n > HT_FRAME_PIECE)
+			n = HT_FRAME_PIECE;
+		if (bpf_probe_read_user(&s->buf[off], n, (void *)c->base)) {
+			counters__add(HT_CNT_READ_FAULTS, n);
+			c->gap += n;
+		} else {
+			c->fill += n;
+		}
+	} else {
+		c->gap += n;
+	}
+	c->base += n;
+	c->left -= n;
+	c->walked += n;
+	return 0;
+}
+
 static __always_inline struct scratch *emit__begin(const struct ht_conn_id *conn, __u8 dir,
 						   __u8 sys, __u16 flags, __u64 pos, __u32 tid)
 {
@@ -142,6 +210,10 @@ static __always_inline struct scratch *emit__begin(const struct ht_conn_id *conn
 	c->budget = 0;
 	c->captured = 0;
 	c->skip_bytes = 0;
+	c->walked = 0;
+	c->until = 0;
+	c->gap = 0;
+	c->small = 0;
 	return s;
 }
 
@@ -228,7 +300,18 @@ static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 di
 		/* The head, then the bytes up to the tail, announced as skipped. */
 		__u64 start = src->total - tail;
 
-		skip = start - c->captured;
+		if (!flat && c->budget == 0 && c->captured < start) {
+			/* An iovec syscall whose head is whole: its small pieces too. */
+			c->walked = c->captured;
+			c->until = start;
+			c->gap = 0;
+			c->small = 0;
+			bpf_loop(HT_MAX_EVENTS_PER_SYSCALL + 2 * HT_MAX_IOV, emit__middle_step, NULL, 0);
+			/* What the walk did not reach (past HT_MAX_IOV) is skipped too. */
+			skip = c->gap + (start - c->walked);
+		} else {
+			skip = start - c->captured;
+		}
 		emit__flush(s, skip > 0xffffffffULL ? 0xffffffffU : (__u32)skip);
 		c->captured = 0;
 		c->budget = tail;

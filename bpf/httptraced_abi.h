@@ -21,7 +21,7 @@
 /* Upper bound on events emitted for one syscall (chunks and iovec pieces). */
 #define HT_MAX_EVENTS_PER_SYSCALL 64
 /* iovec entries walked per readv/writev/recvmsg/sendmsg; the rest is a gap. */
-#define HT_MAX_IOV 32
+#define HT_MAX_IOV 128
 /* Messages walked per recvmmsg/sendmmsg; the rest is a gap. */
 #define HT_MAX_MMSG 8
 /* Bytes the kernel accumulates to decide whether a connection speaks HTTP/1.x. */

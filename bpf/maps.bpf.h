@@ -70,13 +70,18 @@ struct emit_ctx {
 	__u64 budget;  /* bytes that may still be captured */
 	__u64 captured;
 	__u64 skip_bytes; /* payload bytes to pass over before copying again */
+	/* Between the head and the tail of an iovec syscall (emit__middle_step): */
+	__u64 walked;  /* bytes of the syscall walked, captured or passed over */
+	__u64 until;   /* where the walk stops (the tail's start) */
+	__u64 gap;     /* bytes passed over since the last one staged */
 	__u32 tid;
 	__u32 fill;    /* bytes staged in buf */
 	__u16 flags;   /* HT_DATA_F_* for the next event */
 	__u8 dir;
 	__u8 sys;
 	__u8 wake;     /* wake the reader with the next event */
-	__u8 pad[3];
+	__u8 small;    /* the current iovec is a small piece: captured */
+	__u8 pad[2];
 };
 
 /*

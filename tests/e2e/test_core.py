@@ -384,18 +384,12 @@ def test_node_chunked_response_is_dechunked(tracer, node_server):
     assert r["http"]["response"]["body"] == {"bytes": 15, "content": "part1part2part3"}
 
 
-def test_node_streaming_64k_chunks_keeps_every_chunk_boundary(tmp_path, node_server):
-    """Node writes each 64 KiB chunk as size line + data + CRLF in one writev
-    of 65,545 bytes, more than --max_capture_bytes (65,536), and the client
-    reads them the same (one recv of 65,545 bytes per chunk, MSG_WAITALL):
-    the kernel captures the head and the tail of such a syscall, so the chunk
-    framing at its end is seen and both records are whole. (Before, the last
-    9 bytes were skipped and the message was lost. Several chunks in one
-    syscall, as Node writes them when the socket was full or a reader with a
-    large buffer reads them, still lose the framing in the middle: see
-    README.)"""
-    n = 24
-    want = b"".join(bytes([0x61 + i % 26]) * 65536 for i in range(n)) + b"end"
+def read_node_chunks(tmp_path, node_server, path, n):
+    """GETs `path` from the Node server (n chunks of 64 KiB, then "end") under
+    a daemon of its own, reading it as size line + data + CRLF in one recv of
+    65,545 bytes per chunk (MSG_WAITALL): more than --max_capture_bytes
+    (65,536), with the chunk boundary at its end. Checks the bytes; returns
+    the records of both sides and the stats."""
     frame = 7 + 65536 + 2  # "10000\r\n", the data, "\r\n"
     d = Daemon(tmp_path / "logs", f"--port={node_server.port}", "--kernel_skip_bodies=false").start()
     try:
@@ -403,7 +397,7 @@ def test_node_streaming_64k_chunks_keeps_every_chunk_boundary(tmp_path, node_ser
             # Blocking, with a kernel timeout: MSG_WAITALL on the non-blocking
             # socket that settimeout() makes would return what is there.
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 20, 0))
-            s.sendall(b"GET /stream?n=24 HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n")
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n".encode())
             head = b""
             while not head.endswith(b"\r\n\r\n"):
                 head += s.recv(1)
@@ -411,15 +405,40 @@ def test_node_streaming_64k_chunks_keeps_every_chunk_boundary(tmp_path, node_ser
             rest = b""
             while chunk := s.recv(4096):
                 rest += chunk
-        recs = d.wait_for(match(node_server.port, "/stream"), 2, timeout=30)
+        recs = d.wait_for(match(node_server.port, path.split("?")[0]), 2, timeout=30)
     finally:
         assert d.stop() == 0, d.stderr()
-    st = final_stats(d)
     assert b"transfer-encoding: chunked" in head.lower()
     assert frames == [b"10000\r\n" + bytes([0x61 + i % 26]) * 65536 + b"\r\n" for i in range(n)]
     assert rest == b"3\r\nend\r\n0\r\n\r\n"
     assert sorted(r["httptraced"]["role"] for r in recs) == ["client", "server"]
     assert all(r["http"]["response"]["headers"]["transfer-encoding"] == "chunked" for r in recs)
+    return recs, final_stats(d)
+
+
+def test_node_streaming_64k_chunks_keeps_every_chunk_boundary(tmp_path, node_server):
+    """Node writes each 64 KiB chunk as size line + data + CRLF in one writev
+    of 65,545 bytes, more than --max_capture_bytes (65,536), and the client
+    reads them the same: the kernel captures the head and the tail of such a
+    syscall, so the chunk framing at its end is seen and both records are
+    whole. (Before, the last 9 bytes were skipped and the message was lost.)"""
+    n = 24
+    recs, st = read_node_chunks(tmp_path, node_server, f"/stream?n={n}", n)
+    want = b"".join(bytes([0x61 + i % 26]) * 65536 for i in range(n)) + b"end"
+    assert_whole_with_capped_body(recs, want)
+    assert st["parse_errors"] == 0 and st["kernel_drops"] == 0, st
+
+
+def test_node_chunks_joined_in_one_writev_keep_every_boundary(tmp_path, node_server):
+    """Node writes 20 chunks of 64 KiB at once: it joins them in one writev of
+    about 1.3 MB, each chunk's size line, data and CRLF in iovecs of their own.
+    Past the head the kernel still captures the small iovecs (the framing) and
+    skips the data between, so the server's record is whole too. (Before,
+    only the head and the tail were captured and the message was lost in the
+    middle.)"""
+    n = 20
+    recs, st = read_node_chunks(tmp_path, node_server, f"/burst?n={n}", n)
+    want = b"".join(bytes([0x61 + i % 26]) * 65536 for i in range(n)) + b"end"
     assert_whole_with_capped_body(recs, want)
     assert st["parse_errors"] == 0 and st["kernel_drops"] == 0, st
 

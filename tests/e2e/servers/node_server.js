@@ -3,6 +3,7 @@
 //   POST /echo        -> the request body back, chunked
 //   GET /upgrade      -> 101 Switching Protocols when asked to upgrade, then raw bytes
 //   GET /bigchunk?n=N -> one chunk of N bytes (printable, a fixed pattern), then "tail"
+//   GET /burst?n=N    -> N chunks of 64 KiB written at once (joined in writevs), then "end"
 //   GET /stream?n=N   -> N chunks of 64 KiB, each 2 ms after the last was written (a
 //                        stream paced by its source: one writev per chunk), then "end"
 const http = require('http');
@@ -34,6 +35,14 @@ const server = http.createServer((req, res) => {
       i++;
     };
     more();
+  } else if (req.method === 'GET' && req.url.startsWith('/burst?n=')) {
+    // N chunks of 64 KiB written at once: past the first, Node queues them
+    // while the socket is busy and writes them together, several chunks (their
+    // size lines, data and CRLFs as separate iovecs) in one writev.
+    const n = parseInt(req.url.slice('/burst?n='.length), 10);
+    res.writeHead(200, {'Content-Type': 'text/plain'});
+    for (let i = 0; i < n; i++) res.write(Buffer.alloc(65536, 0x61 + (i % 26)));
+    res.end('end');
   } else if (req.method === 'POST' && req.url === '/echo') {
     const parts = [];
     req.on('data', (d) => parts.push(d));
