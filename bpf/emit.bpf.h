@@ -60,12 +60,35 @@ static __always_inline void emit__flush(struct scratch *s, __u32 skip)
 	c->wake = 0;
 }
 
+/*
+ * iovec pieces of at most this many bytes are captured even between the head
+ * and the tail of a syscall larger than targ_max_capture: chunk framing. When
+ * a slow reader makes Node.js queue its chunks, it writes them in one writev,
+ * each chunk as size line, data and CRLF in iovecs of their own; with these
+ * pieces every chunk boundary is seen, and the data between is skipped.
+ */
+#define HT_FRAME_PIECE 64
+
+/* Makes the next iovec the current piece; false past the last one (or unreadable). */
+static __always_inline bool emit__next_iov(struct emit_ctx *c)
+{
+	struct iovec iov;
+
+	if (c->iov_idx >= c->iovcnt ||
+	    bpf_probe_read_user(&iov, sizeof(iov), (void *)(c->iov + c->iov_idx * sizeof(struct iovec))))
+		return false;
+	c->iov_idx++;
+	c->base = (__u64)iov.iov_base;
+	c->left = iov.iov_len;
+	c->small = iov.iov_len <= HT_FRAME_PIECE;
+	return true;
+}
+
 /* One step: load the next iovec, or copy the next piece into the chunk. */
 static long emit__step(__u32 index, void *unused)
 {
 	struct scratch *s = scratch__get();
 	struct emit_ctx *c;
-	struct iovec iov;
 	__u64 n;
 	__u32 off;
 
@@ -74,17 +97,8 @@ static long emit__step(__u32 index, void *unused)
 	c = &s->ctx;
 	if (c->budget == 0)
 		return 1;
-	if (c->left == 0) {
-		if (c->iov_idx >= c->iovcnt)
-			return 1;
-		if (bpf_probe_read_user(&iov, sizeof(iov),
-					(void *)(c->iov + c->iov_idx * sizeof(struct iovec))))
-			return 1;
-		c->iov_idx++;
-		c->base = (__u64)iov.iov_base;
-		c->left = iov.iov_len;
-		return 0;
-	}
+	if (c->left == 0)
+		return emit__next_iov(c) ? 0 : 1;
 	if (c->skip_bytes) {
 		/* Up to where the tail of a large syscall begins. */
 		n = c->left < c->skip_bytes ? c->left : c->skip_bytes;
@@ -117,15 +131,6 @@ static long emit__step(__u32 index, void *unused)
 }
 
 /*
- * iovec pieces of at most this many bytes are captured even between the head
- * and the tail of a syscall larger than targ_max_capture: chunk framing. When
- * a slow reader makes Node.js queue its chunks, it writes them in one writev,
- * each chunk as size line, data and CRLF in iovecs of their own; with these
- * pieces every chunk boundary is seen, and the data between is skipped.
- */
-#define HT_FRAME_PIECE 64
-
-/*
  * One step between the head and the tail of an iovec syscall: loads the next
  * iovec, or stages a small piece (after announcing what was passed over), or
  * passes over a large one.
@@ -134,7 +139,6 @@ static long emit__middle_step(__u32 index, void *unused)
 {
 	struct scratch *s = scratch__get();
 	struct emit_ctx *c;
-	struct iovec iov;
 	__u64 n;
 	__u32 off;
 
@@ -143,18 +147,8 @@ static long emit__middle_step(__u32 index, void *unused)
 	c = &s->ctx;
 	if (c->walked >= c->until)
 		return 1;
-	if (c->left == 0) {
-		if (c->iov_idx >= c->iovcnt)
-			return 1;
-		if (bpf_probe_read_user(&iov, sizeof(iov),
-					(void *)(c->iov + c->iov_idx * sizeof(struct iovec))))
-			return 1;
-		c->iov_idx++;
-		c->base = (__u64)iov.iov_base;
-		c->left = iov.iov_len;
-		c->small = iov.iov_len <= HT_FRAME_PIECE;
-		return 0;
-	}
+	if (c->left == 0)
+		return emit__next_iov(c) ? 0 : 1;
 	n = c->left;
 	if (n > c->until - c->walked)
 		n = c->until - c->walked;
@@ -305,7 +299,6 @@ static __always_inline void emit__payload(const struct ht_conn_id *conn, __u8 di
 			c->walked = c->captured;
 			c->until = start;
 			c->gap = 0;
-			c->small = 0;
 			bpf_loop(HT_MAX_EVENTS_PER_SYSCALL + 2 * HT_MAX_IOV, emit__middle_step, NULL, 0);
 			/* What the walk did not reach (past HT_MAX_IOV) is skipped too. */
 			skip = c->gap + (start - c->walked);

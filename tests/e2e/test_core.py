@@ -384,12 +384,12 @@ def test_node_chunked_response_is_dechunked(tracer, node_server):
     assert r["http"]["response"]["body"] == {"bytes": 15, "content": "part1part2part3"}
 
 
-def read_node_chunks(tmp_path, node_server, path, n):
+def assert_node_chunks_whole(tmp_path, node_server, path, n):
     """GETs `path` from the Node server (n chunks of 64 KiB, then "end") under
     a daemon of its own, reading it as size line + data + CRLF in one recv of
     65,545 bytes per chunk (MSG_WAITALL): more than --max_capture_bytes
-    (65,536), with the chunk boundary at its end. Checks the bytes; returns
-    the records of both sides and the stats."""
+    (65,536), with the chunk boundary at its end. Checks the bytes, and that
+    both sides' records are whole with no parse error."""
     frame = 7 + 65536 + 2  # "10000\r\n", the data, "\r\n"
     d = Daemon(tmp_path / "logs", f"--port={node_server.port}", "--kernel_skip_bodies=false").start()
     try:
@@ -413,7 +413,10 @@ def read_node_chunks(tmp_path, node_server, path, n):
     assert rest == b"3\r\nend\r\n0\r\n\r\n"
     assert sorted(r["httptraced"]["role"] for r in recs) == ["client", "server"]
     assert all(r["http"]["response"]["headers"]["transfer-encoding"] == "chunked" for r in recs)
-    return recs, final_stats(d)
+    assert_whole_with_capped_body(
+        recs, b"".join(bytes([0x61 + i % 26]) * 65536 for i in range(n)) + b"end")
+    st = final_stats(d)
+    assert st["parse_errors"] == 0 and st["kernel_drops"] == 0, st
 
 
 def test_node_streaming_64k_chunks_keeps_every_chunk_boundary(tmp_path, node_server):
@@ -422,11 +425,7 @@ def test_node_streaming_64k_chunks_keeps_every_chunk_boundary(tmp_path, node_ser
     reads them the same: the kernel captures the head and the tail of such a
     syscall, so the chunk framing at its end is seen and both records are
     whole. (Before, the last 9 bytes were skipped and the message was lost.)"""
-    n = 24
-    recs, st = read_node_chunks(tmp_path, node_server, f"/stream?n={n}", n)
-    want = b"".join(bytes([0x61 + i % 26]) * 65536 for i in range(n)) + b"end"
-    assert_whole_with_capped_body(recs, want)
-    assert st["parse_errors"] == 0 and st["kernel_drops"] == 0, st
+    assert_node_chunks_whole(tmp_path, node_server, "/stream?n=24", 24)
 
 
 def test_node_chunks_joined_in_one_writev_keep_every_boundary(tmp_path, node_server):
@@ -436,11 +435,7 @@ def test_node_chunks_joined_in_one_writev_keep_every_boundary(tmp_path, node_ser
     skips the data between, so the server's record is whole too. (Before,
     only the head and the tail were captured and the message was lost in the
     middle.)"""
-    n = 20
-    recs, st = read_node_chunks(tmp_path, node_server, f"/burst?n={n}", n)
-    want = b"".join(bytes([0x61 + i % 26]) * 65536 for i in range(n)) + b"end"
-    assert_whole_with_capped_body(recs, want)
-    assert st["parse_errors"] == 0 and st["kernel_drops"] == 0, st
+    assert_node_chunks_whole(tmp_path, node_server, "/burst?n=20", 20)
 
 
 def test_one_large_chunk_is_skipped_in_the_kernel_up_to_its_end(tmp_path, node_server):
