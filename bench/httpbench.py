@@ -799,7 +799,7 @@ class Bench:
         data = os.path.join(self.workdir, "read-64k.bin")
         with open(data, "wb") as f:
             f.write(os.urandom(65536))
-        modes = ["getppid", "read", "write"]
+        modes = ["getppid", "read", "write", "unix"]
         # traced_portable: the payload program without plain loads of kernel
         # memory (--fast_fd_filter=false), what kernels before 6.16 run.
         configs = ["untraced", "traced", "traced_portable", "traced_pid_other"]

@@ -4,6 +4,8 @@
 //   syscall_loop getppid SECONDS
 //   syscall_loop read    SECONDS FILE   (read() 64 bytes at a time, rewinding at EOF)
 //   syscall_loop write   SECONDS        (write() 64 bytes to /dev/null)
+//   syscall_loop unix    SECONDS        (write() 64 bytes into a unix socketpair, read() them
+//                                        back: one call counted per write or read)
 //
 // Output, one line: "<mode> calls=<n> ns=<elapsed> ns_per_call=<x>".
 #define _GNU_SOURCE
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,7 +33,14 @@ int main(int argc, char **argv) {
   const char *mode = argv[1];
   const long long budget = (long long)(atof(argv[2]) * 1e9);
   int fd = -1;
-  if (strcmp(mode, "read") == 0) {
+  int pair[2] = {-1, -1};
+  if (strcmp(mode, "unix") == 0) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) {
+      perror("socketpair");
+      return 1;
+    }
+    fd = pair[0];
+  } else if (strcmp(mode, "read") == 0) {
     if (argc < 4) {
       fprintf(stderr, "read needs a FILE\n");
       return 2;
@@ -57,6 +67,13 @@ int main(int argc, char **argv) {
     for (int i = 0; i < batch; i++) {
       if (mode[0] == 'g') {
         sink += syscall(SYS_getppid);  // not cached by libc
+      } else if (mode[0] == 'u') {
+        if (write(pair[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf) ||
+            read(pair[1], buf, sizeof(buf)) != (ssize_t)sizeof(buf)) {
+          perror("unix");
+          return 1;
+        }
+        i++;  // two calls
       } else if (mode[0] == 'r') {
         ssize_t n = read(fd, buf, sizeof(buf));
         if (n <= 0) {

@@ -377,7 +377,7 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 	conn__args(task, &a, untrusted_loads);
 	if (a.fd < 0)
 		return 0;
-	if (untrusted_loads && !sock__fd_may_be_socket(task, a.fd))
+	if (untrusted_loads && !sock__fd_may_be_tcp(task, a.fd))
 		return 0;
 	key.fd = a.fd;
 	c = conn__lookup(task, &key);

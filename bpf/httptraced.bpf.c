@@ -31,7 +31,7 @@ int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 /*
  * The same, for kernels that allow plain loads of untrusted kernel memory
  * (Linux 6.16): a non-socket fd is dropped with no helper call after the
- * saved registers (sock__fd_may_be_socket). The daemon loads one of the two.
+ * saved registers (sock__fd_may_be_tcp). The daemon loads one of the two.
  */
 SEC("tracepoint")
 int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)

@@ -122,18 +122,21 @@ static __always_inline struct sock *sock__from_fd(struct task_struct *task, __s3
  * Free of helper calls, for the variant of the payload program loaded where
  * the kernel lets a program read untrusted kernel memory with plain loads
  * (BPF_FEAT_RDONLY_CAST_TO_VOID, Linux 6.16): false when fd is certainly not
- * a socket, so a file, pipe or tty read or write is dropped before the
- * connection lookup and the fd-table probe reads (sock__from_fd). True when
- * it may be one.
+ * a TCP socket, so a file, pipe, tty or unix socket read or write is dropped
+ * before the connection lookup and the fd-table probe reads (sock__from_fd).
+ * True when it is one (the same checks as sock__from_fd).
  */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
-static __always_inline bool sock__fd_may_be_socket(struct task_struct *task, __s32 fd)
+static __always_inline bool sock__fd_may_be_tcp(struct task_struct *task, __s32 fd)
 {
 	struct fdtable *fdt = task->files->fdt;
 	__u64 fops = sock_fops;
+	struct socket *sock;
 	struct file **fds;
 	struct file *file;
+	struct sock *sk;
+	__u16 family;
 
 	if ((unsigned int)fd >= fdt->max_fds)
 		return false;
@@ -143,10 +146,18 @@ static __always_inline bool sock__fd_may_be_socket(struct task_struct *task, __s
 		return false;
 	/* ...typed again (the verifier turns the cast into a move) */
 	file = bpf_rdonly_cast(file, bpf_core_type_id_kernel(struct file));
-	if (fops)
-		return (__u64)file->f_op == fops;
-	/* No TCP socket seen yet (an idle host): the inode's mode says. */
-	return (file->f_inode->i_mode & HT_S_IFMT) == HT_S_IFSOCK;
+	if (fops) {
+		if ((__u64)file->f_op != fops)
+			return false;
+	} else if ((file->f_inode->i_mode & HT_S_IFMT) != HT_S_IFSOCK) {
+		return false; /* no TCP socket seen yet (an idle host): the mode says */
+	}
+	sock = bpf_rdonly_cast(file->private_data, bpf_core_type_id_kernel(struct socket));
+	sk = sock->sk;
+	if (!sk || sk->sk_protocol != HT_IPPROTO_TCP || sk->sk_type != HT_SOCK_STREAM)
+		return false;
+	family = sk->__sk_common.skc_family;
+	return family == HT_AF_INET || family == HT_AF_INET6;
 }
 
 static __always_inline void sock__ports(struct sock *sk, __u16 *lport, __u16 *rport)

@@ -458,29 +458,39 @@ def test_one_large_chunk_is_skipped_in_the_kernel_up_to_its_end(tmp_path, node_s
 def test_both_payload_programs_give_the_same_records(tmp_path, py_server):
     """Where the kernel allows plain loads of kernel memory (its BTF lists
     BPF_FEAT_RDONLY_CAST_TO_VOID: Linux 6.16, this CI's kernel), the payload
-    program that drops non-socket fds without a helper call is loaded; the
-    portable one with --fast_fd_filter=false. Both record the same exchange,
-    and neither makes a connection of the file the client reads and writes."""
+    program that drops files and non-TCP sockets without a helper call is
+    loaded; the portable one with --fast_fd_filter=false. Both record the same
+    exchange (this process as the client, by pid) and neither makes a
+    connection of a file or of a unix socketpair carrying an HTTP request."""
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
         allowed = b"BPF_FEAT_RDONLY_CAST_TO_VOID" in f.read()
-    body = tmp_path / "body.txt"
-    body.write_bytes(b"x" * 100)
+    request = b"GET /over-unix HTTP/1.1\r\nHost: u\r\n\r\n"
     seen = {}
     for fast in ("true", "false"):
-        d = Daemon(tmp_path / f"logs-{fast}", f"--port={py_server.port}",
+        d = Daemon(tmp_path / f"logs-{fast}", f"--pid={os.getpid()},{py_server.pid}",
                    f"--fast_fd_filter={fast}", "--verbosity=1").start()
         try:
-            out, _ = curl(py_server.url("/echo"), "--data-binary", f"@{body}",
-                          "-o", str(tmp_path / f"out-{fast}.txt"))
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            with a, b:
+                for _ in range(4):
+                    a.sendall(request)
+                    assert b.recv(4096) == request
+            (tmp_path / "file.txt").write_bytes(request)
+            assert (tmp_path / "file.txt").read_bytes() == request
+            conn = http.client.HTTPConnection("127.0.0.1", py_server.port, timeout=10)
+            conn.request("POST", "/echo", body=b"x" * 100)
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, b"x" * 100)
+            conn.close()
             recs = d.wait_for(match(py_server.port, "/echo"), 2)
         finally:
             assert d.stop() == 0, d.stderr()
         prog = "sys_exit_payload_fast" if fast == "true" and allowed else "sys_exit_payload"
         assert f"httptraced: payload syscalls traced by {prog}" in d.stderr_lines
-        assert (tmp_path / f"out-{fast}.txt").read_bytes() == b"x" * 100
         st = final_stats(d)
-        # One connection, seen from both ends; the files were no connection.
-        assert st["opened"] == 2 and st["not_http"] == 0, st
+        # One connection, seen from both ends: the socketpair and the file
+        # were none, and no record but the two of the POST.
+        assert (st["opened"], st["not_http"], st["records"]) == (2, 0, 2), st
         seen[fast] = sorted(
             (r["httptraced"]["role"], r["http"]["request"]["body"], r["http"]["response"]["body"],
              r["http"]["response"]["status_code"]) for r in recs)
