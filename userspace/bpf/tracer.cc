@@ -26,9 +26,14 @@ namespace {
 // libbpf's print hook is process-wide and takes no context, so the verbosity it
 // filters by has to live here. It is written once, before the skeleton opens.
 std::atomic<int> libbpf_verbosity{0};
+// While the fast payload program is tried, libbpf's warnings (a refused
+// program's whole verifier log) are shown only at --verbosity=2: a refusal
+// there is answered by loading the portable program, with one warning line.
+std::atomic<bool> libbpf_quiet{false};
 
 int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
-  const int wanted = level == LIBBPF_WARN ? 0 : level == LIBBPF_INFO ? 1 : 2;
+  int wanted = level == LIBBPF_WARN ? 0 : level == LIBBPF_INFO ? 1 : 2;
+  if (libbpf_quiet.load(std::memory_order_relaxed)) wanted = 2;
   if (wanted > libbpf_verbosity.load(std::memory_order_relaxed)) return 0;
   std::fputs("httptraced: ", stderr);  // libbpf's messages start with "libbpf: "
   return std::vfprintf(stderr, format, args);
@@ -158,7 +163,28 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
     return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
   }
   if (absl::Status s = t->Configure(options); !s.ok()) return s;
-  if (int err = httptraced_bpf__load(t->skel_); err != 0) {
+  libbpf_quiet.store(t->untrusted_loads_, std::memory_order_relaxed);
+  int err = httptraced_bpf__load(t->skel_);
+  libbpf_quiet.store(false, std::memory_order_relaxed);
+  if (err != 0 && t->untrusted_loads_) {
+    // The fast payload program is an optimisation: a kernel whose verifier
+    // refuses it (the feature is listed but something else differs) still
+    // gets the portable one rather than no tracer.
+    std::fprintf(stderr,
+                 "httptraced: warning: the kernel refused sys_exit_payload_fast (%s); loading "
+                 "the portable payload program instead (--verbosity=2 shows why)\n",
+                 Errno(err).c_str());
+    httptraced_bpf__destroy(t->skel_);
+    t->skel_ = httptraced_bpf__open();
+    if (t->skel_ == nullptr) {
+      return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
+    }
+    TracerOptions portable = options;
+    portable.fast_fd_filter = false;
+    if (absl::Status s = t->Configure(portable); !s.ok()) return s;
+    err = httptraced_bpf__load(t->skel_);
+  }
+  if (err != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the kernel refused httptraced's BPF programs (", Errno(err),
         "); rerun with --verbosity=2 for the verifier log. httptraced needs Linux 5.17 or "
