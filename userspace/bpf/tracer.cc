@@ -241,8 +241,8 @@ absl::Status Tracer::Configure(const TracerOptions& o) {
                                                      " to ", entries, ": ", Errno(err)));
     }
   }
-  // One of the two payload programs: the same code, one of them free of
-  // helper calls for non-socket fds where the kernel allows it.
+  // One of the two payload programs: the same code, one of them dropping
+  // files and non-TCP sockets with plain loads where the kernel allows it.
   const bool fast = untrusted_loads_ = o.fast_fd_filter && KernelAllowsUntrustedLoads();
   payload_prog_ = fast ? skel_->progs.sys_exit_payload_fast : skel_->progs.sys_exit_payload;
   bpf_program__set_autoload(

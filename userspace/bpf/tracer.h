@@ -101,9 +101,6 @@ class Tracer {
   // Detaches every tracepoint; the ring buffer stays readable for a final Drain().
   void Detach();
   int attached_programs() const { return attached_; }
-  // Whether the payload program that reads untrusted kernel memory with plain
-  // loads (sys_exit_payload_fast, Linux 6.16 and later) is the one loaded.
-  bool untrusted_loads() const { return untrusted_loads_; }
 
  private:
   Tracer() = default;
@@ -120,7 +117,7 @@ class Tracer {
   SampleHandler* handler_ = nullptr;
   std::vector<::bpf_link*> links_;
   bpf_program* payload_prog_ = nullptr;  // attached to every payload syscall's exit
-  bool untrusted_loads_ = false;
+  bool untrusted_loads_ = false;         // payload_prog_ is sys_exit_payload_fast
   int attached_ = 0;
   int ncpus_ = 1;
   int budget_left_ = 0;
