@@ -234,7 +234,11 @@ def test_body_bytes_past_the_cap_are_skipped_in_the_kernel(tmp_path, nginx_serve
     # daemon waits more than 1.5 s, which no working skip does.
     assert 2 * (size - 16384) >= on["kernel_skipped_bytes"] >= size, on
     assert on["bytes"] + on["kernel_skipped_bytes"] <= 2 * size + 4096, on
-    assert on["kernel_drops"] == 0 and off["kernel_drops"] == 0, (on, off)
+    # The skip copies a few MB: nothing may be lost. Without it, ~80 MB go
+    # through the ring in 3 s; a busy CI machine that starved the daemon lost
+    # 29 events there (counted, past the caps: the records above are whole
+    # either way), so that run's drops are a figure of the machine, not a check.
+    assert on["kernel_drops"] == 0, on
 
 
 def _read_response(sock, read):
