@@ -30,7 +30,9 @@ uint64_t Now(clockid_t clock) {
 
 conn::ConnTableOptions TableOptions(const config::Config& c) {
   conn::ConnTableOptions o;
-  o.session.max_body_bytes = c.max_body_bytes;
+  // Without body capture no body byte is kept: the parser only counts them,
+  // and the kernel skips every body large enough to announce.
+  o.session.max_body_bytes = c.capture_bodies ? c.max_body_bytes : 0;
   o.session.max_header_bytes = c.max_header_bytes;
   o.request_timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(c.request_timeout));
   o.conn_idle_timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(c.conn_idle_timeout));

@@ -264,9 +264,13 @@ void WriteMessage(JsonWriter& w, const RecordOptions& options, const http::Messa
 }
 
 // httptraced.request / httptraced.response: only the markers that are set,
-// and no object at all for a message that was seen whole.
-void WriteMarkers(JsonWriter& w, std::string_view key, const http::Message& m, bool base64) {
-  const bool body_markers = m.body.truncated || m.body.gap || base64;
+// and no object at all for a message that was seen whole. Without body
+// capture the body's markers say nothing (no content to be short of), so
+// none is written.
+void WriteMarkers(JsonWriter& w, const RecordOptions& options, std::string_view key,
+                  const http::Message& m, bool base64) {
+  const bool body_markers =
+      options.capture_bodies && (m.body.truncated || m.body.gap || base64);
   if (m.complete && !m.headers_truncated && !m.gap_before && !body_markers) return;
   w.Key(key);
   w.BeginObject();
@@ -444,8 +448,8 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
                           !request->complete || !response->complete;
   w.BoolField("incomplete", incomplete);
   if (exchange.interim_responses > 0) w.UintField("interim_responses", exchange.interim_responses);
-  if (request) WriteMarkers(w, "request", *request, request_base64);
-  if (response) WriteMarkers(w, "response", *response, response_base64);
+  if (request) WriteMarkers(w, options_, "request", *request, request_base64);
+  if (response) WriteMarkers(w, options_, "response", *response, response_base64);
   w.EndObject();
 
   w.EndObject();

@@ -390,6 +390,16 @@ TEST_CASE("capture_bodies=false: sizes but no content, and no encoding marker") 
   const json b = RenderJson(binary);
   CHECK(b["http"]["request"]["body"] == json{{"bytes", 10}});
   CHECK(b["httptraced"].count("request") == 0);
+
+  // Truncation and gaps are about content: without it, no body marker, and
+  // the markers that are not about the body stay.
+  samples::Sample big = samples::TruncatedBodies();
+  big.options.capture_bodies = false;
+  const json t = RenderJson(big);
+  CHECK(t["http"]["request"]["body"] == json{{"bytes", 100000}});
+  CHECK(t["http"]["response"]["body"] == json{{"bytes", 70000}});
+  CHECK(t["httptraced"].count("request") == 0);
+  CHECK(t["httptraced"]["response"] == json{{"incomplete", true}, {"headers_truncated", true}});
 }
 
 TEST_CASE("IPv6 endpoints and a bracketed Host") {
