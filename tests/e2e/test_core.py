@@ -265,6 +265,29 @@ def test_without_body_capture_the_kernel_skips_whole_bodies(tmp_path, nginx_serv
     assert st["bytes"] + st["kernel_skipped_bytes"] <= 2 * size + 4096, st
 
 
+def test_a_body_delimited_by_the_close_is_skipped_to_the_end(tmp_path, py_server):
+    """A 32 MiB response with no Content-Length, ended by the server's close:
+    past --max_body_bytes the kernel skips the rest of the stream on both
+    sides, and both records are whole, with the body's true size. (Before, the
+    kernel copied every byte, and curl's reads of more than
+    --max_capture_bytes left holes that ended the client's record.)"""
+    size = 32 << 20
+    blocks = [bytes(0x20 + (j * 7 + k) % 95 for j in range(1 << 16)) for k in range(95)]
+    data = b"".join(blocks[k % 95] for k in range(size >> 16))
+    out, recs, st = traced_download(tmp_path / "logs", py_server, f"/toclose?n={size}",
+                                    curl_args=("--limit-rate", "16M"))
+    assert out == data
+    for r in recs:
+        assert "content-length" not in r["http"]["response"]["headers"]
+        assert r["http"]["response"]["headers"]["connection"] == "close"
+    assert_whole_with_capped_body(recs, data)
+    assert st["body_skips"] == 2 and st["kernel_drops"] == 0 and st["parse_errors"] == 0, st
+    # As for the nginx download above: most of each side skipped, no byte
+    # both copied and skipped.
+    assert 2 * size >= st["kernel_skipped_bytes"] >= size, st
+    assert st["bytes"] + st["kernel_skipped_bytes"] <= 2 * size + 4096, st
+
+
 def _read_response(sock, read):
     """Reads one response with Content-Length through `read` (a vectored
     receive returning bytes); returns (head, body)."""

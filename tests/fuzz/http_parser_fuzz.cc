@@ -136,7 +136,7 @@ Run Parse(std::string_view payload, ParseMode mode, bool mid_stream, const Parse
       const BodySkip s = parser.UnkeptBodyAhead();
       if (s.len > 0) {
         skip_from = pos + s.keep;
-        skip_until = skip_from + s.len;
+        skip_until = s.len > ~skip_from ? ~uint64_t{0} : skip_from + s.len;  // to the close
       }
     }
     if (gaps && rng != nullptr && rng->Next() % 7 == 0) {

@@ -680,10 +680,16 @@ bool MessageParser::FeedGap(uint64_t len, const ChunkMeta& meta, std::vector<Mes
       ++stats_.parse_errors;
       break;
     case State::kBodyClose:
+      // The body runs to the close whatever is missing: the bytes are counted
+      // (the kernel gives their number) and the message stays in sync.
+      SkipBody(len);
+      msg_.last = meta;
+      stream_pos_ = gap_end;
+      return true;
     case State::kChunkSize:
     case State::kChunkDataEnd:
     case State::kTrailers:
-      // Where the body (or its framing) continues after the gap is unknown.
+      // Where the body's framing continues after the gap is unknown.
       SkipBody(0);
       EmitMessage(/*complete=*/false, out);
       ++stats_.parse_errors;
@@ -1224,12 +1230,17 @@ void MessageParser::SkipBody(uint64_t len) {
 BodySkip MessageParser::UnkeptBodyAhead() const {
   // In chunk data, up to the end of this chunk: its CRLF and the next size
   // line must be read.
-  if (state_ != State::kBodyLength && state_ != State::kChunkData) return {};
+  // Delimited by the close: everything past the cap, to the end of the stream.
+  if (state_ != State::kBodyLength && state_ != State::kChunkData &&
+      state_ != State::kBodyClose) {
+    return {};
+  }
   const Body& body = msg_.body;
   // Nothing is appended to the content after a gap (AppendBody).
   const uint64_t room = body.gap || body.content.size() >= options_.max_body_bytes
                             ? 0
                             : options_.max_body_bytes - body.content.size();
+  if (state_ == State::kBodyClose) return {.keep = room, .len = kToTheClose};
   if (remaining_ <= room) return {};
   return {.keep = room, .len = remaining_ - room};
 }

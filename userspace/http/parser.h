@@ -34,9 +34,10 @@
 // Timing: Message::first is the meta of the chunk holding the message's first
 // byte, Message::last that of the chunk (or gap) holding its last byte.
 //
-// Losing sync. A gap inside a body whose remaining length is known is skipped
-// without losing sync (Body::gap, set when the gap took bytes that
-// max_body_bytes would have kept). Anywhere else a gap, like malformed bytes,
+// Losing sync. A gap inside a body whose remaining length is known, or inside
+// a body delimited by the close, is skipped without losing sync (Body::gap,
+// set when the gap took bytes that max_body_bytes would have kept). Anywhere
+// else a gap, like malformed bytes,
 // makes the parser emit the message in progress with complete=false (when it
 // got past its start line) and resynchronise: it scans for the next plausible
 // message start, never joining bytes from both sides of a gap into one message.
@@ -157,10 +158,11 @@ class MessageParser {
   // the stream bytes ahead that would only be counted, past what
   // max_body_bytes keeps (to the end of the body, or of the chunk). Feeding
   // them as a gap (FeedGap) instead gives the same messages, so the caller
-  // may ask the kernel not to copy them. {} elsewhere: heads and chunk
-  // framing, which must be read, and bodies delimited by the close (a gap
-  // there ends the message, in case the framing was guessed wrong).
+  // may ask the kernel not to copy them. A body delimited by the close runs
+  // to the end of the stream: len is kToTheClose. {} elsewhere: heads and
+  // chunk framing, which must be read.
   BodySkip UnkeptBodyAhead() const;
+  static constexpr uint64_t kToTheClose = ~uint64_t{0};
   // Bytes discarded so far while resynchronising, including the current scan.
   uint64_t garbage_bytes() const;
   // Heap bytes held by the parser's buffers and the message under construction

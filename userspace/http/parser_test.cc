@@ -588,16 +588,17 @@ TEST_CASE("gap in a head: the message is cut short, nothing glued across", "[par
   CHECK(DumpAll(status.messages) == DumpAll({cut_status, next_status}));
 }
 
-TEST_CASE("gap in a body delimited by close", "[parser][gap]") {
+TEST_CASE("gap in a body delimited by close: counted, the body runs on to the close",
+          "[parser][gap]") {
   const ParseResult r =
       ParseEverySplit({Bytes("HTTP/1.0 200 OK\r\n\r\nabc"), Gap(5), Bytes("def")}, Responses());
-  Message cut = Response(200, "OK", {}, "abc");
-  cut.version_minor = 0;
-  cut.complete = false;
-  cut.body.gap = true;
-  cut.body.truncated = true;
-  CHECK(DumpAll(r.messages) == DumpAll({cut}));
-  CHECK(Dump(r.stats) == Dump(Stats(1, 1, 3)));
+  Message whole = Response(200, "OK", {}, "abc");
+  whole.version_minor = 0;
+  whole.body.size = 11;
+  whole.body.gap = true;
+  whole.body.truncated = true;
+  CHECK(DumpAll(r.messages) == DumpAll({whole}));
+  CHECK(Dump(r.stats) == Dump(Stats(1, 0, 0)));
 }
 
 TEST_CASE("a gap past what the body cap keeps is no gap in the content", "[parser][gap]") {
@@ -661,8 +662,13 @@ TEST_CASE("UnkeptBodyAhead: body bytes past the cap, by framing and state", "[pa
   CHECK(SkipAfter(ParseMode::kResponse, 0, {chunked + "1000\r\n", std::string(4096, 'x')}) ==
         "keep=0 len=0");  // at the chunk's CRLF
   CHECK(SkipAfter(ParseMode::kResponse, 0, {chunked + "10"}) == "keep=0 len=0");  // size line
-  // Delimited by the close: read, as a gap there ends the message.
-  CHECK(SkipAfter(ParseMode::kResponse, 10, {"HTTP/1.0 200 OK\r\n\r\nabc"}) == "keep=0 len=0");
+  // Delimited by the close: past the cap, everything to the end of the stream.
+  const std::string to_close = " len=" + std::to_string(MessageParser::kToTheClose);
+  CHECK(SkipAfter(ParseMode::kResponse, 10, {"HTTP/1.0 200 OK\r\n\r\nabc"}) ==
+        "keep=7" + to_close);
+  CHECK(SkipAfter(ParseMode::kResponse, 0, {"HTTP/1.0 200 OK\r\n\r\n"}) == "keep=0" + to_close);
+  CHECK(SkipAfter(ParseMode::kResponse, 2, {"HTTP/1.0 200 OK\r\n\r\nabc"}) ==
+        "keep=0" + to_close);
   // A 304 has no body, whatever its Content-Length says.
   CHECK(SkipAfter(ParseMode::kResponse, 0,
                   {"HTTP/1.1 304 Not Modified\r\nContent-Length: 500\r\n\r\n"}) ==

@@ -215,6 +215,7 @@ ParseResult ParseStepsSplit(const std::vector<Step>& steps, const ParseSetup& se
     }
     offset += step.bytes.size();
   }
+  result.in_body_to_close = parser.UnkeptBodyAhead().len == MessageParser::kToTheClose;
   if (setup.finish) parser.Finish(&result.messages);
   result.stats = parser.stats();
   result.switched = parser.switched_protocols();

@@ -71,6 +71,8 @@ struct ParseResult {
   std::vector<Message> messages;
   ParserStats stats;
   bool switched = false;
+  // The steps ended inside a body delimited by the close (before Finish).
+  bool in_body_to_close = false;
 };
 
 // Parses `steps` with each byte step fed as given.

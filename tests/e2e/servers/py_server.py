@@ -7,11 +7,14 @@ Prints its port on stdout once listening. Endpoints:
   GET  /binary           -> 200, the 256 bytes 0x00..0xff
   GET  /big?n=N          -> 200, N bytes of 'b'
   GET  /slow?ms=N        -> 200 "slow\n" after N ms
+  GET  /toclose?n=N      -> 200 with no Content-Length: N pattern bytes (64 KiB
+                            writes), delimited by the close
   HEAD /hello            -> 200 with Content-Length: 12, no body
   POST /echo             -> 200, the request body back (Expect: 100-continue honoured)
   POST /customResponse   -> {"size": N} -> {"answer": "<N random letters>"}
 """
 import argparse
+import functools
 import json
 import random
 import socket
@@ -21,6 +24,12 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+
+@functools.lru_cache(maxsize=95)
+def pattern_block(k):
+    """The k-th 64 KiB block of the /toclose body: printable, each block shifted."""
+    return bytes(0x20 + (j * 7 + k) % 95 for j in range(1 << 16))
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -57,6 +66,15 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/tid":
             # The handler thread's id: the one that read the request.
             self._send(200, ("%d\n" % threading.get_native_id()).encode())
+        elif url.path == "/toclose":
+            n = int(q.get("n", ["0"])[0])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for at in range(0, n, 1 << 16):
+                self.wfile.write(pattern_block((at >> 16) % 95)[:n - at])
+            self.close_connection = True
         elif url.path == "/slow":
             time.sleep(int(q.get("ms", ["1000"])[0]) / 1000)
             self._send(200, b"slow\n")
