@@ -243,10 +243,10 @@ def test_body_bytes_past_the_cap_are_skipped_in_the_kernel(tmp_path, nginx_serve
 
 def test_without_body_capture_the_kernel_skips_whole_bodies(tmp_path, nginx_server):
     """--capture_bodies=false keeps no body byte: once the daemon has parsed
-    the head, the kernel skips the rest of a 32 MiB body on both sides (not
+    the head, the kernel skips the rest of a 48 MiB body on both sides (not
     only what lies past --max_body_bytes), and the records give the body's
     size with no content and no body marker."""
-    size = 32 << 20
+    size = 48 << 20
     data = bytes(0x20 + (i * 11 + i // 4096) % 95 for i in range(1 << 16)) * (size >> 16)
     (nginx_server.www / "nosendfile" / "nocapture.txt").write_bytes(data)
     out, recs, st = traced_download(
@@ -258,20 +258,20 @@ def test_without_body_capture_the_kernel_skips_whole_bodies(tmp_path, nginx_serv
         assert "response" not in r["httptraced"], r["httptraced"]
         assert r["httptraced"]["incomplete"] is False
     assert st["body_skips"] == 2 and st["kernel_drops"] == 0 and st["parse_errors"] == 0, st
-    # As in the test above: most of each body is skipped (the daemon has about
-    # a second to announce it at 16 MB/s), no byte is both copied and skipped,
+    # As in the test above: most of each body is skipped (the daemon has 1.5 s
+    # to announce it at 16 MB/s), no byte is both copied and skipped,
     # and the copy holds little more than the heads and what went by first.
     assert 2 * size >= st["kernel_skipped_bytes"] >= size, st
     assert st["bytes"] + st["kernel_skipped_bytes"] <= 2 * size + 4096, st
 
 
 def test_a_body_delimited_by_the_close_is_skipped_to_the_end(tmp_path, py_server):
-    """A 32 MiB response with no Content-Length, ended by the server's close:
+    """A 48 MiB response with no Content-Length, ended by the server's close:
     past --max_body_bytes the kernel skips the rest of the stream on both
     sides, and both records are whole, with the body's true size. (Before, the
     kernel copied every byte, and curl's reads of more than
     --max_capture_bytes left holes that ended the client's record.)"""
-    size = 32 << 20
+    size = 48 << 20
     blocks = [bytes(0x20 + (j * 7 + k) % 95 for j in range(1 << 16)) for k in range(95)]
     data = b"".join(blocks[k % 95] for k in range(size >> 16))
     out, recs, st = traced_download(tmp_path / "logs", py_server, f"/toclose?n={size}",
