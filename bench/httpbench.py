@@ -978,6 +978,7 @@ def print_table(results, out=sys.stdout):
             ("nginx us/req", 12, "12.2f", lambda s: s["nginx_cpu_us_per_req"]),
             ("bpf ns/req", 10, "10.0f", lambda s: s["bpf_ns_per_req"]),
             ("catch-up s", 10, "10.1f", lambda s: s["settle_s"]),
+            ("idle%", 5, "5.0f", lambda s: pct(1 - s["machine_busy"]) if s["machine_busy"] is not None else None),
             ("noise%", 6, "6.0f", lambda s: pct(s["other_cpu_frac"])),
         ]
         columns = [c for c in columns if any(c[3](s) is not None for s in results["summary"])]
@@ -1000,7 +1001,9 @@ def print_table(results, out=sys.stdout):
       "  log B/req: log bytes per request.  copied B/req: payload bytes the kernel copied into the\n"
       "  ring buffer per request (both sides; the daemon's stats bytes=).  nginx us/req: nginx worker CPU per request, BPF programs\n"
       "  run in its syscalls included.  bpf ns/req: httptraced's BPF run time (bpf_stats) per request.\n"
-      "  catch-up s: tracer busy after wrk stopped.  noise%: CPU of other processes (share of machine).\n")
+      "  catch-up s: tracer busy after wrk stopped.  idle%: the machine's idle CPU time during the wrk\n"
+      "  run (share of all cores: the load waited on latency, not on CPU).  noise%: CPU of other\n"
+      "  processes (share of machine).\n")
     m = results.get("micro")
     if m:
         w("\nnon-socket syscalls (ns per call, median of %d interleaved runs; slowdown = traced/untraced)\n"
