@@ -489,6 +489,46 @@ def test_node_chunks_joined_in_one_writev_keep_every_boundary(tmp_path, node_ser
     assert_node_chunks_whole(tmp_path, node_server, "/burst?n=20", 20)
 
 
+def test_chunk_framing_lost_in_one_large_read_is_found_at_the_last_chunk(tmp_path, node_server):
+    """The client reads Node's 20 chunks of 64 KiB in one recv of 1.3 MB: the
+    kernel copies that read's first 60 KiB and last 4 KiB, so the chunk
+    framing between is lost. The client's record still ends at the last chunk,
+    whole, marked framing_lost, its size counting the framing after the first
+    chunk. (Before, the message ended incomplete at the lost framing, a parse
+    error.) Node's side, whose framing is seen, is exact."""
+    n = 20
+    body = b"".join(bytes([0x61 + i % 26]) * 65536 for i in range(n)) + b"end"
+    wire = b"".join(b"10000\r\n" + bytes([0x61 + i % 26]) * 65536 + b"\r\n" for i in range(n))
+    wire += b"3\r\nend\r\n0\r\n\r\n"
+    d = Daemon(tmp_path / "logs", f"--port={node_server.port}").start()
+    try:
+        with socket.create_connection(("127.0.0.1", node_server.port)) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 20, 0))
+            s.sendall(b"GET /burst?n=20 HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n")
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += s.recv(1)
+            got = s.recv(len(wire), socket.MSG_WAITALL)
+            assert s.recv(1) == b""
+        recs = d.wait_for(match(node_server.port, "/burst"), 2, timeout=30)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert got == wire
+    by_role = {r["httptraced"]["role"]: r for r in recs}
+    assert sorted(by_role) == ["client", "server"]
+    assert_whole_with_capped_body([by_role["server"]], body)
+    client = by_role["client"]
+    # The first chunk's 65,536 bytes, then everything up to the last chunk:
+    # 19 chunks with their size lines and CRLFs, and "3\r\nend".
+    assert len(wire) - 14 == len(body) + 176
+    assert client["http"]["response"]["body"] == {"bytes": len(wire) - 14,
+                                                  "content": body[:16384].decode()}
+    assert client["httptraced"]["response"] == {"body": {"truncated": True, "framing_lost": True}}
+    assert client["httptraced"]["incomplete"] is False
+    st = final_stats(d)
+    assert st["parse_errors"] == 0 and st["kernel_drops"] == 0, st
+
+
 def test_one_large_chunk_is_skipped_in_the_kernel_up_to_its_end(tmp_path, node_server):
     """Node writes a 32 MiB chunk then a small one: past the cap, the kernel
     skips the big chunk's data on both sides (node and curl) and copies its

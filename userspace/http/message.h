@@ -28,6 +28,11 @@ struct Body {
   // sendfile, the kernel's per-syscall cap): content stops at the gap. Bytes
   // past max_body_bytes that were not seen are no gap (they are only counted).
   bool gap = false;
+  // Chunked framing was lost in a gap (a read larger than the capture cap,
+  // a drop) and found again at the last chunk: size also counts the chunk
+  // size lines and CRLFs between the gap and the end, so it is a little more
+  // than the de-chunked size.
+  bool framing_lost = false;
 };
 
 // Body bytes ahead of the parser that it will count but not keep (see

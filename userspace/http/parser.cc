@@ -541,6 +541,8 @@ void MessageParser::SetMode(ParseMode mode) {
 void MessageParser::Stop() {
   state_ = State::kStopped;
   msg_ = Message();
+  lost_ = Message();
+  lost_active_ = false;
   head_buf_.clear();
   head_buf_.shrink_to_fit();
   line_buf_.clear();
@@ -552,7 +554,8 @@ void MessageParser::Stop() {
 }
 
 bool MessageParser::idle() const {
-  return state_ == State::kStopped || (state_ == State::kSeek && line_len_ == 0 && !has_content_);
+  return state_ == State::kStopped ||
+         (state_ == State::kSeek && line_len_ == 0 && !has_content_ && !lost_active_);
 }
 
 uint64_t MessageParser::garbage_bytes() const {
@@ -578,9 +581,15 @@ size_t MessageParser::buffered_bytes() const {
              chunk_line_.capacity() + line_metas_.capacity() * sizeof(line_metas_[0]) +
              sync_losses_.capacity() * sizeof(SyncLoss) + msg_.method.capacity() +
              msg_.target.capacity() + msg_.reason.capacity() + msg_.body.content.capacity();
-  for (const std::vector<Header>* fields : {&msg_.headers, &msg_.trailers}) {
-    n += fields->capacity() * sizeof(Header);
-    for (const Header& h : *fields) n += h.name.capacity() + h.value.capacity();
+  for (const Message* m : {&msg_, &lost_}) {
+    if (m == &lost_) {
+      n += lost_.method.capacity() + lost_.target.capacity() + lost_.reason.capacity() +
+           lost_.body.content.capacity();
+    }
+    for (const std::vector<Header>* fields : {&m->headers, &m->trailers}) {
+      n += fields->capacity() * sizeof(Header);
+      for (const Header& h : *fields) n += h.name.capacity() + h.value.capacity();
+    }
   }
   return n;
 }
@@ -595,7 +604,7 @@ void MessageParser::Feed(std::string_view data, const ChunkMeta& meta, std::vect
   while (pos < n) {
     switch (state_) {
       case State::kSeek:
-        pos = SeekStep(data, pos);
+        pos = lost_active_ ? LostChunkedSeekStep(data, pos, out) : SeekStep(data, pos);
         break;
       case State::kHead:
         pos = HeadStep(data, pos, out);
@@ -662,13 +671,24 @@ bool MessageParser::FeedGap(uint64_t len, const ChunkMeta& meta, std::vector<Mes
       }
       // The body ends inside the gap; whatever followed it is lost too. A
       // Content-Length message is whole (its last bytes unseen); a chunked one
-      // lost its framing.
+      // lost its framing and waits for its last chunk.
       SkipBody(remaining_);
       msg_.last = meta;
-      EmitMessage(/*complete=*/state_ == State::kBodyLength, out);
+      if (state_ == State::kChunkData) {
+        HoldLostChunked(stream_pos_ + remaining_, meta);
+        break;
+      }
+      EmitMessage(/*complete=*/true, out);
       ++stats_.parse_errors;
       break;
     case State::kSeek:
+      if (lost_active_) {
+        // More of the held chunked body is missing: keep looking for its end.
+        stream_pos_ = gap_end;
+        EnterSeekAt(gap_end, 0, /*in_sync=*/false, /*at_line_start=*/true);
+        lost_match_ = 2;  // a gap ends a line: "0" CRLF CRLF may follow
+        return false;
+      }
       // Start-line candidates and garbage never join across a gap.
       if (has_content_ && stream_pos_ > content_abs_) {
         stats_.bytes_skipped += stream_pos_ - content_abs_;
@@ -688,8 +708,11 @@ bool MessageParser::FeedGap(uint64_t len, const ChunkMeta& meta, std::vector<Mes
       return true;
     case State::kChunkSize:
     case State::kChunkDataEnd:
-    case State::kTrailers:
       // Where the body's framing continues after the gap is unknown.
+      SkipBody(0);
+      HoldLostChunked(stream_pos_, meta);
+      break;
+    case State::kTrailers:
       SkipBody(0);
       EmitMessage(/*complete=*/false, out);
       ++stats_.parse_errors;
@@ -697,8 +720,13 @@ bool MessageParser::FeedGap(uint64_t len, const ChunkMeta& meta, std::vector<Mes
   }
   stream_pos_ = gap_end;
   at_stream_start_ = false;  // what follows is not the start of the stream
-  NoteSyncLoss(meta);
+  if (!lost_active_) NoteSyncLoss(meta);
   EnterSeekAt(gap_end, 0, /*in_sync=*/false, /*at_line_start=*/true);
+  if (lost_active_) {
+    // The loss is counted only if the last chunk is not found.
+    error_counted_ = true;
+    lost_match_ = 2;  // a gap ends a line: "0" CRLF CRLF may follow
+  }
   return false;
 }
 
@@ -711,6 +739,7 @@ void MessageParser::Finish(std::vector<Message>* out) {
       if (has_content_ && stream_pos_ > content_abs_) {
         stats_.bytes_skipped += stream_pos_ - content_abs_;
       }
+      if (lost_active_) EmitLostChunked(/*complete=*/false, out);
       break;
     case State::kHead:
       EmitPartialHead(stream_pos_ - head_abs_, out);
@@ -1370,6 +1399,91 @@ size_t MessageParser::BodyCloseStep(std::string_view data, size_t pos) {
   AppendBody(data.substr(pos));
   msg_.last = meta_;
   return data.size();
+}
+
+// ---------------------------------------------------------------------------
+// A chunked message whose framing a gap took.
+
+namespace {
+
+// The last chunk and an empty trailer section, after the CRLF that ends the
+// previous chunk's data.
+constexpr std::string_view kLastChunk = "\r\n0\r\n\r\n";
+// KMP failure function of kLastChunk: the longest proper prefix that is also
+// a suffix of its first i + 1 bytes.
+constexpr std::array<uint8_t, 7> kLastChunkFail = {0, 0, 0, 1, 2, 1, 2};
+static_assert(kLastChunk.size() == kLastChunkFail.size());
+
+}  // namespace
+
+void MessageParser::HoldLostChunked(uint64_t counted_to, const ChunkMeta& gap) {
+  lost_ = std::move(msg_);
+  msg_ = Message();
+  head_buf_.clear();
+  lost_active_ = true;
+  lost_from_ = counted_to;
+  lost_at_ = gap;
+}
+
+size_t MessageParser::FindLastChunk(std::string_view data, size_t pos) {
+  const char* base = data.data();
+  const size_t n = data.size();
+  uint8_t m = lost_match_;
+  while (pos < n) {
+    if (m == 0) {
+      const auto* cr = static_cast<const char*>(std::memchr(base + pos, '\r', n - pos));
+      if (cr == nullptr) {
+        pos = n;
+        break;
+      }
+      pos = static_cast<size_t>(cr - base);
+    }
+    const char c = base[pos++];
+    while (m > 0 && kLastChunk[m] != c) m = kLastChunkFail[m - 1];
+    if (kLastChunk[m] == c) ++m;
+    if (m == kLastChunk.size()) {
+      lost_match_ = 0;
+      return pos;
+    }
+  }
+  lost_match_ = m;
+  return kNpos;
+}
+
+size_t MessageParser::LostChunkedSeekStep(std::string_view data, size_t pos,
+                                          std::vector<Message>* out) {
+  const size_t end = FindLastChunk(data, pos);
+  // The scan for a message start sees no byte past the last chunk: either
+  // comes first.
+  const size_t next = SeekStep(data.substr(0, end == kNpos ? data.size() : end), pos);
+  if (state_ != State::kSeek) {
+    // A message starts before any last chunk: the held one was cut short.
+    EmitLostChunked(/*complete=*/false, out);
+    return next;
+  }
+  if (end == kNpos) return next;
+  const uint64_t last_chunk = Abs(end) - kLastChunk.size();
+  lost_.body.size += last_chunk > lost_from_ ? last_chunk - lost_from_ : 0;
+  lost_.body.framing_lost = true;
+  lost_.last = meta_;
+  EmitLostChunked(/*complete=*/true, out);
+  EnterSeekAt(Abs(end), end, /*in_sync=*/true, /*at_line_start=*/true);
+  return end;
+}
+
+void MessageParser::EmitLostChunked(bool complete, std::vector<Message>* out) {
+  lost_active_ = false;
+  lost_match_ = 0;
+  lost_.complete = complete;
+  lost_.body.truncated = lost_.body.content.size() < lost_.body.size || lost_.body.gap;
+  if (IsFinalResponse(lost_)) ++final_in_call_;
+  out->push_back(std::move(lost_));
+  lost_ = Message();
+  ++stats_.messages;
+  if (!complete) {
+    ++stats_.parse_errors;
+    NoteSyncLoss(lost_at_);
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -36,8 +36,14 @@
 //
 // Losing sync. A gap inside a body whose remaining length is known, or inside
 // a body delimited by the close, is skipped without losing sync (Body::gap,
-// set when the gap took bytes that max_body_bytes would have kept). Anywhere
-// else a gap, like malformed bytes,
+// set when the gap took bytes that max_body_bytes would have kept). A gap that
+// takes chunk framing (a read of several chunks larger than the capture cap)
+// holds the chunked message back while the parser resynchronises as below:
+// the last chunk with an empty trailer section, CRLF "0" CRLF CRLF, completes
+// it (Body::framing_lost, its size counting the framing after the gap, no
+// parse error); a message start found first, or the end of the stream, emits
+// it cut short as any other loss of sync. Anywhere else a gap, like malformed
+// bytes,
 // makes the parser emit the message in progress with complete=false (when it
 // got past its start line) and resynchronise: it scans for the next plausible
 // message start, never joining bytes from both sides of a gap into one message.
@@ -246,6 +252,14 @@ class MessageParser {
   void AppendBody(std::string_view bytes);
   void SkipBody(uint64_t len);
 
+  // A chunked message whose framing a gap took (see "Losing sync").
+  void HoldLostChunked(uint64_t counted_to, const ChunkMeta& gap);
+  size_t LostChunkedSeekStep(std::string_view data, size_t pos, std::vector<Message>* out);
+  // End of the last chunk in data from pos (the index past it), or kNpos;
+  // lost_match_ carries a partial match to the next call.
+  size_t FindLastChunk(std::string_view data, size_t pos);
+  void EmitLostChunked(bool complete, std::vector<Message>* out);
+
   // Ending messages.
   void EmitMessage(bool complete, std::vector<Message>* out);
   void EmitPartialHead(uint64_t total, std::vector<Message>* out);
@@ -309,6 +323,12 @@ class MessageParser {
   bool chunk_line_long_ = false;
   uint64_t chunk_line_bytes_ = 0;
   bool saw_cr_ = false;  // kChunkDataEnd
+  // A chunked message held while kSeek looks for its last chunk.
+  Message lost_;
+  bool lost_active_ = false;
+  uint64_t lost_from_ = 0;  // stream offset from which lost_'s body is not counted yet
+  ChunkMeta lost_at_;       // the gap that took its framing
+  uint8_t lost_match_ = 0;  // bytes of CRLF "0" CRLF CRLF matched so far
 };
 
 // Case-insensitive ASCII comparison of header names.

@@ -560,6 +560,64 @@ TEST_CASE("gap inside chunk data keeps sync, across chunk framing it does not", 
   CHECK(Dump(across.stats) == Dump(Stats(2, 1, 6)));
 }
 
+TEST_CASE("chunk framing lost in a gap is found again at the last chunk", "[parser][gap]") {
+  const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  // A reader took "5\r\nabcde\r\n5\r\nfghij\r\n3\r\nxyz\r\n0\r\n\r\n" in one read
+  // larger than the capture cap: its head and its tail were copied.
+  const ParseResult found = ParseEverySplit(
+      {Bytes(head + "5\r\nabcde\r\n5\r\nfg"), Gap(20),
+       Bytes("hij\r\n3\r\nxyz\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")},
+      Responses());
+  Message whole = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "abcdefg");
+  whole.chunked = true;
+  // 7 bytes parsed, the 3 left in the chunk, then 17 + 11 bytes from there to
+  // the last chunk, framing included.
+  whole.body.size = 7 + 3 + 17 + 11;
+  whole.body.gap = true;
+  whole.body.truncated = true;
+  whole.body.framing_lost = true;
+  CHECK(DumpAll(found.messages) == DumpAll({whole, Response(204, "No Content")}));
+  CHECK(Dump(found.stats) == Dump(Stats(2, 0, 0)));
+
+  // The gap ends right before the last chunk's "0", and a second gap follows
+  // the first inside the lost part.
+  const ParseResult at_start = ParseEverySplit(
+      {Bytes(head + "4\r\nabcd\r\n"), Gap(9), Bytes("zz\r\n"), Gap(4),
+       Bytes("0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")},
+      Responses());
+  Message ends = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "abcd");
+  ends.chunked = true;
+  ends.body.size = 4 + 9 + 4 + 4 - 2;  // to the CRLF the gap took before the "0"
+  ends.body.gap = true;
+  ends.body.truncated = true;
+  ends.body.framing_lost = true;
+  CHECK(DumpAll(at_start.messages) == DumpAll({ends, Response(204, "No Content")}));
+  CHECK(Dump(at_start.stats) == Dump(Stats(2, 0, 0)));
+}
+
+TEST_CASE("chunk framing lost: a request found first, or the close, cuts the message",
+          "[parser][gap]") {
+  const std::string head = "POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  Message cut = Request("POST", "/up", {{"Transfer-Encoding", "chunked"}}, "ab");
+  cut.chunked = true;
+  cut.complete = false;
+  cut.body.size = 5;  // what was parsed and the rest of the chunk
+  cut.body.gap = true;
+  cut.body.truncated = true;
+
+  const ParseResult next = ParseEverySplit(
+      {Bytes(head + "5\r\nab"), Gap(30), Bytes("tail\r\nGET /b HTTP/1.1\r\n\r\n")}, Requests());
+  Message b = Request("GET", "/b");
+  b.gap_before = true;
+  CHECK(DumpAll(next.messages) == DumpAll({cut, b}));
+  CHECK(Dump(next.stats) == Dump(Stats(2, 1, 6)));
+
+  const ParseResult closed =
+      ParseEverySplit({Bytes(head + "5\r\nab"), Gap(30), Bytes("more body\r\n0\r\n")}, Requests());
+  CHECK(DumpAll(closed.messages) == DumpAll({cut}));
+  CHECK(Dump(closed.stats) == Dump(Stats(1, 1, 14)));
+}
+
 TEST_CASE("gap in a head: the message is cut short, nothing glued across", "[parser][gap]") {
   const ParseResult req = ParseEverySplit({Bytes("GET /a HTTP/1.1\r\nHost: x\r\nAcc"), Gap(10),
                                            Bytes("ept: y\r\n\r\nGET /b HTTP/1.1\r\n\r\n")},

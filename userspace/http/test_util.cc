@@ -138,6 +138,7 @@ std::string Dump(const Message& m, bool with_meta) {
     out += "  trailer " + Quote(h.name) + ": " + Quote(h.value) + "\n";
   out += "  body size=" + std::to_string(m.body.size) +
          " truncated=" + std::to_string(m.body.truncated) + " gap=" + std::to_string(m.body.gap) +
+         " framing_lost=" + std::to_string(m.body.framing_lost) +
          " content=" + Quote(m.body.content) + "\n";
   if (with_meta) out += "  first=" + MetaString(m.first) + " last=" + MetaString(m.last) + "\n";
   return out;

@@ -265,12 +265,13 @@ void WriteMessage(JsonWriter& w, const RecordOptions& options, const http::Messa
 
 // httptraced.request / httptraced.response: only the markers that are set,
 // and no object at all for a message that was seen whole. Without body
-// capture the body's markers say nothing (no content to be short of), so
-// none is written.
+// capture the content's markers say nothing (no content to be short of), so
+// only framing_lost, which qualifies the body's size, is written.
 void WriteMarkers(JsonWriter& w, const RecordOptions& options, std::string_view key,
                   const http::Message& m, bool base64) {
-  const bool body_markers =
+  const bool content_markers =
       options.capture_bodies && (m.body.truncated || m.body.gap || base64);
+  const bool body_markers = content_markers || m.body.framing_lost;
   if (m.complete && !m.headers_truncated && !m.gap_before && !body_markers) return;
   w.Key(key);
   w.BeginObject();
@@ -280,9 +281,12 @@ void WriteMarkers(JsonWriter& w, const RecordOptions& options, std::string_view 
   if (body_markers) {
     w.Key("body");
     w.BeginObject();
-    if (m.body.truncated) w.BoolField("truncated", true);
-    if (m.body.gap) w.BoolField("gap", true);
-    if (base64) w.StringField("encoding", "base64");
+    if (content_markers) {
+      if (m.body.truncated) w.BoolField("truncated", true);
+      if (m.body.gap) w.BoolField("gap", true);
+      if (base64) w.StringField("encoding", "base64");
+    }
+    if (m.body.framing_lost) w.BoolField("framing_lost", true);
     w.EndObject();
   }
   w.EndObject();

@@ -402,6 +402,19 @@ TEST_CASE("capture_bodies=false: sizes but no content, and no encoding marker") 
   CHECK(t["httptraced"]["response"] == json{{"incomplete", true}, {"headers_truncated", true}});
 }
 
+TEST_CASE("framing_lost qualifies the size, with or without body capture") {
+  samples::Sample s = samples::TruncatedBodies();
+  s.exchange.response->body.framing_lost = true;
+  const json j = RenderJson(s);
+  CHECK(j["httptraced"]["response"]["body"] ==
+        json{{"truncated", true}, {"gap", true}, {"framing_lost", true}});
+  s.options.capture_bodies = false;
+  const json none = RenderJson(s);
+  CHECK(none["httptraced"]["response"] == R"({"incomplete": true, "headers_truncated": true,
+                                              "body": {"framing_lost": true}})"_json);
+  CHECK(none["http"]["response"]["body"] == json{{"bytes", 70000}});
+}
+
 TEST_CASE("IPv6 endpoints and a bracketed Host") {
   CHECK(RenderJson(samples::Ipv6()) == R"({
     "@timestamp": "2026-11-21T20:45:59.123456789Z",
