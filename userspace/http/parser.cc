@@ -576,22 +576,25 @@ void MessageParser::NoteSyncLoss(const ChunkMeta& at) {
   sync_losses_.push_back(SyncLoss{static_cast<size_t>(stats_.messages - messages_at_call_), at});
 }
 
-size_t MessageParser::buffered_bytes() const {
-  size_t n = head_buf_.capacity() + line_buf_.capacity() + line_head_.capacity() +
-             chunk_line_.capacity() + line_metas_.capacity() * sizeof(line_metas_[0]) +
-             sync_losses_.capacity() * sizeof(SyncLoss) + msg_.method.capacity() +
-             msg_.target.capacity() + msg_.reason.capacity() + msg_.body.content.capacity();
-  for (const Message* m : {&msg_, &lost_}) {
-    if (m == &lost_) {
-      n += lost_.method.capacity() + lost_.target.capacity() + lost_.reason.capacity() +
-           lost_.body.content.capacity();
-    }
-    for (const std::vector<Header>* fields : {&m->headers, &m->trailers}) {
-      n += fields->capacity() * sizeof(Header);
-      for (const Header& h : *fields) n += h.name.capacity() + h.value.capacity();
-    }
+namespace {
+
+// Heap bytes held by a message's strings and field vectors (capacity).
+size_t HeapBytes(const Message& m) {
+  size_t n = m.method.capacity() + m.target.capacity() + m.reason.capacity() +
+             m.body.content.capacity();
+  for (const std::vector<Header>* fields : {&m.headers, &m.trailers}) {
+    n += fields->capacity() * sizeof(Header);
+    for (const Header& h : *fields) n += h.name.capacity() + h.value.capacity();
   }
   return n;
+}
+
+}  // namespace
+
+size_t MessageParser::buffered_bytes() const {
+  return head_buf_.capacity() + line_buf_.capacity() + line_head_.capacity() +
+         chunk_line_.capacity() + line_metas_.capacity() * sizeof(line_metas_[0]) +
+         sync_losses_.capacity() * sizeof(SyncLoss) + HeapBytes(msg_) + HeapBytes(lost_);
 }
 
 void MessageParser::Feed(std::string_view data, const ChunkMeta& meta, std::vector<Message>* out) {
@@ -684,6 +687,7 @@ bool MessageParser::FeedGap(uint64_t len, const ChunkMeta& meta, std::vector<Mes
     case State::kSeek:
       if (lost_active_) {
         // More of the held chunked body is missing: keep looking for its end.
+        lost_seen_ns_ = meta.ts_ns;
         stream_pos_ = gap_end;
         EnterSeekAt(gap_end, 0, /*in_sync=*/false, /*at_line_start=*/true);
         lost_match_ = 2;  // a gap ends a line: "0" CRLF CRLF may follow
@@ -1423,6 +1427,7 @@ void MessageParser::HoldLostChunked(uint64_t counted_to, const ChunkMeta& gap) {
   lost_active_ = true;
   lost_from_ = counted_to;
   lost_at_ = gap;
+  lost_seen_ns_ = gap.ts_ns;
 }
 
 size_t MessageParser::FindLastChunk(std::string_view data, size_t pos) {
@@ -1452,6 +1457,7 @@ size_t MessageParser::FindLastChunk(std::string_view data, size_t pos) {
 
 size_t MessageParser::LostChunkedSeekStep(std::string_view data, size_t pos,
                                           std::vector<Message>* out) {
+  lost_seen_ns_ = meta_.ts_ns;
   const size_t end = FindLastChunk(data, pos);
   // The scan for a message start sees no byte past the last chunk: either
   // comes first.
@@ -1469,6 +1475,13 @@ size_t MessageParser::LostChunkedSeekStep(std::string_view data, size_t pos,
   EmitLostChunked(/*complete=*/true, out);
   EnterSeekAt(Abs(end), end, /*in_sync=*/true, /*at_line_start=*/true);
   return end;
+}
+
+bool MessageParser::GiveUpHeldOlderThan(uint64_t deadline_ns, std::vector<Message>* out) {
+  BeginCall();
+  if (!lost_active_ || lost_seen_ns_ >= deadline_ns) return false;
+  EmitLostChunked(/*complete=*/false, out);
+  return true;
 }
 
 void MessageParser::EmitLostChunked(bool complete, std::vector<Message>* out) {

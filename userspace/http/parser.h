@@ -41,8 +41,8 @@
 // holds the chunked message back while the parser resynchronises as below:
 // the last chunk with an empty trailer section, CRLF "0" CRLF CRLF, completes
 // it (Body::framing_lost, its size counting the framing after the gap, no
-// parse error); a message start found first, or the end of the stream, emits
-// it cut short as any other loss of sync. Anywhere else a gap, like malformed
+// parse error); a message start found first, the end of the stream, or
+// GiveUpHeldOlderThan emits it cut short as any other loss of sync. Anywhere else a gap, like malformed
 // bytes,
 // makes the parser emit the message in progress with complete=false (when it
 // got past its start line) and resynchronise: it scans for the next plausible
@@ -143,6 +143,10 @@ class MessageParser {
   // End of stream: a body delimited by close completes; a message cut short is
   // emitted with complete=false. The parser is then ready for a new stream.
   void Finish(std::vector<Message>* out);
+  // A chunked message held for its last chunk since a gap took its framing
+  // (see "Losing sync"), whose last bytes came before deadline_ns, is emitted
+  // cut short, as if another message had started. True when one was.
+  bool GiveUpHeldOlderThan(uint64_t deadline_ns, std::vector<Message>* out);
 
   // The stream is joined at an unknown position (a connection found mid-stream):
   // leading bytes up to the first message start are skipped without counting a
@@ -328,6 +332,7 @@ class MessageParser {
   bool lost_active_ = false;
   uint64_t lost_from_ = 0;  // stream offset from which lost_'s body is not counted yet
   ChunkMeta lost_at_;       // the gap that took its framing
+  uint64_t lost_seen_ns_ = 0;  // when its last bytes (or gap) came
   uint8_t lost_match_ = 0;  // bytes of CRLF "0" CRLF CRLF matched so far
 };
 

@@ -618,6 +618,37 @@ TEST_CASE("chunk framing lost: a request found first, or the close, cuts the mes
   CHECK(Dump(closed.stats) == Dump(Stats(1, 1, 14)));
 }
 
+TEST_CASE("a message held for its last chunk is given up once quiet", "[parser][gap]") {
+  MessageParser parser(ParseMode::kResponse, ParserOptions{});
+  std::vector<Message> out;
+  parser.Feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab", ChunkMeta{1, 7},
+              &out);
+  CHECK_FALSE(parser.FeedGap(50, ChunkMeta{2, 7}, &out));
+  parser.Feed("xyz", ChunkMeta{4, 7}, &out);
+  CHECK_FALSE(parser.GiveUpHeldOlderThan(4, &out));  // bytes came at 4
+  CHECK(out.empty());
+  CHECK_FALSE(parser.idle());
+  CHECK(parser.GiveUpHeldOlderThan(5, &out));
+  Message cut = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "ab");
+  cut.chunked = true;
+  cut.complete = false;
+  cut.body.size = 4;
+  cut.body.gap = true;
+  cut.body.truncated = true;
+  cut.first = ChunkMeta{1, 7};
+  cut.last = ChunkMeta{2, 7};
+  CHECK(DumpAll(out, /*with_meta=*/true) == DumpAll({cut}, /*with_meta=*/true));
+  CHECK(parser.sync_losses().size() == 1);
+  CHECK(parser.sync_losses()[0].at.ts_ns == 2);
+  CHECK_FALSE(parser.GiveUpHeldOlderThan(100, &out));
+  // Its last chunk, arriving now, is garbage; the next response is found.
+  parser.Feed("\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", ChunkMeta{9, 7}, &out);
+  REQUIRE(out.size() == 2);
+  CHECK(out[1].status_code == 204);
+  CHECK(out[1].gap_before);
+  CHECK(Dump(parser.stats()) == Dump(Stats(2, 1, 10)));  // "xyz" and the last chunk
+}
+
 TEST_CASE("gap in a head: the message is cut short, nothing glued across", "[parser][gap]") {
   const ParseResult req = ParseEverySplit({Bytes("GET /a HTTP/1.1\r\nHost: x\r\nAcc"), Gap(10),
                                            Bytes("ept: y\r\n\r\nGET /b HTTP/1.1\r\n\r\n")},

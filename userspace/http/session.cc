@@ -216,7 +216,17 @@ void HttpSession::OnClose(const ChunkMeta& meta) {
 
 void HttpSession::ExpireOlderThan(uint64_t deadline_ns) {
   if (impl_ == nullptr) return;
-  impl_->stitcher.ExpireOlderThan(deadline_ns, &impl_->ready);
+  Impl& s = *impl_;
+  if (!s.Ignoring()) {
+    // A chunked message held for its last chunk, quiet since the deadline,
+    // is cut short now, so that it is paired before its request expires.
+    const Direction first = s.role == Role::kUnknown ? Direction::kIngress : s.RequestDirection();
+    for (Direction dir : {first, Other(first)}) {
+      if (s.parsers[Index(dir)].GiveUpHeldOlderThan(deadline_ns, &s.batch)) s.Route(dir);
+    }
+    s.UpdateStats();
+  }
+  s.stitcher.ExpireOlderThan(deadline_ns, &s.ready);
 }
 
 std::vector<Exchange>& HttpSession::ready() { return impl_ ? impl_->ready : none_; }

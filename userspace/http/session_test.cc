@@ -364,6 +364,24 @@ TEST_CASE("expiry and FIFO bound", "[session]") {
                  Ex(2, Req("GET", "/3", {}, "", 5, 5), std::nullopt, 0, true)}));
 }
 
+TEST_CASE("a chunked response held for its last chunk is cut short when quiet", "[session]") {
+  HttpSession s(SessionOptions{}, Role::kServer);
+  s.OnData(kIn, "GET /stream HTTP/1.1\r\n\r\n", At(1));
+  s.OnData(kOut, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", At(2));
+  s.OnGap(kOut, 100, At(3));  // took the framing
+  s.OnData(kOut, "more", At(4));
+  s.ExpireOlderThan(5);
+  Message cut = Resp(200, "OK", {{"Transfer-Encoding", "chunked"}}, "ab", 2, 3);
+  cut.chunked = true;
+  cut.complete = false;
+  cut.body.size = 5;
+  cut.body.gap = true;
+  cut.body.truncated = true;
+  // Paired with its request, not written apart from it.
+  CHECK(DumpAll(Take(&s)) == DumpAll({Ex(0, Req("GET", "/stream", {}, "", 1, 1), cut)}));
+  CHECK(s.stats().parse_errors == 1);
+}
+
 TEST_CASE("a session can be moved while in use", "[session]") {
   HttpSession a(SessionOptions{}, Role::kServer);
   a.OnData(kIn, "GET /m HTTP/1.1\r\n\r\n", At(1));
