@@ -37,6 +37,19 @@ ParseSetup Responses(std::vector<std::string> request_methods = {}) {
   return s;
 }
 
+// A chunked message whose body lost bytes: its first bytes kept, `size`
+// counted, and how it ended.
+enum class Ending { kWhole, kFramingLost, kCut };
+Message GappyChunked(Message m, uint64_t size, Ending ending) {
+  m.chunked = true;
+  m.complete = ending != Ending::kCut;
+  m.body.size = size;
+  m.body.gap = true;
+  m.body.truncated = true;
+  m.body.framing_lost = ending == Ending::kFramingLost;
+  return m;
+}
+
 ParserStats Stats(uint64_t messages, uint64_t parse_errors, uint64_t bytes_skipped) {
   ParserStats s;
   s.messages = messages;
@@ -502,11 +515,8 @@ TEST_CASE("body content stops at a gap: nothing is glued across it", "[parser][g
       ParseEverySplit({Bytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\n012"),
                        Gap(4), Bytes("789\r\n3\r\nxyz\r\n0\r\n\r\n")},
                       Responses());
-  Message gappy = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "012");
-  gappy.chunked = true;
-  gappy.body.size = 13;
-  gappy.body.gap = true;
-  gappy.body.truncated = true;
+  Message gappy = GappyChunked(Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "012"), 13,
+                               Ending::kWhole);
   CHECK(DumpAll(c.messages) == DumpAll({gappy}));
 }
 
@@ -537,23 +547,16 @@ TEST_CASE("gap inside chunk data keeps sync, across chunk framing it does not", 
   const ParseResult inside = ParseEverySplit(
       {Bytes(head + "a\r\n01234"), Gap(5), Bytes("\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")},
       Responses());
-  Message gappy = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "01234");
-  gappy.chunked = true;
-  gappy.body.size = 10;
-  gappy.body.gap = true;
-  gappy.body.truncated = true;
+  Message gappy = GappyChunked(Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "01234"), 10,
+                               Ending::kWhole);
   CHECK(DumpAll(inside.messages) == DumpAll({gappy, Response(204, "No Content")}));
   CHECK(Dump(inside.stats) == Dump(Stats(2, 0, 0)));
 
   const ParseResult across = ParseEverySplit(
       {Bytes(head + "5\r\nabc"), Gap(10), Bytes("more\r\nHTTP/1.1 204 No Content\r\n\r\n")},
       Responses());
-  Message cut = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "abc");
-  cut.chunked = true;
-  cut.complete = false;
-  cut.body.size = 5;
-  cut.body.gap = true;
-  cut.body.truncated = true;
+  Message cut = GappyChunked(Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "abc"), 5,
+                             Ending::kCut);
   Message next = Response(204, "No Content");
   next.gap_before = true;
   CHECK(DumpAll(across.messages) == DumpAll({cut, next}));
@@ -568,14 +571,10 @@ TEST_CASE("chunk framing lost in a gap is found again at the last chunk", "[pars
       {Bytes(head + "5\r\nabcde\r\n5\r\nfg"), Gap(20),
        Bytes("hij\r\n3\r\nxyz\r\n0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")},
       Responses());
-  Message whole = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "abcdefg");
-  whole.chunked = true;
   // 7 bytes parsed, the 3 left in the chunk, then 17 + 11 bytes from there to
   // the last chunk, framing included.
-  whole.body.size = 7 + 3 + 17 + 11;
-  whole.body.gap = true;
-  whole.body.truncated = true;
-  whole.body.framing_lost = true;
+  Message whole = GappyChunked(Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "abcdefg"),
+                               7 + 3 + 17 + 11, Ending::kFramingLost);
   CHECK(DumpAll(found.messages) == DumpAll({whole, Response(204, "No Content")}));
   CHECK(Dump(found.stats) == Dump(Stats(2, 0, 0)));
 
@@ -585,12 +584,9 @@ TEST_CASE("chunk framing lost in a gap is found again at the last chunk", "[pars
       {Bytes(head + "4\r\nabcd\r\n"), Gap(9), Bytes("zz\r\n"), Gap(4),
        Bytes("0\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n")},
       Responses());
-  Message ends = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "abcd");
-  ends.chunked = true;
-  ends.body.size = 4 + 9 + 4 + 4 - 2;  // to the CRLF the gap took before the "0"
-  ends.body.gap = true;
-  ends.body.truncated = true;
-  ends.body.framing_lost = true;
+  // To the CRLF that the gap took before the "0".
+  Message ends = GappyChunked(Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "abcd"),
+                              4 + 9 + 4 + 4 - 2, Ending::kFramingLost);
   CHECK(DumpAll(at_start.messages) == DumpAll({ends, Response(204, "No Content")}));
   CHECK(Dump(at_start.stats) == Dump(Stats(2, 0, 0)));
 }
@@ -598,12 +594,9 @@ TEST_CASE("chunk framing lost in a gap is found again at the last chunk", "[pars
 TEST_CASE("chunk framing lost: a request found first, or the close, cuts the message",
           "[parser][gap]") {
   const std::string head = "POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-  Message cut = Request("POST", "/up", {{"Transfer-Encoding", "chunked"}}, "ab");
-  cut.chunked = true;
-  cut.complete = false;
-  cut.body.size = 5;  // what was parsed and the rest of the chunk
-  cut.body.gap = true;
-  cut.body.truncated = true;
+  // What was parsed and the rest of the chunk.
+  Message cut = GappyChunked(Request("POST", "/up", {{"Transfer-Encoding", "chunked"}}, "ab"), 5,
+                             Ending::kCut);
 
   const ParseResult next = ParseEverySplit(
       {Bytes(head + "5\r\nab"), Gap(30), Bytes("tail\r\nGET /b HTTP/1.1\r\n\r\n")}, Requests());
@@ -629,12 +622,8 @@ TEST_CASE("a message held for its last chunk is given up once quiet", "[parser][
   CHECK(out.empty());
   CHECK_FALSE(parser.idle());
   CHECK(parser.GiveUpHeldOlderThan(5, &out));
-  Message cut = Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "ab");
-  cut.chunked = true;
-  cut.complete = false;
-  cut.body.size = 4;
-  cut.body.gap = true;
-  cut.body.truncated = true;
+  Message cut = GappyChunked(Response(200, "OK", {{"Transfer-Encoding", "chunked"}}, "ab"), 4,
+                             Ending::kCut);
   cut.first = ChunkMeta{1, 7};
   cut.last = ChunkMeta{2, 7};
   CHECK(DumpAll(out, /*with_meta=*/true) == DumpAll({cut}, /*with_meta=*/true));
