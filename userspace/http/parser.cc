@@ -688,10 +688,7 @@ bool MessageParser::FeedGap(uint64_t len, const ChunkMeta& meta, std::vector<Mes
       if (lost_active_) {
         // More of the held chunked body is missing: keep looking for its end.
         lost_seen_ns_ = meta.ts_ns;
-        stream_pos_ = gap_end;
-        EnterSeekAt(gap_end, 0, /*in_sync=*/false, /*at_line_start=*/true);
-        lost_match_ = 2;  // a gap ends a line: "0" CRLF CRLF may follow
-        return false;
+        break;
       }
       // Start-line candidates and garbage never join across a gap.
       if (has_content_ && stream_pos_ > content_abs_) {
@@ -724,13 +721,10 @@ bool MessageParser::FeedGap(uint64_t len, const ChunkMeta& meta, std::vector<Mes
   }
   stream_pos_ = gap_end;
   at_stream_start_ = false;  // what follows is not the start of the stream
+  // A held message's loss is counted only if its last chunk is not found.
   if (!lost_active_) NoteSyncLoss(meta);
   EnterSeekAt(gap_end, 0, /*in_sync=*/false, /*at_line_start=*/true);
-  if (lost_active_) {
-    // The loss is counted only if the last chunk is not found.
-    error_counted_ = true;
-    lost_match_ = 2;  // a gap ends a line: "0" CRLF CRLF may follow
-  }
+  lost_match_ = 2;  // a gap ends a line: "0" CRLF CRLF may follow (when held)
   return false;
 }
 
@@ -1487,12 +1481,7 @@ bool MessageParser::GiveUpHeldOlderThan(uint64_t deadline_ns, std::vector<Messag
 void MessageParser::EmitLostChunked(bool complete, std::vector<Message>* out) {
   lost_active_ = false;
   lost_match_ = 0;
-  lost_.complete = complete;
-  lost_.body.truncated = lost_.body.content.size() < lost_.body.size || lost_.body.gap;
-  if (IsFinalResponse(lost_)) ++final_in_call_;
-  out->push_back(std::move(lost_));
-  lost_ = Message();
-  ++stats_.messages;
+  Emit(&lost_, complete, out);
   if (!complete) {
     ++stats_.parse_errors;
     NoteSyncLoss(lost_at_);
@@ -1501,15 +1490,19 @@ void MessageParser::EmitLostChunked(bool complete, std::vector<Message>* out) {
 
 // ---------------------------------------------------------------------------
 
-void MessageParser::EmitMessage(bool complete, std::vector<Message>* out) {
-  msg_.complete = complete;
-  msg_.body.truncated = msg_.body.content.size() < msg_.body.size || msg_.body.gap;
-  if (IsFinalResponse(msg_)) ++final_in_call_;
-  out->push_back(std::move(msg_));
-  msg_ = Message();  // moved-from: make it a defined, empty message again
-  head_buf_.clear();
+void MessageParser::Emit(Message* m, bool complete, std::vector<Message>* out) {
+  m->complete = complete;
+  m->body.truncated = m->body.content.size() < m->body.size || m->body.gap;
+  if (IsFinalResponse(*m)) ++final_in_call_;
+  out->push_back(std::move(*m));
+  *m = Message();  // moved-from: make it a defined, empty message again
   ++stats_.messages;
   at_stream_start_ = false;
+}
+
+void MessageParser::EmitMessage(bool complete, std::vector<Message>* out) {
+  Emit(&msg_, complete, out);
+  head_buf_.clear();
 }
 
 void MessageParser::AbandonMessage(size_t pos, bool emit, bool at_line_start,

@@ -265,6 +265,7 @@ class MessageParser {
   void EmitLostChunked(bool complete, std::vector<Message>* out);
 
   // Ending messages.
+  void Emit(Message* m, bool complete, std::vector<Message>* out);
   void EmitMessage(bool complete, std::vector<Message>* out);
   void EmitPartialHead(uint64_t total, std::vector<Message>* out);
   void DropMessage();

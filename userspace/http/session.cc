@@ -222,9 +222,11 @@ void HttpSession::ExpireOlderThan(uint64_t deadline_ns) {
     // is cut short now, so that it is paired before its request expires.
     const Direction first = s.role == Role::kUnknown ? Direction::kIngress : s.RequestDirection();
     for (Direction dir : {first, Other(first)}) {
-      if (s.parsers[Index(dir)].GiveUpHeldOlderThan(deadline_ns, &s.batch)) s.Route(dir);
+      if (s.parsers[Index(dir)].GiveUpHeldOlderThan(deadline_ns, &s.batch)) {
+        s.Route(dir);
+        s.UpdateStats();
+      }
     }
-    s.UpdateStats();
   }
   s.stitcher.ExpireOlderThan(deadline_ns, &s.ready);
 }
