@@ -529,6 +529,37 @@ def test_chunk_framing_lost_in_one_large_read_is_found_at_the_last_chunk(tmp_pat
     assert st["parse_errors"] == 0 and st["kernel_drops"] == 0, st
 
 
+def test_an_event_stream_longer_than_the_request_timeout_stays_one_exchange(tmp_path, node_server):
+    """A server-sent event stream from Node lasts 3 s, three times
+    --request_timeout (1 s). The server is answering all along, so the
+    request is not given up on: each side writes one record, the request with
+    its whole response. (Before, the request was written alone and incomplete
+    after a second or two, and the response later, alone.)"""
+    d = Daemon(tmp_path / "logs", f"--port={node_server.port}", "--request_timeout=1s").start()
+    try:
+        started = time.monotonic()
+        out, _ = curl("-sN", node_server.url("/events?n=6&ms=500"))
+        took = time.monotonic() - started
+        recs = d.wait_for(match(node_server.port, "/events"), 2, timeout=15)
+        time.sleep(1.5)  # a sweep or more: a stray record would be written by now
+    finally:
+        assert d.stop() == 0, d.stderr()
+    events = "".join(f"data: {i}\n\n" for i in range(6))
+    assert out == events.encode()
+    assert took >= 2.5, took
+    everything = [r for r in d.records() if server_port(r) == node_server.port]
+    assert len(everything) == 2, everything
+    assert sorted(r["httptraced"]["role"] for r in recs) == ["client", "server"]
+    for r in recs:
+        assert r["httptraced"]["incomplete"] is False, r
+        assert r["http"]["request"]["method"] == "GET"
+        assert r["http"]["response"]["status_code"] == 200
+        assert r["http"]["response"]["headers"]["content-type"] == "text/event-stream"
+        assert r["http"]["response"]["body"] == {"bytes": len(events), "content": events}
+    st = final_stats(d)
+    assert st["parse_errors"] == 0 and st["kernel_drops"] == 0 and st["written"] == 2, st
+
+
 def test_one_large_chunk_is_skipped_in_the_kernel_up_to_its_end(tmp_path, node_server):
     """Node writes a 32 MiB chunk then a small one: past the cap, the kernel
     skips the big chunk's data on both sides (node and curl) and copies its

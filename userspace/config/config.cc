@@ -67,7 +67,8 @@ ABSL_FLAG(uint32_t, max_connections, 65536,
 ABSL_FLAG(std::string, tracefs, "/sys/kernel/tracing",
           "Where tracefs is (mounted there when it is missing).");
 ABSL_FLAG(absl::Duration, request_timeout, absl::Seconds(60),
-          "A request still unanswered after this is written as incomplete (1s..24h).");
+          "A request unanswered after this, with no byte of a response for as long, is "
+          "written as incomplete (1s..24h).");
 ABSL_FLAG(absl::Duration, conn_idle_timeout, absl::Minutes(10),
           "A connection with no traffic for this long is forgotten (10s..7d).");
 ABSL_FLAG(absl::Duration, stats_interval, absl::Seconds(60),

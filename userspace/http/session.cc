@@ -149,6 +149,9 @@ struct HttpSession::Impl final : RequestLookup {
   std::vector<Exchange> ready;
   SessionStats base_stats;  // counted before a hibernation
   SessionStats stats;
+  // When each direction last brought bytes (or a gap): a request is not
+  // given up on while responses are still arriving.
+  std::array<uint64_t, 2> last_input_ns{};
   uint64_t wrong_kind = 0;
   bool any_message;
   bool switched = false;
@@ -187,6 +190,7 @@ bool HttpSession::Hibernate() {
 void HttpSession::OnData(Direction dir, std::string_view bytes, const ChunkMeta& meta) {
   Impl& s = Live();
   if (s.Ignoring()) return;
+  s.last_input_ns[Index(dir)] = meta.ts_ns;
   s.parsers[Index(dir)].Feed(bytes, meta, &s.batch);
   s.AfterInput(dir);
 }
@@ -194,6 +198,7 @@ void HttpSession::OnData(Direction dir, std::string_view bytes, const ChunkMeta&
 void HttpSession::OnGap(Direction dir, uint64_t len, const ChunkMeta& meta) {
   Impl& s = Live();
   if (s.Ignoring()) return;
+  s.last_input_ns[Index(dir)] = meta.ts_ns;
   s.parsers[Index(dir)].FeedGap(len, meta, &s.batch);
   s.AfterInput(dir);
 }
@@ -228,7 +233,12 @@ void HttpSession::ExpireOlderThan(uint64_t deadline_ns) {
       }
     }
   }
-  s.stitcher.ExpireOlderThan(deadline_ns, &s.ready);
+  // Responses come in the order of their requests: while bytes of one came
+  // since the deadline (a long download, an event stream), the server is
+  // still answering, and the requests behind it wait their turn.
+  const bool answering = s.role != Role::kUnknown &&
+                         s.last_input_ns[Index(Other(s.RequestDirection()))] >= deadline_ns;
+  if (!answering) s.stitcher.ExpireOlderThan(deadline_ns, &s.ready);
 }
 
 std::vector<Exchange>& HttpSession::ready() { return impl_ ? impl_->ready : none_; }

@@ -53,7 +53,9 @@ class HttpSession {
   // completed, unanswered requests become incomplete exchanges.
   void OnClose(const ChunkMeta& meta);
   // Requests older than `deadline_ns` (first byte, monotonic) that are still
-  // unanswered are emitted as incomplete exchanges.
+  // unanswered are emitted as incomplete exchanges, unless a byte of a
+  // response came since the deadline: the server is still answering (a long
+  // download, an event stream), and responses come in order.
   void ExpireOlderThan(uint64_t deadline_ns);
 
   // Exchanges completed so far, in order; the caller takes them (moves out and clears).

@@ -364,6 +364,42 @@ TEST_CASE("expiry and FIFO bound", "[session]") {
                  Ex(2, Req("GET", "/3", {}, "", 5, 5), std::nullopt, 0, true)}));
 }
 
+TEST_CASE("requests wait while a response is still arriving", "[session]") {
+  HttpSession s(SessionOptions{}, Role::kServer);
+  s.OnData(kIn, "GET /events HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n", At(1));
+  s.OnData(kOut, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n", At(2));
+  s.OnData(kOut, "3\r\nb", At(50));
+  s.ExpireOlderThan(40);  // both requests are older, but a response byte came at 50
+  s.OnGap(kOut, 1, At(60));
+  s.ExpireOlderThan(55);  // a gap is input too
+  CHECK(s.ready().empty());
+  s.OnData(kOut, "c\r\n0\r\n\r\n", At(90));
+  Message events = Resp(200, "OK", {{"Transfer-Encoding", "chunked"}}, "ab", 2, 90);
+  events.chunked = true;
+  events.body.size = 4;
+  events.body.gap = true;
+  events.body.truncated = true;
+  CHECK(DumpAll(Take(&s)) == DumpAll({Ex(0, Req("GET", "/events", {}, "", 1, 1), events)}));
+  // /next waited its turn behind /events: it expires only once no response
+  // byte came since the deadline.
+  s.ExpireOlderThan(80);
+  CHECK(s.ready().empty());
+  s.ExpireOlderThan(91);
+  CHECK(DumpAll(Take(&s)) ==
+        DumpAll({Ex(1, Req("GET", "/next", {}, "", 1, 1), std::nullopt, 0, true)}));
+}
+
+TEST_CASE("a request expires when its response started but stopped", "[session]") {
+  HttpSession s(SessionOptions{}, Role::kClient);
+  s.OnData(kOut, "GET /stuck HTTP/1.1\r\n\r\n", At(1));
+  s.OnData(kIn, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", At(2));
+  s.OnData(kOut, "GET /more HTTP/1.1\r\n\r\n", At(30));  // request bytes do not count
+  s.ExpireOlderThan(3);
+  CHECK(DumpAll(Take(&s)) ==
+        DumpAll({Ex(0, Req("GET", "/stuck", {}, "", 1, 1), std::nullopt, 0, true)}));
+  CHECK(s.busy());  // /more is newer than the deadline, and the response is still open
+}
+
 TEST_CASE("a chunked response held for its last chunk is cut short when quiet", "[session]") {
   HttpSession s(SessionOptions{}, Role::kServer);
   s.OnData(kIn, "GET /stream HTTP/1.1\r\n\r\n", At(1));

@@ -3,6 +3,7 @@
 //   POST /echo        -> the request body back, chunked
 //   GET /upgrade      -> 101 Switching Protocols when asked to upgrade, then raw bytes
 //   GET /bigchunk?n=N -> one chunk of N bytes (printable, a fixed pattern), then "tail"
+//   GET /events?n=N&ms=M -> a server-sent event stream: "data: <i>\n\n" every M ms, N times
 //   GET /burst?n=N    -> N chunks of 64 KiB written at once (joined in writevs), then "end"
 //   GET /stream?n=N   -> N chunks of 64 KiB, each 2 ms after the last was written (a
 //                        stream paced by its source: one writev per chunk), then "end"
@@ -35,6 +36,19 @@ const server = http.createServer((req, res) => {
       i++;
     };
     more();
+  } else if (req.method === 'GET' && req.url.startsWith('/events?')) {
+    const q = new URLSearchParams(req.url.slice('/events?'.length));
+    const n = parseInt(q.get('n'), 10);
+    const ms = parseInt(q.get('ms'), 10);
+    res.writeHead(200, {'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache'});
+    let i = 0;
+    const tick = setInterval(() => {
+      res.write(`data: ${i}\n\n`);
+      if (++i === n) {
+        clearInterval(tick);
+        res.end();
+      }
+    }, ms);
   } else if (req.method === 'GET' && req.url.startsWith('/burst?n=')) {
     // N chunks of 64 KiB written at once: past the first, Node queues them
     // while the socket is busy and writes them together, several chunks (their
