@@ -42,9 +42,10 @@ WORKLOADS = {
     "get": "GET /index.html (615-byte static file, sendfile on)",
     "post": "POST /echo, 1 KiB request body, 1 KiB response body (nginx return 200)",
     "large": "GET /large.bin (1 MiB file, sendfile off: nginx writes it from user memory)",
+    "close": "GET /index.html with Connection: close (a new connection for every request)",
 }
 LARGE_BYTES = 1 << 20
-PATHS = {"get": "index.html", "post": "echo", "large": "large.bin"}
+PATHS = {"get": "index.html", "post": "echo", "large": "large.bin", "close": "index.html"}
 
 
 class Interrupted(Exception):
@@ -561,11 +562,13 @@ def parse_wrk(text):
     return out
 
 
-def run_wrk(procs, url, conns, duration, script=None):
+def run_wrk(procs, url, conns, duration, script=None, headers=()):
     duration = max(1, int(round(duration)))  # wrk takes whole seconds
     argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "5s", "--latency"]
     if script:
         argv += ["-s", script]
+    for h in headers:
+        argv += ["-H", h]
     argv.append(url)
     p = procs.start(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -614,6 +617,9 @@ class Bench:
 
     def script(self, workload):
         return os.path.join(BENCH_DIR, "post.lua") if workload == "post" else None
+
+    def headers(self, workload):
+        return ["Connection: close"] if workload == "close" else []
 
     def measure(self, config, workload, conns, rep):
         self.seq += 1
@@ -670,7 +676,8 @@ class Bench:
             ngx_cpu0 = cpu_ns_of(nginx_worker)
             busy0, total0 = machine_busy_ticks()
             tr0 = cpu0
-            w = run_wrk(self.procs, self.url(workload), conns, self.o.duration, self.script(workload))
+            w = run_wrk(self.procs, self.url(workload), conns, self.o.duration, self.script(workload),
+                        self.headers(workload))
             tr1 = tracer_cpu()
             busy1, total1 = machine_busy_ticks()
             ngx_cpu1 = cpu_ns_of(nginx_worker)
@@ -770,7 +777,7 @@ class Bench:
         runs = []
         groups = [(w, c) for w in self.o.workloads for c in self.o.conns]
         for w in self.o.workloads:  # warm-up, not recorded
-            run_wrk(self.procs, self.url(w), self.o.conns[0], 1, self.script(w))
+            run_wrk(self.procs, self.url(w), self.o.conns[0], 1, self.script(w), self.headers(w))
         total = self.o.reps * len(groups) * len(self.o.configs)
         for rep in range(self.o.reps):
             for workload, conns in groups:
