@@ -17,6 +17,8 @@
 #include "sock.bpf.h"
 
 #define HT_EINPROGRESS 115
+#define HT_MSG_PEEK 0x2
+#define HT_MSG_TRUNC 0x20
 
 /*
  * The entry for key, unless it was left behind by an exited process whose pid
@@ -234,7 +236,7 @@ static __always_inline void conn__data(const struct ht_conn_key *key, struct ht_
 	id.tgid = key->tgid;
 	id.fd = key->fd;
 	id.gen = c->gen;
-	if (sys == HT_SYS_SENDFILE) {
+	if (sys == HT_SYS_SENDFILE || src->discarded) {
 		emit__skip(&id, dir, sys, flags, pos, src->total, src->tid);
 	} else if (skips_pending && conn__body_skipped(&id, dir, pos, src->total)) {
 		counters__add(HT_CNT_BODY_SKIPPED, src->total);
@@ -264,10 +266,11 @@ static long mmsg__step(__u32 index, void *unused)
 		s->mmsg.lost = 1;
 		return 1;
 	}
-	src.iov = (__u64)m.msg_hdr.msg_iov;
+	src.iov = s->mmsg.discarded ? 0 : (__u64)m.msg_hdr.msg_iov;
 	src.iovcnt = m.msg_hdr.msg_iovlen;
 	src.total = m.msg_len;
 	src.tid = s->mmsg.tid;
+	src.discarded = s->mmsg.discarded;
 	conn__data(&key, c, s->mmsg.dir, s->mmsg.sys, &src);
 	return 0;
 }
@@ -293,6 +296,7 @@ static __always_inline void conn__mmsg(const struct ht_conn_key *key, struct ht_
 	s->mmsg.dir = a->dir;
 	s->mmsg.sys = a->sys;
 	s->mmsg.lost = 0;
+	s->mmsg.discarded = (a->flags & HT_MSG_TRUNC) != 0;
 	s->mmsg.tid = tid;
 	bpf_loop(nmsgs < HT_MAX_MMSG ? nmsgs : HT_MAX_MMSG, mmsg__step, NULL, 0);
 	s = scratch__get();
@@ -346,6 +350,10 @@ static __always_inline void conn__args(struct task_struct *task, struct syscall_
 	a->fd = (__s32)PT_REGS_PARM1_SYSCALL(regs);
 	a->buf = PT_REGS_PARM2_SYSCALL(regs);
 	a->count = PT_REGS_PARM3_SYSCALL(regs);
+	if (a->sys == HT_SYS_RECVFROM || a->sys == HT_SYS_RECVMMSG)
+		a->flags = PT_REGS_PARM4_SYSCALL(regs);
+	else if (a->sys == HT_SYS_RECVMSG)
+		a->flags = a->count;
 }
 
 /*
@@ -375,7 +383,9 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 	if (!filter__pid_allowed(key.tgid))
 		return 0;
 	conn__args(task, &a, untrusted_loads);
-	if (a.fd < 0)
+	/* MSG_PEEK leaves the bytes in the socket: the read that takes them is
+	 * the one that counts (a server sniffing TLS or HTTP/2 on its first bytes). */
+	if (a.fd < 0 || (a.flags & HT_MSG_PEEK))
 		return 0;
 	if (untrusted_loads && !sock__fd_may_be_tcp(task, a.fd))
 		return 0;
@@ -415,6 +425,12 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 	}
 	src.total = ret;
 	src.tid = (__u32)task->pid;
+	if (a.flags & HT_MSG_TRUNC) {
+		/* TCP discards the bytes without copying them: nothing to read. */
+		src.discarded = 1;
+		src.buf = 0;
+		src.iov = 0;
+	}
 	conn__data(&key, c, a.dir, a.sys, &src);
 	return 0;
 }

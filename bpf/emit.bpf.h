@@ -23,7 +23,10 @@ struct payload_src {
 	__u64 iovcnt; /* entries in iov */
 	__u64 total;  /* bytes the syscall moved */
 	__u32 tid;    /* thread that made the syscall */
-	__u32 pad;
+	/* The bytes were consumed but never copied to the process (recv with
+	 * MSG_TRUNC on TCP): they are announced as skipped, not read. */
+	__u8 discarded;
+	__u8 pad[3];
 };
 
 static __always_inline void emit__header(struct ht_event_header *h, __u16 type,

@@ -55,6 +55,7 @@ struct syscall_args {
 	__u8 sys;    /* enum ht_syscall */
 	__u8 dir;    /* enum ht_direction */
 	__u16 pad;
+	__u64 flags; /* recvfrom/recvmsg/recvmmsg: their flags argument */
 };
 
 /* State of one payload emission, shared with the bpf_loop() step callback. */
@@ -98,7 +99,7 @@ struct mmsg_ctx {
 	__u8 dir;
 	__u8 sys;
 	__u8 lost;   /* a header could not be read: positions are no longer known */
-	__u8 pad;
+	__u8 discarded; /* MSG_TRUNC: the bytes were consumed, not copied */
 	__u32 tid;   /* thread that made the syscall */
 };
 

@@ -960,3 +960,65 @@ def test_sighup_reloads_the_flagfile_without_losing_records(tmp_path, py_server)
         after = recs[f"/path/reload-after-{i}"]["http"]["request"]["headers"]
         assert (before["x-a"], before["x-b"]) == ("[REDACTED]", "b")
         assert (after["x-a"], after["x-b"]) == ("a", "[REDACTED]")
+
+
+def peek_server_exchanges(tmp_path, *mode):
+    """Two requests on one keep-alive connection to servers/peek_server.py,
+    the first head sent in two parts so that the server peeks more than once;
+    returns the server's records (by path) and the daemon's final stats."""
+    srv = start_server([PYTHON, str(SERVERS / "peek_server.py"), *mode], "127.0.0.1")
+    try:
+        d = Daemon(tmp_path / "logs", f"--port={srv.port}").start()
+        try:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                post = b"POST /a HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\n\r\nhello"
+                s.sendall(post[:12])
+                time.sleep(0.1)
+                s.sendall(post[12:])
+                got = b""
+                while not got.endswith(b"n=5"):
+                    got += s.recv(4096)
+                s.sendall(b"GET /b HTTP/1.1\r\nHost: p\r\n\r\n")
+                while not got.endswith(b"n=0"):
+                    got += s.recv(4096)
+            recs = d.wait_for(lambda r: server_port(r) == srv.port and
+                              r["httptraced"]["role"] == "server", 2)
+        finally:
+            assert d.stop() == 0, d.stderr()
+    finally:
+        srv.stop()
+    assert got == (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nn=5"
+                   b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nn=0")
+    assert sorted(r["url"]["path"] for r in recs) == ["/a", "/b"], recs
+    return {r["url"]["path"]: r for r in recs}, final_stats(d)
+
+
+@pytest.mark.parametrize("peek_with", ["recv", "recvmsg"])
+def test_bytes_a_server_peeks_at_are_recorded_once(tmp_path, peek_with):
+    """A server that peeks (MSG_PEEK) at its input before taking it, as
+    protocol sniffers do, sees the same bytes twice or more: only the read
+    that takes them counts. (Before, every peek was recorded as more stream
+    bytes: the requests came out garbled, with parse errors.)"""
+    recs, st = peek_server_exchanges(tmp_path, peek_with)
+    a, b = recs["/a"], recs["/b"]
+    assert a["http"]["request"]["method"] == "POST"
+    assert a["http"]["request"]["body"] == {"bytes": 5, "content": "hello"}
+    assert a["http"]["response"]["body"] == {"bytes": 3, "content": "n=5"}
+    assert b["http"]["request"]["method"] == "GET"
+    assert b["http"]["response"]["body"] == {"bytes": 3, "content": "n=0"}
+    assert not a["httptraced"]["incomplete"] and not b["httptraced"]["incomplete"]
+    assert st["parse_errors"] == 0 and st["gaps"] == 0, st
+
+
+def test_a_body_discarded_with_msg_trunc_is_counted_not_read(tmp_path):
+    """recv(MSG_TRUNC) on TCP consumes bytes without copying them to the
+    process: the record counts them and says they were not seen, instead of
+    taking whatever was in the process's buffer for the body."""
+    recs, st = peek_server_exchanges(tmp_path, "recv", "trunc")
+    a, b = recs["/a"], recs["/b"]
+    assert a["http"]["request"]["body"] == {"bytes": 5}
+    assert a["httptraced"]["request"]["body"] == {"gap": True, "truncated": True}
+    assert a["http"]["response"]["body"] == {"bytes": 3, "content": "n=5"}
+    assert b["http"]["response"]["body"] == {"bytes": 3, "content": "n=0"}
+    assert not a["httptraced"]["incomplete"] and not b["httptraced"]["incomplete"]
+    assert st["parse_errors"] == 0 and st["gaps"] == 1, st
