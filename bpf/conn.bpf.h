@@ -357,6 +357,30 @@ static __always_inline void conn__args(struct task_struct *task, struct syscall_
 }
 
 /*
+ * splice(fd_in, off_in, fd_out, ...) moved bytes between a socket and a pipe
+ * without passing them through user memory (HAProxy forwarding bodies, Go's
+ * io.Copy between connections): like sendfile's, they are announced as
+ * skipped, so the stream's positions stay right. Only connections already
+ * tracked: one first seen here is found at its next read or write.
+ */
+static __always_inline void conn__splice(struct task_struct *task, const struct syscall_args *a,
+					 long ret)
+{
+	struct payload_src src = {.total = ret, .tid = (__u32)task->pid, .discarded = 1};
+	struct ht_conn_key key = {.tgid = task->tgid, .fd = a->fd};
+	struct ht_conn_state *c = conn__lookup(task, &key);
+	__u8 dir = HT_DIR_INGRESS;
+
+	if (!c) {
+		key.fd = (__s32)a->count; /* fd_out, the third argument */
+		dir = HT_DIR_EGRESS;
+		c = conn__lookup(task, &key);
+	}
+	if (c && c->proto != PROTO_IGNORED)
+		conn__data(&key, c, dir, HT_SYS_SPLICE, &src);
+}
+
+/*
  * Exit of a syscall that moves payload. Everything happens here, at exit:
  * the arguments are still in the saved registers, so there is no entry hook
  * and no per-thread stash, and a syscall that was already blocked when the
@@ -387,6 +411,10 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 	 * the one that counts (a server sniffing TLS or HTTP/2 on its first bytes). */
 	if (a.fd < 0 || (a.flags & HT_MSG_PEEK))
 		return 0;
+	if (a.sys == HT_SYS_SPLICE) {
+		conn__splice(task, &a, ret);
+		return 0;
+	}
 	if (untrusted_loads && !sock__fd_may_be_tcp(task, a.fd))
 		return 0;
 	key.fd = a.fd;

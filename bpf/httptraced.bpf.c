@@ -17,7 +17,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /*
  * One program for the exit of every payload syscall (read, write, readv,
- * writev, recvfrom, sendto, recvmsg, sendmsg, recvmmsg, sendmmsg, sendfile64):
+ * writev, recvfrom, sendto, recvmsg, sendmsg, recvmmsg, sendmmsg, sendfile64,
+ * splice):
  * the daemon attaches it to each sys_exit_<name> and fills targ_sys_kind, so
  * the kernel verifies it once.
  */

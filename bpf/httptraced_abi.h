@@ -76,6 +76,7 @@ enum ht_syscall {
 	HT_SYS_RECVMMSG,
 	HT_SYS_SENDMMSG,
 	HT_SYS_SENDFILE,
+	HT_SYS_SPLICE,
 };
 
 enum ht_close_reason {

@@ -962,13 +962,15 @@ def test_sighup_reloads_the_flagfile_without_losing_records(tmp_path, py_server)
         assert (after["x-a"], after["x-b"]) == ("a", "[REDACTED]")
 
 
-def peek_server_exchanges(tmp_path, *mode):
+def peek_server_exchanges(tmp_path, *mode, fast=True):
     """Two requests on one keep-alive connection to servers/peek_server.py,
     the first head sent in two parts so that the server peeks more than once;
-    returns the server's records (by path) and the daemon's final stats."""
+    returns the server's records (by path) and the daemon's final stats.
+    fast: which payload program the daemon loads (--fast_fd_filter)."""
     srv = start_server([PYTHON, str(SERVERS / "peek_server.py"), *mode], "127.0.0.1")
     try:
-        d = Daemon(tmp_path / "logs", f"--port={srv.port}").start()
+        d = Daemon(tmp_path / "logs", f"--port={srv.port}",
+                   f"--fast_fd_filter={str(fast).lower()}").start()
         try:
             with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
                 post = b"POST /a HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\n\r\nhello"
@@ -993,13 +995,13 @@ def peek_server_exchanges(tmp_path, *mode):
     return {r["url"]["path"]: r for r in recs}, final_stats(d)
 
 
-@pytest.mark.parametrize("peek_with", ["recv", "recvmsg"])
-def test_bytes_a_server_peeks_at_are_recorded_once(tmp_path, peek_with):
+@pytest.mark.parametrize("peek_with,fast", [("recv", True), ("recvmsg", True), ("recv", False)])
+def test_bytes_a_server_peeks_at_are_recorded_once(tmp_path, peek_with, fast):
     """A server that peeks (MSG_PEEK) at its input before taking it, as
     protocol sniffers do, sees the same bytes twice or more: only the read
     that takes them counts. (Before, every peek was recorded as more stream
     bytes: the requests came out garbled, with parse errors.)"""
-    recs, st = peek_server_exchanges(tmp_path, peek_with)
+    recs, st = peek_server_exchanges(tmp_path, peek_with, fast=fast)
     a, b = recs["/a"], recs["/b"]
     assert a["http"]["request"]["method"] == "POST"
     assert a["http"]["request"]["body"] == {"bytes": 5, "content": "hello"}
@@ -1022,3 +1024,23 @@ def test_a_body_discarded_with_msg_trunc_is_counted_not_read(tmp_path):
     assert b["http"]["response"]["body"] == {"bytes": 3, "content": "n=0"}
     assert not a["httptraced"]["incomplete"] and not b["httptraced"]["incomplete"]
     assert st["parse_errors"] == 0 and st["gaps"] == 1, st
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_bodies_spliced_between_socket_and_pipe_are_counted_not_read(tmp_path, fast):
+    """A server moves the request body from its socket into a pipe, and the
+    response body from a pipe into its socket, with splice(2), as proxies
+    forward bodies: the bytes never pass through its memory. The records
+    count them, as for sendfile, and the next exchange on the connection is
+    exact. (Before, the spliced bytes were missed, so the next request was
+    taken for the first one's body.)"""
+    recs, st = peek_server_exchanges(tmp_path, "none", "splice", fast=fast)
+    a, b = recs["/a"], recs["/b"]
+    assert a["http"]["request"]["body"] == {"bytes": 5}
+    assert a["httptraced"]["request"]["body"] == {"gap": True, "truncated": True}
+    assert a["http"]["response"]["body"] == {"bytes": 3}
+    assert a["httptraced"]["response"]["body"] == {"gap": True, "truncated": True}
+    assert b["http"]["request"]["method"] == "GET"
+    assert b["http"]["response"]["body"] == {"bytes": 3}
+    assert not a["httptraced"]["incomplete"] and not b["httptraced"]["incomplete"]
+    assert st["parse_errors"] == 0 and st["gaps"] == 3, st

@@ -58,6 +58,7 @@ constexpr PayloadSyscall kPayloadSyscalls[] = {
     {"recvmmsg", SYS_recvmmsg, HT_SYS_RECVMMSG},
     {"sendmmsg", SYS_sendmmsg, HT_SYS_SENDMMSG},
     {"sendfile64", SYS_sendfile, HT_SYS_SENDFILE},
+    {"splice", SYS_splice, HT_SYS_SPLICE},
 };
 
 std::string Errno(int err) { return std::strerror(err < 0 ? -err : err); }

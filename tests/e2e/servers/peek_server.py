@@ -4,17 +4,21 @@ listeners): for each request it peeks (MSG_PEEK) at the bytes waiting, more
 each time, until it sees the end of the head, takes exactly the head, then the
 body. Prints its port, serves keep-alive connections one at a time.
 
-    peek_server.py recv|recvmsg [trunc]
+    peek_server.py recv|recvmsg|none [trunc|splice]
 
-recv / recvmsg: how it peeks (recv(2) is the recvfrom syscall). trunc: the
-body is discarded with recv(MSG_TRUNC), which on TCP consumes the bytes
-without copying them. Every response is 200 with the body "n=<body length>".
+recv / recvmsg: how it peeks (recv(2) is the recvfrom syscall); none: it
+does not, and takes the head a byte at a time instead. trunc: the body is
+discarded with recv(MSG_TRUNC), which on TCP consumes the bytes without
+copying them. splice: the request body goes from the socket into a pipe, and
+the response body from a pipe into the socket, with splice(2), as proxies
+forward bodies. Every response is 200 with the body "n=<body length>".
 """
+import os
 import socket
 import sys
 
 peek_with = sys.argv[1]
-discard = len(sys.argv) > 2 and sys.argv[2] == "trunc"
+body_with = sys.argv[2] if len(sys.argv) > 2 else "recv"
 
 
 def peek(c, n):
@@ -23,20 +27,38 @@ def peek(c, n):
     return c.recv(n, socket.MSG_PEEK)
 
 
-def serve(c):
+def peek_head(c):
+    """Peeks until the head's end is in sight, then takes exactly the head."""
+    want = 16
     while True:
-        want = 16
-        while True:
-            seen = peek(c, want)
-            if not seen:
-                return
-            end = seen.find(b"\r\n\r\n")
-            if end >= 0:
-                break
-            want = len(seen) + 16
-        head = b""
-        while len(head) < end + 4:
-            head += c.recv(end + 4 - len(head))
+        seen = peek(c, want)
+        if not seen:
+            return None
+        end = seen.find(b"\r\n\r\n")
+        if end >= 0:
+            break
+        want = len(seen) + 16
+    head = b""
+    while len(head) < end + 4:
+        head += c.recv(end + 4 - len(head))
+    return head
+
+
+def read_head(c):
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        byte = c.recv(1)
+        if not byte:
+            return None
+        head += byte
+    return head
+
+
+def serve(c, pipe_r, pipe_w):
+    while True:
+        head = read_head(c) if peek_with == "none" else peek_head(c)
+        if head is None:
+            return
         length = 0
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
@@ -44,15 +66,25 @@ def serve(c):
                 length = int(value)
         left = length
         while left > 0:
-            got = c.recv(left, socket.MSG_TRUNC) if discard else c.recv(left)
-            n = got if isinstance(got, int) else len(got)
+            if body_with == "splice":
+                n = os.splice(c.fileno(), pipe_w, left)
+                os.read(pipe_r, n)
+            else:
+                n = len(c.recv(left, socket.MSG_TRUNC if body_with == "trunc" else 0))
             if n == 0:
                 return
             left -= n
         body = b"n=%d" % length
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+        if body_with == "splice":
+            c.sendall(head)
+            os.write(pipe_w, body)
+            os.splice(pipe_r, c.fileno(), len(body))
+        else:
+            c.sendall(head + body)
 
 
+pipe_r, pipe_w = os.pipe()
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 s.listen()
@@ -60,4 +92,4 @@ print(s.getsockname()[1], flush=True)
 while True:
     conn, _ = s.accept()
     with conn:
-        serve(conn)
+        serve(conn, pipe_r, pipe_w)
