@@ -962,6 +962,15 @@ def test_sighup_reloads_the_flagfile_without_losing_records(tmp_path, py_server)
         assert (after["x-a"], after["x-b"]) == ("a", "[REDACTED]")
 
 
+def recv_until(s, got, suffix):
+    """Reads from s until what was read, after `got`, ends with `suffix`."""
+    while not got.endswith(suffix):
+        chunk = s.recv(4096)
+        assert chunk, f"the server closed after {got!r}"
+        got += chunk
+    return got
+
+
 def peek_server_exchanges(tmp_path, *mode, fast=True):
     """Two requests on one keep-alive connection to servers/peek_server.py,
     the first head sent in two parts so that the server peeks more than once;
@@ -977,12 +986,9 @@ def peek_server_exchanges(tmp_path, *mode, fast=True):
                 s.sendall(post[:12])
                 time.sleep(0.1)
                 s.sendall(post[12:])
-                got = b""
-                while not got.endswith(b"n=5"):
-                    got += s.recv(4096)
+                got = recv_until(s, b"", b"n=5")
                 s.sendall(b"GET /b HTTP/1.1\r\nHost: p\r\n\r\n")
-                while not got.endswith(b"n=0"):
-                    got += s.recv(4096)
+                got = recv_until(s, got, b"n=0")
             recs = d.wait_for(lambda r: server_port(r) == srv.port and
                               r["httptraced"]["role"] == "server", 2)
         finally:
