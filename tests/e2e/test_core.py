@@ -137,6 +137,50 @@ def test_keepalive_client_numbers_exchanges_on_one_connection(tracer, py_server)
     assert recs[0]["process"]["pid"] == os.getpid()
 
 
+NODE_FETCH_CLIENT = """
+const base = process.argv[1];
+(async () => {
+  for (let i = 0; i < 3; i++) {
+    const r = await fetch(`${base}/path/nf${i}`);
+    process.stdout.write(await r.text());
+  }
+  const r = await fetch(`${base}/echo?t=nf`,
+                        {method: 'POST', body: 'n'.repeat(3000), headers: {'Content-Type': 'text/plain'}});
+  process.stdout.write(`${(await r.text()).length}\\n`);
+})();
+"""
+
+
+def test_node_fetch_client_records_every_exchange_on_its_pooled_connections(tracer, py_server):
+    """Node.js's fetch (undici) as the client: three GETs, then a POST of
+    3,000 bytes, on its pool of keep-alive connections. Every exchange has
+    its record on both sides, numbered in order on its connection, with its
+    bodies exact."""
+    node = subprocess.Popen(["node", "-e", NODE_FETCH_CLIENT, f"http://127.0.0.1:{py_server.port}"],
+                            stdout=subprocess.PIPE, text=True)
+    out, _ = node.communicate(timeout=30)
+    assert node.returncode == 0
+    assert out == "path=/path/nf0\npath=/path/nf1\npath=/path/nf2\n3000\n"
+    paths = ["/path/nf0", "/path/nf1", "/path/nf2", "/echo"]
+    for role in ("client", "server"):
+        recs = [one(tracer, lambda r, p=p: match(py_server.port, p, role)(r) and
+                    (p != "/echo" or r["url"].get("query") == "t=nf")) for p in paths]
+        assert [r["httptraced"]["incomplete"] for r in recs] == [False] * 4
+        assert [r["http"]["response"]["body"] for r in recs] == \
+            [{"bytes": 15, "content": f"path=/path/nf{i}\n"} for i in range(3)] + \
+            [{"bytes": 3000, "content": "n" * 3000}]
+        assert recs[3]["http"]["request"]["method"] == "POST"
+        assert recs[3]["http"]["request"]["body"] == {"bytes": 3000, "content": "n" * 3000}
+        seqs = {}
+        for r in recs:
+            seqs.setdefault(r["httptraced"]["connection"]["id"], []).append(
+                r["httptraced"]["connection"]["seq"])
+        assert all(s == list(range(len(s))) for s in seqs.values()), seqs
+        if role == "client":
+            assert {r["process"]["pid"] for r in recs} == {node.pid}
+            assert {r["process"]["name"] for r in recs} == {"node"}
+
+
 def test_three_pipelined_requests_pair_with_their_responses(tracer, py_server):
     req = b"".join(b"GET /path/pipe%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3))
     with socket.create_connection(("127.0.0.1", py_server.port)) as s:
