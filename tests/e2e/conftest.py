@@ -209,7 +209,9 @@ def node_server():
 
 
 @pytest.fixture(scope="session")
-def nginx_server(tmp_path_factory):
+def nginx_server(tmp_path_factory, py_server):
+    """nginx serving static files, and proxying /up/<x> to py_server's
+    /path/<x> over keep-alive upstream connections (HTTP/1.1)."""
     root = tmp_path_factory.mktemp("nginx")
     www = root / "www"
     (www / "nosendfile").mkdir(parents=True)
@@ -235,10 +237,19 @@ http {{
   uwsgi_temp_path {root}/uwsgi;
   scgi_temp_path {root}/scgi;
   default_type text/plain;
+  upstream py {{
+    server 127.0.0.1:{py_server.port};
+    keepalive 4;
+  }}
   server {{
     listen 127.0.0.1:{port};
     root {www};
     location /nosendfile/ {{ sendfile off; }}
+    location /up/ {{
+      proxy_pass http://py/path/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
   }}
 }}
 """)

@@ -469,6 +469,33 @@ def test_nginx_sendfile_and_writev(tracer, nginx_server):
     assert small["http"]["response"]["headers"]["server"].startswith("nginx")
 
 
+def test_nginx_as_a_reverse_proxy_gives_four_records_per_request(tracer, nginx_server, py_server):
+    """curl → nginx → Python: each request is recorded four times, once per
+    side of each connection. nginx's upstream connection, which it opened
+    with connect(), gives client records, and its keep-alive carries both
+    requests, numbered 0 and 1."""
+    out, curl_pid = curl(nginx_server.url("/up/rp1"), nginx_server.url("/up/rp2"))
+    assert out == b"path=/path/rp1\npath=/path/rp2\n"
+    workers = nginx_server.workers()
+    for i in (1, 2):
+        body = {"bytes": 15, "content": f"path=/path/rp{i}\n"}
+        down = [one(tracer, match(nginx_server.port, f"/up/rp{i}", role)) for role in ("client", "server")]
+        up = [one(tracer, match(py_server.port, f"/path/rp{i}", role)) for role in ("client", "server")]
+        assert down[0]["process"]["pid"] == curl_pid
+        assert down[1]["process"]["pid"] in workers and up[0]["process"]["pid"] in workers
+        assert up[0]["httptraced"]["connection"]["origin"] == "connect"
+        assert up[1]["process"]["pid"] == py_server.pid
+        for r in down + up:
+            assert r["http"]["response"]["status_code"] == 200
+            assert r["http"]["response"]["body"] == body
+            assert r["httptraced"]["incomplete"] is False
+        assert up[0]["http"]["version"] == "1.1"
+        assert up[0]["httptraced"]["connection"]["seq"] == i - 1
+    ids = {one(tracer, match(py_server.port, f"/path/rp{i}", "client"))["httptraced"]["connection"]["id"]
+           for i in (1, 2)}
+    assert len(ids) == 1, ids
+
+
 def test_node_chunked_response_is_dechunked(tracer, node_server):
     out, _ = curl(node_server.url("/chunked"))
     assert out == b"part1part2part3"
