@@ -3,6 +3,8 @@ import base64
 import http.client
 import json
 import os
+import pathlib
+import secrets
 import shutil
 import signal
 import socket
@@ -1121,3 +1123,47 @@ def test_bodies_spliced_between_socket_and_pipe_are_counted_not_read(tmp_path, f
     assert b["http"]["response"]["body"] == {"bytes": 3}
     assert not a["httptraced"]["incomplete"] and not b["httptraced"]["incomplete"]
     assert st["parse_errors"] == 0 and st["gaps"] == 3, st
+
+
+def cgroup2_root():
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            _, where, fstype = line.split()[:3]
+            if fstype == "cgroup2":
+                return pathlib.Path(where)
+    raise AssertionError("no cgroup2 hierarchy is mounted")
+
+
+def test_a_process_in_a_container_cgroup_carries_the_container_id(tmp_path):
+    """A Python server moved into a cgroup named as Docker names a
+    container's (docker-<64 hex>.scope) is recorded with that container.id;
+    curl, on the host, with none."""
+    cid = secrets.token_hex(32)
+    group = cgroup2_root() / f"docker-{cid}.scope"
+    group.mkdir()
+    srv = start_server([PYTHON, str(SERVERS / "py_server.py")], "127.0.0.1")
+    try:
+        (group / "cgroup.procs").write_text(str(srv.pid))
+        with open(f"/proc/{srv.pid}/cgroup") as f:
+            assert f"/docker-{cid}.scope\n" in f.read()
+        d = Daemon(tmp_path / "logs", f"--port={srv.port}").start()
+        try:
+            out, curl_pid = curl(srv.url("/path/in-container"))
+            recs = d.wait_for(match(srv.port, "/path/in-container"), 2)
+        finally:
+            assert d.stop() == 0, d.stderr()
+    finally:
+        srv.stop()
+        for _ in range(50):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+    assert out == b"path=/path/in-container\n"
+    by_role = {r["httptraced"]["role"]: r for r in recs}
+    assert sorted(by_role) == ["client", "server"]
+    assert by_role["server"]["process"]["pid"] == srv.pid
+    assert by_role["server"]["container"] == {"id": cid}
+    assert by_role["client"]["process"]["pid"] == curl_pid
+    assert "container" not in by_role["client"]

@@ -58,6 +58,8 @@ struct ConnInfo {
   uint64_t proc_start = 0;
   uint32_t exec_id = 0;
   std::string executable;  // /proc/<pid>/exe when the connection was first seen; "" if gone
+  // The container the process runs in (proc::ContainerIdFromCgroup); "" on the host.
+  std::string container_id;
   uint64_t open_ts_ns = 0;  // monotonic
 };
 

@@ -59,7 +59,7 @@ uint64_t FdOf(const ConnKey& key) {
 }
 }  // namespace
 
-void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable) {
+void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable, std::string container_id) {
   // Data raced ahead of its open event: keep what we have.
   if (conns_.contains(ev.info.key)) return;
   if (ev.info.origin == Origin::kDiscovered && TryResume(ev)) return;
@@ -67,6 +67,7 @@ void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable) {
   newest_gen_[FdOf(ev.info.key)] = ev.info.key.gen;
   ConnInfo info = ev.info;
   info.executable = std::move(executable);
+  info.container_id = std::move(container_id);
   // Formatted once here rather than for every record.
   info.local.text = AddressText(info.family, info.local.addr);
   info.remote.text = AddressText(info.family, info.remote.addr);

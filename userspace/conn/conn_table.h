@@ -100,7 +100,7 @@ class ConnTable {
   ConnTable(ConnTableOptions options, ExchangeSink& sink, ConnController& controller);
   ~ConnTable();
 
-  void OnOpen(const bpf::OpenEvent& ev, std::string executable);
+  void OnOpen(const bpf::OpenEvent& ev, std::string executable, std::string container_id = {});
   void OnData(const bpf::DataEvent& ev, uint64_t now_ns);
   void OnClose(const bpf::CloseEvent& ev);
   // The process ended: its connections end at the next Tick (one walk of

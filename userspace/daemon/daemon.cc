@@ -90,7 +90,8 @@ void Daemon::OnSample(std::string_view sample) {
     const proc::ProcessImage image{.tgid = open->info.key.tgid,
                                    .start = open->info.proc_start,
                                    .exec_id = open->info.exec_id};
-    table_.OnOpen(*open, processes_.Executable(image, now_ns_));
+    const proc::ProcessInfo& process = processes_.Lookup(image, now_ns_);
+    table_.OnOpen(*open, process.executable, process.container_id);
   } else if (auto* close = std::get_if<bpf::CloseEvent>(&*ev)) {
     table_.OnClose(*close);
   } else {

@@ -1,12 +1,14 @@
-// Executable paths of traced processes, read from /proc/<pid>/exe and cached
-// per process image: an entry serves only the same pid, start time and exec
-// count (the kernel reports all three with each connection), and expires
-// after a while in any case.
+// What the records say about a traced process beyond its pid and name, read
+// from /proc/<pid>/exe and /proc/<pid>/cgroup and cached per process image:
+// an entry serves only the same pid, start time and exec count (the kernel
+// reports all three with each connection), and expires after a while in any
+// case.
 #ifndef HTTPTRACED_PROC_PROCESS_CACHE_H_
 #define HTTPTRACED_PROC_PROCESS_CACHE_H_
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "absl/container/flat_hash_map.h"
 
@@ -20,18 +22,31 @@ struct ProcessImage {
   uint32_t exec_id = 0;  // execve() calls so far
 };
 
+struct ProcessInfo {
+  std::string executable;    // /proc/<pid>/exe's target; "" when gone or unreadable
+  std::string container_id;  // see ContainerIdFromCgroup; "" when none
+};
+
+// The id of the container a process runs in, from its /proc/<pid>/cgroup:
+// the 64 hex digits that Docker, containerd (Kubernetes), CRI-O and Podman
+// put in the name of the container's cgroup ("/docker/<id>",
+// "docker-<id>.scope", "cri-containerd-<id>.scope", "crio-<id>.scope",
+// "libpod-<id>.scope"). The deepest such name on the first line that has one;
+// "" when there is none (a process on the host, or other ids: systemd's and
+// Kubernetes pods' are shorter).
+std::string_view ContainerIdFromCgroup(std::string_view cgroup);
+
 class ProcessCache {
  public:
   explicit ProcessCache(std::string proc_root = "/proc", uint64_t ttl_ns = 5'000'000'000,
                         size_t max_entries = 8192)
       : proc_root_(std::move(proc_root)), ttl_ns_(ttl_ns), max_entries_(max_entries) {}
 
-  // The executable of `image`, or "" when the process is gone or unreadable.
-  const std::string& Executable(const ProcessImage& image, uint64_t now_ns);
+  const ProcessInfo& Lookup(const ProcessImage& image, uint64_t now_ns);
 
  private:
   struct Entry {
-    std::string exe;
+    ProcessInfo info;
     uint64_t read_at_ns = 0;
     uint64_t start = 0;
     uint32_t exec_id = 0;

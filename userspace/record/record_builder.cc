@@ -344,7 +344,8 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   const http::Message* request = exchange.request ? &*exchange.request : nullptr;
   const http::Message* response = exchange.response ? &*exchange.response : nullptr;
 
-  size_t estimate = 1024 + conn.comm.size() + process.executable.size() + options_.host_name.size();
+  size_t estimate = 1024 + conn.comm.size() + process.executable.size() + conn.container_id.size() +
+                    options_.host_name.size();
   if (request) estimate += EstimateMessageSize(*request);
   if (response) estimate += EstimateMessageSize(*response);
 
@@ -487,9 +488,15 @@ void RecordBuilder::WriteProcessPart(JsonWriter& w, const conn::ConnInfo& conn,
   if (!process.executable.empty()) w.StringField("executable", process.executable);
 }
 
-// host, and httptraced with its connection left open after the origin (and
+// container, host, and httptraced with its connection left open after the origin (and
 // the raw ends when the role is unknown).
 void RecordBuilder::WriteConnPart(JsonWriter& w, const conn::ConnInfo& conn) const {
+  if (!conn.container_id.empty()) {
+    w.Key("container");
+    w.BeginObject();
+    w.StringField("id", conn.container_id);
+    w.EndObject();
+  }
   if (!options_.host_name.empty()) {
     w.Key("host");
     w.BeginObject();
@@ -517,7 +524,7 @@ bool RecordBuilder::SlotHolds(const ConnPartsCache::Slot& slot, const conn::Conn
   return slot.used && in.key == conn.key && in.role == conn.role && in.family == conn.family &&
          in.origin == conn.origin && in.local == conn.local && in.remote == conn.remote &&
          in.comm == conn.comm && in.executable == process.executable &&
-         in.host_name == options_.host_name;
+         in.container_id == conn.container_id && in.host_name == options_.host_name;
 }
 
 void RecordBuilder::Fill(ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
@@ -531,6 +538,7 @@ void RecordBuilder::Fill(ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
   in.remote = conn.remote;
   in.comm = conn.comm;
   in.executable.assign(process.executable.data(), process.executable.size());
+  in.container_id = conn.container_id;
   in.host_name = options_.host_name;
   slot.used = true;
 }

@@ -81,13 +81,14 @@ class ConnPartsCache {
     conn::Endpoint remote;
     std::string comm;
     std::string executable;
+    std::string container_id;
     std::string host_name;
   };
   struct Slot {
     bool used = false;
     Inputs inputs;
     std::string process_part;  // from "client" to the process's executable
-    std::string conn_part;     // from "host" to the connection's origin
+    std::string conn_part;     // from "container" or "host" to the connection's origin
   };
   std::array<Slot, kSlots> slots_;
   uint64_t hits_ = 0;

@@ -551,6 +551,21 @@ TEST_CASE("Unknown address family: no addresses and no network.type") {
   CHECK(j["network"] == json{{"transport", "tcp"}, {"protocol", "http"}});
 }
 
+TEST_CASE("A process in a container: container.id, before host") {
+  samples::Sample s = samples::ServerGetWithQuery();
+  const std::string id = "4f1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff0";
+  s.conn.container_id = id;
+  const std::string line = samples::Render(s);
+  const json j = ParseLine(line);
+  CHECK(j["container"] == json{{"id", id}});
+  const size_t container = line.find("\"container\":");
+  CHECK(container != std::string::npos);
+  CHECK(container < line.find("\"host\":{\"name\":"));
+  // On the host: no container object.
+  s.conn.container_id.clear();
+  CHECK(RenderJson(s).count("container") == 0);
+}
+
 TEST_CASE("Optional process and host fields are left out when unknown") {
   samples::Sample s = samples::ServerGetWithQuery();
   s.conn.comm.clear();
@@ -677,7 +692,9 @@ TEST_CASE("The per-connection cache notices what its text depends on") {
   CHECK(same("/usr/local/bin/other"));
   s.conn.key.gen += 1;  // a new connection on the same fd
   CHECK(same("/usr/local/bin/other"));
-  CHECK(cache.misses() == 9);
+  s.conn.container_id = std::string(64, 'c');
+  CHECK(same("/usr/local/bin/other"));
+  CHECK(cache.misses() == 10);
   CHECK(cache.hits() == 1);
   // Another builder with another host name, same cache.
   RecordOptions renamed = options;
@@ -685,7 +702,7 @@ TEST_CASE("The per-connection cache notices what its text depends on") {
   const RecordBuilder other(renamed);
   CHECK(RenderCached(s, cache, other, "/usr/local/bin/other") ==
         RenderPlain(s, other, "/usr/local/bin/other"));
-  CHECK(cache.misses() == 10);
+  CHECK(cache.misses() == 11);
 }
 
 TEST_CASE("Connections that share a cache slot each get their own text") {
