@@ -13,6 +13,7 @@ BUILD_DEPS=(
 TEST_DEPS=(
   python3 python3-pytest python3-jsonschema   # end-to-end harness and schema checks
   nginx-light nodejs curl                     # real servers and clients
+  haproxy                                     # a proxy that forwards bodies with splice()
   procps iproute2 ca-certificates
   zstd                                        # reading rotated logs back (zstd -dc)
 )
@@ -34,5 +35,9 @@ apt-get install -y -qq --no-install-recommends "${BUILD_DEPS[@]}" "${TEST_DEPS[@
 # runs; the tests start their own instances and need none.
 if pgrep -x nginx >/dev/null && [ -f /run/nginx.pid ]; then
   nginx -s stop 2>/dev/null || true
+fi
+# Likewise haproxy (its default configuration listens nowhere).
+if pgrep -x haproxy >/dev/null; then
+  service haproxy stop >/dev/null 2>&1 || pkill -x haproxy || true
 fi
 echo "install-deps.sh: dependencies installed"
