@@ -134,6 +134,19 @@ def pick_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def wait_for_port(port, proc, why, timeout=10.0):
+    """Waits until something accepts on 127.0.0.1:`port`; fails with why()
+    (the server's log) if `proc` exits first or the time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, why()
+            time.sleep(0.05)
+
+
 class Server:
     def __init__(self, proc, port, host):
         self.proc = proc
@@ -254,14 +267,7 @@ http {{
 }}
 """)
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(root / "error.log")])
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, (root / "error.log").read_text()
-            time.sleep(0.05)
+    wait_for_port(port, proc, lambda: (root / "error.log").read_text())
     s = Server(proc, port, "127.0.0.1")
     s.www = www
     s.workers = lambda: [int(p) for p in subprocess.run(
@@ -414,14 +420,7 @@ http {{
 }}
 """)
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(root / "error.log")])
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, (root / "error.log").read_text()
-            time.sleep(0.05)
+    wait_for_port(port, proc, lambda: (root / "error.log").read_text())
     s = Server(proc, port, "127.0.0.1")
     s.workers = lambda: [int(p) for p in subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]

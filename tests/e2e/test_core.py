@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import (BIN, PYTHON, SERVERS, Daemon, curl, final_stats, pick_port, server_port,
-                      start_server)
+                      start_server, wait_for_port)
 
 
 def match(port, path=None, role=None, method=None, original=None):
@@ -1065,18 +1065,12 @@ def test_haproxy_splicing_bodies_keeps_both_of_its_connections_exact(tmp_path, p
     port = pick_port()
     conf = tmp_path / "haproxy.cfg"
     conf.write_text(HAPROXY_CONFIG.format(port=port, upstream=py_server.port))
+    log = tmp_path / "haproxy.log"
     proxy = subprocess.Popen(["haproxy", "-f", str(conf), "-db"], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=open(log, "w"))
     d = None
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                assert proxy.poll() is None and time.monotonic() < deadline, proxy.stderr.read()
-                time.sleep(0.05)
+        wait_for_port(port, proxy, log.read_text)
         d = Daemon(tmp_path / "logs", f"--pid={proxy.pid}").start()
         body = b"a" * 300_000
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
