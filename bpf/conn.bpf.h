@@ -296,7 +296,7 @@ static __always_inline void conn__mmsg(const struct ht_conn_key *key, struct ht_
 	s->mmsg.dir = a->dir;
 	s->mmsg.sys = a->sys;
 	s->mmsg.lost = 0;
-	s->mmsg.discarded = (a->flags & HT_MSG_TRUNC) != 0;
+	s->mmsg.discarded = (a->flags & HT_MSG_TRUNC) && !c->is_unix;
 	s->mmsg.tid = tid;
 	bpf_loop(nmsgs < HT_MAX_MMSG ? nmsgs : HT_MAX_MMSG, mmsg__step, NULL, 0);
 	s = scratch__get();
@@ -415,7 +415,7 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 		conn__splice(task, &a, ret);
 		return 0;
 	}
-	if (untrusted_loads && !sock__fd_may_be_tcp(task, a.fd))
+	if (untrusted_loads && !sock__fd_may_be_traced(task, a.fd))
 		return 0;
 	key.fd = a.fd;
 	c = conn__lookup(task, &key);
@@ -453,8 +453,9 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 	}
 	src.total = ret;
 	src.tid = (__u32)task->pid;
-	if (a.flags & HT_MSG_TRUNC) {
-		/* TCP discards the bytes without copying them: nothing to read. */
+	if ((a.flags & HT_MSG_TRUNC) && !c->is_unix) {
+		/* TCP discards the bytes without copying them: nothing to read.
+		 * (A Unix stream socket ignores the flag and copies them.) */
 		src.discarded = 1;
 		src.buf = 0;
 		src.iov = 0;

@@ -347,24 +347,30 @@ static __always_inline long emit__open(const struct ht_conn_key *key, const stru
 				       __u8 dir, __u64 pos)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct ht_conn_event ev = {};
 	struct sock *sk = sock__from_fd(task, key->fd);
+	struct scratch *s = scratch__get();
+	struct ht_conn_event *ev;
 
-	if (!sk)
+	if (!sk || !s)
 		return -1;
+	/* Built in the per-CPU scratch buffer, free until this syscall's payload
+	 * is staged: with its two socket names the event is too large for the
+	 * stack. Zeroed whole, so no earlier payload travels in its padding. */
+	ev = (struct ht_conn_event *)s->buf;
+	__builtin_memset(ev, 0, sizeof(*ev));
 	struct ht_conn_id id = {.tgid = key->tgid, .fd = key->fd, .gen = st->gen};
 
-	emit__header(&ev.hdr, HT_EV_CONN_OPEN, &id, (__u32)bpf_get_current_pid_tgid(),
+	emit__header(&ev->hdr, HT_EV_CONN_OPEN, &id, (__u32)bpf_get_current_pid_tgid(),
 		     bpf_ktime_get_ns());
-	ev.role = st->role;
-	ev.origin = st->origin;
-	sock__fill_endpoints(sk, &ev);
-	BPF_CORE_READ_STR_INTO(&ev.comm, task, group_leader, comm);
-	ev.start_pos[dir & 1] = pos;
-	ev.start_pos[(dir & 1) ^ 1] = st->pos[(dir & 1) ^ 1];
-	ev.proc_start = st->proc_start;
-	ev.exec_id = st->exec_id;
-	return ringbuf__output(&ev, sizeof(ev));
+	ev->role = st->role;
+	ev->origin = st->origin;
+	sock__fill_endpoints(sk, ev);
+	BPF_CORE_READ_STR_INTO(&ev->comm, task, group_leader, comm);
+	ev->start_pos[dir & 1] = pos;
+	ev->start_pos[(dir & 1) ^ 1] = st->pos[(dir & 1) ^ 1];
+	ev->proc_start = st->proc_start;
+	ev->exec_id = st->exec_id;
+	return ringbuf__output(ev, sizeof(*ev));
 }
 
 static __always_inline void emit__close(const struct ht_conn_key *key, const struct ht_conn_state *st,

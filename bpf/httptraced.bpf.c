@@ -7,7 +7,8 @@
  * Payload syscalls are handled at
  * exit, where the result is known and the arguments are still in the saved
  * user registers; close/dup2/dup3 at entry, while the fd is still theirs.
- * Everything that is not a TCP socket is dropped on the first lookups.
+ * Everything that is not a TCP or Unix stream socket is dropped on the first
+ * lookups.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -32,7 +33,7 @@ int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 /*
  * The same, for kernels that allow plain loads of untrusted kernel memory
  * (Linux 6.16): a non-socket fd is dropped with no helper call after the
- * saved registers (sock__fd_may_be_tcp). The daemon loads one of the two.
+ * saved registers (sock__fd_may_be_traced). The daemon loads one of the two.
  */
 SEC("tracepoint")
 int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)

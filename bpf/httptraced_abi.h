@@ -37,6 +37,8 @@
 #define HT_MAX_SYSCALL_NR 512
 /* Entries in the --pid / --port filter arrays. */
 #define HT_MAX_FILTER 16
+/* Bytes of a Unix domain socket's name carried by an open event (sun_path). */
+#define HT_UNIX_PATH_MAX 108
 
 enum ht_event_type {
 	HT_EV_CONN_OPEN = 1,  /* struct ht_conn_event */
@@ -91,7 +93,7 @@ enum ht_counter {
 	HT_CNT_RB_DROP_BYTES = 1, /* payload bytes in those events */
 	HT_CNT_READ_FAULTS = 2,   /* payload bytes the kernel could not copy */
 	HT_CNT_NOT_HTTP = 3,      /* connections the kernel decided are not HTTP */
-	HT_CNT_CONNS_SEEN = 4,    /* TCP connections entered into the map */
+	HT_CNT_CONNS_SEEN = 4,    /* connections entered into the map */
 	HT_CNT_STALE = 5,         /* entries left by an exited process or a previous exec, replaced */
 	HT_CNT_BODY_SKIPPED = 6,  /* payload bytes not copied: past what userspace keeps of a body */
 	HT_CNT_MAX = 8,
@@ -125,7 +127,7 @@ struct ht_conn_state {
 	__u8 attempts;    /* kernel-private: inference attempts so far */
 	__u8 prefix_len;  /* kernel-private: bytes in prefix */
 	__u8 prefix_dir;  /* kernel-private: direction of the prefix */
-	__u8 pad;
+	__u8 is_unix;     /* kernel-private: an AF_UNIX socket */
 	__u64 prefix_end; /* kernel-private: stream position after the prefix */
 	char prefix[HT_PREFIX_LEN];
 	__u32 exec_id;    /* the process's exec count: identity across execve */
@@ -160,7 +162,7 @@ struct ht_event_header {
 
 struct ht_conn_event {
 	struct ht_event_header hdr;
-	__u16 family; /* AF_INET or AF_INET6 */
+	__u16 family; /* AF_INET, AF_INET6 or AF_UNIX */
 	__u8 role;    /* enum ht_role */
 	__u8 origin;  /* enum ht_origin */
 	__u16 local_port;  /* host byte order */
@@ -175,7 +177,16 @@ struct ht_conn_event {
 	 * caches. */
 	__u64 proc_start;
 	__u32 exec_id;
-	__u32 pad;
+	/*
+	 * AF_UNIX: the names the two sockets carry (sun_path, an abstract name
+	 * starting with its '\0'), length 0 when unnamed. The end that accept()ed
+	 * carries its listener's name; the end that connect()ed usually none.
+	 */
+	__u8 local_path_len;
+	__u8 remote_path_len;
+	__u16 pad;
+	char local_path[HT_UNIX_PATH_MAX];
+	char remote_path[HT_UNIX_PATH_MAX];
 };
 
 struct ht_data_event {
@@ -213,7 +224,7 @@ static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 static_assert(sizeof(struct ht_skip_key) == 24, "ht_skip_key ABI");
 static_assert(sizeof(struct ht_skip_range) == 16, "ht_skip_range ABI");
 static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
-static_assert(sizeof(struct ht_conn_event) == 120, "ht_conn_event ABI");
+static_assert(sizeof(struct ht_conn_event) == 336, "ht_conn_event ABI");
 static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 static_assert(sizeof(struct ht_exit_event) == 40, "ht_exit_event ABI");
@@ -224,7 +235,7 @@ _Static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 _Static_assert(sizeof(struct ht_skip_key) == 24, "ht_skip_key ABI");
 _Static_assert(sizeof(struct ht_skip_range) == 16, "ht_skip_range ABI");
 _Static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
-_Static_assert(sizeof(struct ht_conn_event) == 120, "ht_conn_event ABI");
+_Static_assert(sizeof(struct ht_conn_event) == 336, "ht_conn_event ABI");
 _Static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 _Static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 _Static_assert(sizeof(struct ht_exit_event) == 40, "ht_exit_event ABI");

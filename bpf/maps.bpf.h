@@ -13,6 +13,7 @@ const volatile __u32 targ_npids = 0;
 const volatile __u32 targ_pids[HT_MAX_FILTER] = {};
 const volatile __u32 targ_nports = 0;
 const volatile __u16 targ_ports[HT_MAX_FILTER] = {};
+const volatile __u32 targ_unix_sockets = 1; /* Unix domain stream sockets too */
 const volatile __u32 targ_max_capture = 65536; /* payload bytes per syscall */
 const volatile __u64 targ_wakeup_bytes = 1 << 20; /* wake the reader at each multiple of this backlog */
 /* Syscall number -> enum ht_syscall (0: not a payload syscall), filled by the daemon. */
@@ -28,7 +29,7 @@ volatile __u64 skips_pending = 0;
  * destroyed (which left one-sided exchanges behind).
  */
 volatile __u32 tracing_stopped = 0;
-/* The kernel's socket_file_ops, learned from the first TCP socket seen (sock.bpf.h). */
+/* The kernel's socket_file_ops, learned from the first traced socket seen (sock.bpf.h). */
 volatile __u64 sock_fops = 0;
 /*
  * Where a task's saved user registers are, from the base of its kernel stack:
@@ -99,7 +100,7 @@ struct mmsg_ctx {
 	__u8 dir;
 	__u8 sys;
 	__u8 lost;   /* a header could not be read: positions are no longer known */
-	__u8 discarded; /* MSG_TRUNC: the bytes were consumed, not copied */
+	__u8 discarded; /* MSG_TRUNC on TCP: the bytes were consumed, not copied */
 	__u32 tid;   /* thread that made the syscall */
 };
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * From a file descriptor to its TCP socket, in the kernel: task -> files ->
- * fdtable -> file -> socket -> sock. This is how connections opened before the
- * daemon started are picked up at their next read or write.
+ * From a file descriptor to its stream socket (TCP, or Unix domain), in the
+ * kernel: task -> files -> fdtable -> file -> socket -> sock. This is how
+ * connections opened before the daemon started are picked up at their next
+ * read or write.
  */
 #ifndef HTTPTRACED_SOCK_BPF_H
 #define HTTPTRACED_SOCK_BPF_H
@@ -13,6 +14,7 @@
 #include <bpf/bpf_helpers.h>
 #include "maps.bpf.h"
 
+#define HT_AF_UNIX 1
 #define HT_AF_INET 2
 #define HT_AF_INET6 10
 #define HT_IPPROTO_TCP 6
@@ -69,7 +71,22 @@ static __always_inline bool filter__port_allowed(__u16 lport, __u16 rport)
 }
 
 /*
- * The struct sock behind fd if it is an IPv4/IPv6 TCP socket, else NULL. This
+ * Sockets carrying byte streams HTTP/1.x runs over: TCP over IPv4 or IPv6,
+ * and Unix domain stream sockets unless --unix_sockets=false (SOCK_SEQPACKET
+ * keeps message boundaries; datagram sockets have no connection).
+ */
+static __always_inline bool sock__traced_kind(__u16 family, __u16 type, __u16 protocol)
+{
+	if (type != HT_SOCK_STREAM)
+		return false;
+	if (family == HT_AF_INET || family == HT_AF_INET6)
+		return protocol == HT_IPPROTO_TCP;
+	return family == HT_AF_UNIX && targ_unix_sockets;
+}
+
+/*
+ * The struct sock behind fd if it is a socket sock__traced_kind() accepts,
+ * else NULL. This
  * runs for every successful read/write on a file that is not a known
  * connection, so the walk down to the fd table is direct loads through the BTF
  * task pointer; only the fd slot and the file need probe reads.
@@ -82,7 +99,6 @@ static __always_inline struct sock *sock__from_fd(struct task_struct *task, __s3
 	struct socket *sock;
 	struct sock *sk;
 	__u64 fops;
-	__u16 family;
 
 	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
 		return NULL;
@@ -90,7 +106,7 @@ static __always_inline struct sock *sock__from_fd(struct task_struct *task, __s3
 		return NULL;
 	/*
 	 * Every socket file has the same file operations (socket_file_ops). Once
-	 * one TCP socket has shown their address, one read of f_op tells a file,
+	 * one traced socket has shown their address, one read of f_op tells a file,
 	 * pipe or eventfd apart; until then, the inode's mode does (two reads).
 	 * Only trust private_data once either says this is a socket.
 	 */
@@ -107,11 +123,8 @@ static __always_inline struct sock *sock__from_fd(struct task_struct *task, __s3
 	sk = BPF_CORE_READ(sock, sk);
 	if (!sk)
 		return NULL;
-	if (BPF_CORE_READ(sk, sk_protocol) != HT_IPPROTO_TCP ||
-	    BPF_CORE_READ(sk, sk_type) != HT_SOCK_STREAM)
-		return NULL;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != HT_AF_INET && family != HT_AF_INET6)
+	if (!sock__traced_kind(BPF_CORE_READ(sk, __sk_common.skc_family),
+			       BPF_CORE_READ(sk, sk_type), BPF_CORE_READ(sk, sk_protocol)))
 		return NULL;
 	if (!sock_fops)
 		sock_fops = fops;
@@ -122,13 +135,13 @@ static __always_inline struct sock *sock__from_fd(struct task_struct *task, __s3
  * Free of helper calls, for the variant of the payload program loaded where
  * the kernel lets a program read untrusted kernel memory with plain loads
  * (BPF_FEAT_RDONLY_CAST_TO_VOID, Linux 6.16): false when fd is certainly not
- * a TCP socket, so a file, pipe, tty or unix socket read or write is dropped
- * before the connection lookup and the fd-table probe reads (sock__from_fd).
- * True when it is one (the same checks as sock__from_fd).
+ * a traced socket, so a file, pipe, tty or datagram socket read or write is
+ * dropped before the connection lookup and the fd-table probe reads
+ * (sock__from_fd). True when it is one (the same checks as sock__from_fd).
  */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
-static __always_inline bool sock__fd_may_be_tcp(struct task_struct *task, __s32 fd)
+static __always_inline bool sock__fd_may_be_traced(struct task_struct *task, __s32 fd)
 {
 	struct fdtable *fdt = task->files->fdt;
 	__u64 fops = sock_fops;
@@ -136,7 +149,6 @@ static __always_inline bool sock__fd_may_be_tcp(struct task_struct *task, __s32 
 	struct file **fds;
 	struct file *file;
 	struct sock *sk;
-	__u16 family;
 
 	if ((unsigned int)fd >= fdt->max_fds)
 		return false;
@@ -150,14 +162,11 @@ static __always_inline bool sock__fd_may_be_tcp(struct task_struct *task, __s32 
 		if ((__u64)file->f_op != fops)
 			return false;
 	} else if ((file->f_inode->i_mode & HT_S_IFMT) != HT_S_IFSOCK) {
-		return false; /* no TCP socket seen yet (an idle host): the mode says */
+		return false; /* no socket traced yet (an idle host): the mode says */
 	}
 	sock = bpf_rdonly_cast(file->private_data, bpf_core_type_id_kernel(struct socket));
 	sk = sock->sk;
-	if (!sk || sk->sk_protocol != HT_IPPROTO_TCP || sk->sk_type != HT_SOCK_STREAM)
-		return false;
-	family = sk->__sk_common.skc_family;
-	return family == HT_AF_INET || family == HT_AF_INET6;
+	return sk && sock__traced_kind(sk->__sk_common.skc_family, sk->sk_type, sk->sk_protocol);
 }
 
 static __always_inline void sock__ports(struct sock *sk, __u16 *lport, __u16 *rport)
@@ -166,10 +175,48 @@ static __always_inline void sock__ports(struct sock *sk, __u16 *lport, __u16 *rp
 	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 }
 
+/*
+ * Copies a Unix domain socket's name (sun_path, without the family in
+ * front) into out; its length, 0 when the socket has none.
+ */
+static __always_inline __u8 sock__unix_name(struct unix_address *addr, char *out)
+{
+	__u64 n;
+	int len;
+
+	if (!addr)
+		return 0;
+	len = BPF_CORE_READ(addr, len); /* with the 2-byte sun_family */
+	if (len <= 2)
+		return 0;
+	n = (__u32)(len - 2);
+	if (n > HT_UNIX_PATH_MAX)
+		n = HT_UNIX_PATH_MAX;
+	/* No-op past the clamp; the verifier keeps the bound through it
+	 * where clang compares a copy of n and passes the original. */
+	n &= 127;
+	barrier_var(n);
+	if (bpf_probe_read_kernel(out, n, &addr->name[0].sun_path))
+		return 0;
+	return n;
+}
+
 /* Fills the address part of an open event from the socket. */
 static __always_inline void sock__fill_endpoints(struct sock *sk, struct ht_conn_event *ev)
 {
 	ev->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (ev->family == HT_AF_UNIX) {
+		/* An accepted socket carries its listener's name; the peer is the
+		 * other end's socket, which the connecting end names this way. */
+		struct unix_sock *u = (struct unix_sock *)sk;
+		struct unix_sock *peer = (struct unix_sock *)BPF_CORE_READ(u, peer);
+
+		ev->local_path_len = sock__unix_name(BPF_CORE_READ(u, addr), ev->local_path);
+		if (peer)
+			ev->remote_path_len = sock__unix_name(BPF_CORE_READ(peer, addr),
+							      ev->remote_path);
+		return;
+	}
 	sock__ports(sk, &ev->local_port, &ev->remote_port);
 	if (ev->family == HT_AF_INET) {
 		bpf_core_read(ev->local_addr, 4, &sk->__sk_common.skc_rcv_saddr);
@@ -181,9 +228,9 @@ static __always_inline void sock__fill_endpoints(struct sock *sk, struct ht_conn
 }
 
 /*
- * Enters a connection into the map. Sockets that are not TCP get no entry;
- * TCP sockets outside the port filter get an IGNORED entry so that their later
- * syscalls cost one lookup.
+ * Enters a connection into the map. Sockets that are not traced get no entry;
+ * traced ones outside the port filter (Unix domain sockets have no port) get
+ * an IGNORED entry so that their later syscalls cost one lookup.
  */
 static __always_inline struct ht_conn_state *conn__create(struct task_struct *task,
 							const struct ht_conn_key *key, __u8 origin,
@@ -201,6 +248,7 @@ static __always_inline struct ht_conn_state *conn__create(struct task_struct *ta
 	st.exec_id = task__exec_id(task);
 	st.origin = origin;
 	st.role = role;
+	st.is_unix = BPF_CORE_READ(sk, __sk_common.skc_family) == HT_AF_UNIX;
 	st.proto = filter__port_allowed(lport, rport) ? PROTO_UNKNOWN : PROTO_IGNORED;
 	if (bpf_map_update_elem(&conns, key, &st, BPF_ANY))
 		return NULL;

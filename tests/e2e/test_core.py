@@ -655,8 +655,10 @@ def test_both_payload_programs_give_the_same_records(tmp_path, py_server):
     BPF_FEAT_RDONLY_CAST_TO_VOID: Linux 6.16, this CI's kernel), the payload
     program that drops files and non-TCP sockets without a helper call is
     loaded; the portable one with --fast_fd_filter=false. Both record the same
-    exchange (this process as the client, by pid) and neither makes a
-    connection of a file or of a unix socketpair carrying an HTTP request."""
+    exchange (this process as the client, by pid), the same requests sent
+    through a unix socketpair (unnamed: no addresses; unanswered, so written
+    incomplete at its close), and neither makes a connection of a file
+    holding an HTTP request."""
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
         allowed = b"BPF_FEAT_RDONLY_CAST_TO_VOID" in f.read()
     request = b"GET /over-unix HTTP/1.1\r\nHost: u\r\n\r\n"
@@ -678,17 +680,25 @@ def test_both_payload_programs_give_the_same_records(tmp_path, py_server):
             assert (resp.status, resp.read()) == (200, b"x" * 100)
             conn.close()
             recs = d.wait_for(match(py_server.port, "/echo"), 2)
+            pair = d.wait_for(lambda r: r["network"].get("type") == "unix" and
+                              r["url"]["path"] == "/over-unix", 8)
         finally:
             assert d.stop() == 0, d.stderr()
         prog = "sys_exit_payload_fast" if fast == "true" and allowed else "sys_exit_payload"
         assert f"httptraced: payload syscalls traced by {prog}" in d.stderr_lines
         st = final_stats(d)
-        # One connection, seen from both ends: the socketpair and the file
-        # were none, and no record but the two of the POST.
-        assert (st["opened"], st["not_http"], st["records"]) == (2, 0, 2), st
+        # Two connections, each seen from both ends: the TCP one and the
+        # socketpair. The file was none, and no record but these ten.
+        assert (st["opened"], st["not_http"], st["records"]) == (4, 0, 10), st
         seen[fast] = sorted(
             (r["httptraced"]["role"], r["http"]["request"]["body"], r["http"]["response"]["body"],
              r["http"]["response"]["status_code"]) for r in recs)
+        pair_seen = sorted((r["httptraced"]["role"], r["httptraced"]["connection"]["origin"],
+                            r["httptraced"]["incomplete"], "client" in r or "server" in r,
+                            "response" in r["http"]) for r in pair)
+        assert pair_seen == [("client", "discovered", True, False, False)] * 4 + \
+            [("server", "discovered", True, False, False)] * 4, pair
+        assert {r["process"]["pid"] for r in pair} == {os.getpid()}
     assert seen["true"] == seen["false"] == [
         (role, {"bytes": 100, "content": "x" * 100}, {"bytes": 100, "content": "x" * 100}, 200)
         for role in ("client", "server")]

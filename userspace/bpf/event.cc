@@ -1,5 +1,8 @@
 #include "bpf/event.h"
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "absl/status/status.h"
@@ -57,6 +60,12 @@ absl::StatusOr<Event> DecodeEvent(std::string_view sample) {
                                                       : conn::Origin::kDiscovered;
       info.local = EndpointOf(ev->local_addr, ev->local_port);
       info.remote = EndpointOf(ev->remote_addr, ev->remote_port);
+      if (info.family == AF_UNIX) {
+        info.local.text = conn::UnixNameText(
+            ev->local_path, std::min<size_t>(ev->local_path_len, sizeof(ev->local_path)));
+        info.remote.text = conn::UnixNameText(
+            ev->remote_path, std::min<size_t>(ev->remote_path_len, sizeof(ev->remote_path)));
+      }
       info.comm.assign(ev->comm, strnlen(ev->comm, sizeof(ev->comm)));
       info.proc_start = ev->proc_start;
       info.exec_id = ev->exec_id;

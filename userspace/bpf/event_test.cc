@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <string>
 #include <variant>
 
@@ -16,6 +17,7 @@ using testing::ConnIdSpec;
 using testing::DataSample;
 using testing::ExitSample;
 using testing::OpenSample;
+using testing::UnixOpenSample;
 
 TEST_CASE("DecodeEvent: open event carries identity, role, endpoints and comm") {
   const ConnIdSpec id{.tgid = 4242, .fd = 9, .gen = 123456789};
@@ -35,6 +37,47 @@ TEST_CASE("DecodeEvent: open event carries identity, role, endpoints and comm") 
   CHECK(open.info.open_ts_ns == 100);
   CHECK(open.info.proc_start == 987654321);
   CHECK(open.info.exec_id == 3);
+}
+
+TEST_CASE("DecodeEvent: a Unix socket's open event carries the sockets' names") {
+  using std::string_literals::operator""s;
+  const ConnIdSpec id{.tgid = 4242, .fd = 11, .gen = 5};
+  // A path bound with its terminating NUL counted (as many servers do).
+  absl::StatusOr<Event> ev =
+      DecodeEvent(UnixOpenSample(id, HT_ROLE_SERVER, "/run/app/gunicorn.sock\0"s, ""));
+  REQUIRE(ev.ok());
+  const auto& server = std::get<OpenEvent>(*ev);
+  CHECK(server.info.family == AF_UNIX);
+  CHECK(server.info.role == http::Role::kServer);
+  CHECK(server.info.local.text == "/run/app/gunicorn.sock");
+  CHECK(server.info.remote.text == "");
+  CHECK(server.info.local.port == 0);
+  CHECK(server.info.comm == "gunicorn");
+
+  // The client's end: unnamed, its peer carries an abstract name.
+  ev = DecodeEvent(UnixOpenSample(id, HT_ROLE_CLIENT, "", "\0api\0v1"s));
+  REQUIRE(ev.ok());
+  const auto& client = std::get<OpenEvent>(*ev);
+  CHECK(client.info.local.text == "");
+  CHECK(client.info.remote.text == "@api\0v1"s);  // every byte of the abstract name
+
+  // The longest name, all 108 bytes and no NUL.
+  const std::string longest(108, 'p');
+  ev = DecodeEvent(UnixOpenSample(id, HT_ROLE_SERVER, longest, ""));
+  REQUIRE(ev.ok());
+  CHECK(std::get<OpenEvent>(*ev).info.local.text == longest);
+}
+
+TEST_CASE("DecodeEvent: a name length past its buffer is clamped") {
+  std::string sample = UnixOpenSample({.tgid = 1, .fd = 3, .gen = 1}, HT_ROLE_SERVER, "/s", "");
+  ht_conn_event ev;
+  std::memcpy(&ev, sample.data(), sizeof(ev));
+  ev.local_path_len = 255;  // more than the buffer holds: a corrupt event
+  std::memset(ev.local_path, 'x', sizeof(ev.local_path));
+  sample.assign(reinterpret_cast<const char*>(&ev), sizeof(ev));
+  absl::StatusOr<Event> out = DecodeEvent(sample);
+  REQUIRE(out.ok());
+  CHECK(std::get<OpenEvent>(*out).info.local.text == std::string(HT_UNIX_PATH_MAX, 'x'));
 }
 
 TEST_CASE("DecodeEvent: process exit carries the process and its start time") {

@@ -215,6 +215,7 @@ absl::Status Tracer::Configure(const TracerOptions& o) {
   for (size_t i = 0; i < o.pids.size(); ++i) ro->targ_pids[i] = o.pids[i];
   ro->targ_nports = static_cast<uint32_t>(o.ports.size());
   for (size_t i = 0; i < o.ports.size(); ++i) ro->targ_ports[i] = o.ports[i];
+  ro->targ_unix_sockets = o.unix_sockets ? 1 : 0;
   ro->targ_max_capture = o.max_capture_bytes;
   ro->targ_wakeup_bytes = o.ring_buffer_bytes / 16;
   for (const PayloadSyscall& sc : kPayloadSyscalls) {
@@ -243,7 +244,7 @@ absl::Status Tracer::Configure(const TracerOptions& o) {
     }
   }
   // One of the two payload programs: the same code, one of them dropping
-  // files and non-TCP sockets with plain loads where the kernel allows it.
+  // files and untraced sockets with plain loads where the kernel allows it.
   const bool fast = untrusted_loads_ = o.fast_fd_filter && KernelAllowsUntrustedLoads();
   payload_prog_ = fast ? skel_->progs.sys_exit_payload_fast : skel_->progs.sys_exit_payload;
   bpf_program__set_autoload(

@@ -24,6 +24,7 @@ namespace httptraced::bpf {
 struct TracerOptions {
   std::vector<uint32_t> pids;   // only these processes (empty: all)
   std::vector<uint16_t> ports;  // only connections with one end on these ports (empty: all)
+  bool unix_sockets = true;     // Unix domain stream sockets too (never matched by ports)
   uint32_t self_tgid = 0;       // never traced
   uint32_t max_capture_bytes = 65536;      // payload captured per syscall
   bool fast_fd_filter = true;              // sys_exit_payload_fast where the kernel allows it
@@ -45,7 +46,7 @@ struct KernelCounters {
   uint64_t ring_drop_bytes = 0;  // bytes in those events
   uint64_t read_faults = 0;      // payload bytes the kernel could not copy
   uint64_t not_http = 0;         // connections the kernel classified as not HTTP
-  uint64_t conns_seen = 0;       // TCP connections entered into the kernel map
+  uint64_t conns_seen = 0;       // connections entered into the kernel map
   uint64_t stale = 0;            // entries left by exited processes or before an exec, replaced
   uint64_t body_skipped = 0;     // payload bytes not copied: past what the daemon keeps of a body
 };

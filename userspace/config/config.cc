@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, pid, "",
 ABSL_FLAG(std::string, port, "",
           "Comma-separated TCP ports (at most 16); a connection is traced when either end "
           "uses one. Empty traces every port.");
+ABSL_FLAG(bool, unix_sockets, true,
+          "Also trace HTTP over Unix domain stream sockets (a proxy in front of an app server's "
+          "socket file, a local API socket); --port never matches them.");
 ABSL_FLAG(uint32_t, max_body_bytes, 16384,
           "Body bytes kept per request and per response (0..1048576); records keep the true "
           "size and a truncated flag.");
@@ -275,6 +278,7 @@ std::vector<std::string> RestartOnlyChanges(const Config& a, const Config& b) {
   std::vector<std::string> out;
   if (a.pids != b.pids) out.push_back("pid");
   if (a.ports != b.ports) out.push_back("port");
+  if (a.unix_sockets != b.unix_sockets) out.push_back("unix_sockets");
   if (a.max_capture_bytes != b.max_capture_bytes) out.push_back("max_capture_bytes");
   if (a.fast_fd_filter != b.fast_fd_filter) out.push_back("fast_fd_filter");
   if (a.ring_buffer_mb != b.ring_buffer_mb) out.push_back("ring_buffer_mb");
@@ -301,6 +305,7 @@ absl::StatusOr<Config> FromFlags() {
   absl::StatusOr<std::vector<uint16_t>> ports = ParsePortList(absl::GetFlag(FLAGS_port));
   if (!ports.ok()) return ports.status();
   c.ports = *std::move(ports);
+  c.unix_sockets = absl::GetFlag(FLAGS_unix_sockets);
   c.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
   c.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
   c.capture_bodies = absl::GetFlag(FLAGS_capture_bodies);

@@ -27,6 +27,7 @@ struct Config {
   // What to trace.
   std::vector<uint32_t> pids;
   std::vector<uint16_t> ports;
+  bool unix_sockets = true;  // Unix domain stream sockets as well as TCP
   // What records hold.
   uint32_t max_body_bytes = 16384;
   uint32_t max_header_bytes = 65536;

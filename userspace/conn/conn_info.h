@@ -1,4 +1,4 @@
-// What the daemon knows about one traced TCP connection.
+// What the daemon knows about one traced connection (TCP or Unix domain stream).
 #ifndef HTTPTRACED_CONN_CONN_INFO_H_
 #define HTTPTRACED_CONN_CONN_INFO_H_
 
@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "http/session.h"
@@ -28,7 +29,8 @@ struct Endpoint {
   std::array<uint8_t, 16> addr{};  // network order; IPv4 uses the first 4 bytes
   uint16_t port = 0;               // host order
   // The address as text ("10.0.0.1", "::1", "::ffff:127.0.0.1"), formatted
-  // once per connection (see FormatEndpointText); "" when not formatted.
+  // once per connection (AddressText); "" when not formatted. For AF_UNIX the
+  // socket's name (UnixNameText), "" when it has none; addr and port are 0.
   std::string text;
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
@@ -43,11 +45,19 @@ inline std::string AddressText(int family, const std::array<uint8_t, 16>& addr) 
   return buf;
 }
 
+// A Unix domain socket's name as ss(8) shows it: the path up to its first NUL,
+// or for an abstract name (leading NUL) "@" and the rest of its bytes.
+inline std::string UnixNameText(const char* name, size_t len) {
+  if (len == 0) return {};
+  if (name[0] == '\0') return "@" + std::string(name + 1, len - 1);
+  return std::string(name, strnlen(name, len));
+}
+
 enum class Origin { kAccept, kConnect, kDiscovered };
 
 struct ConnInfo {
   ConnKey key;
-  int family = 0;  // AF_INET or AF_INET6
+  int family = 0;  // AF_INET, AF_INET6 or AF_UNIX
   http::Role role = http::Role::kUnknown;
   Origin origin = Origin::kDiscovered;
   Endpoint local;   // this process's end

@@ -68,9 +68,12 @@ void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable, std::st
   ConnInfo info = ev.info;
   info.executable = std::move(executable);
   info.container_id = std::move(container_id);
-  // Formatted once here rather than for every record.
-  info.local.text = AddressText(info.family, info.local.addr);
-  info.remote.text = AddressText(info.family, info.remote.addr);
+  // Formatted once here rather than for every record (a Unix socket's name
+  // was decoded as text).
+  if (info.family != AF_UNIX) {
+    info.local.text = AddressText(info.family, info.local.addr);
+    info.remote.text = AddressText(info.family, info.remote.addr);
+  }
   slot = std::make_unique<Tracker>(std::move(info), options_);
   slot->last_event_ns_ = ev.info.open_ts_ns;
   slot->streams_[0].StartAt(ev.start_pos[0]);
@@ -106,6 +109,9 @@ bool ConnTable::TryResume(const bpf::OpenEvent& ev) {
   // The same socket of the same process: no close was seen for it, and the
   // same endpoints are on the same fd. (Its open event told them; a tracker
   // made up from data alone is not resumed.)
+  // A Unix socket's names are shared by every connection to its server
+  // (and empty for a socketpair): they tell no two sockets apart.
+  if (was.family == AF_UNIX) return false;
   if (t.ignored_ || was.family == 0 || was.family != ev.info.family ||
       was.local.addr != ev.info.local.addr || was.local.port != ev.info.local.port ||
       was.remote.addr != ev.info.remote.addr || was.remote.port != ev.info.remote.port ||

@@ -89,6 +89,15 @@ std::string_view FormatIp(int family, const conn::Endpoint& endpoint,
 
 void WriteEndpoint(JsonWriter& w, std::string_view key, int family,
                    const conn::Endpoint& endpoint) {
+  if (family == AF_UNIX) {
+    // ECS: "address" holds a Unix socket's name; an unnamed end has none.
+    if (endpoint.text.empty()) return;
+    w.Key(key);
+    w.BeginObject();
+    w.StringField("address", endpoint.text);
+    w.EndObject();
+    return;
+  }
   char buf[INET6_ADDRSTRLEN];
   const std::string_view ip =
       endpoint.text.empty() ? FormatIp(family, endpoint, buf) : std::string_view(endpoint.text);
@@ -477,8 +486,11 @@ void RecordBuilder::WriteProcessPart(JsonWriter& w, const conn::ConnInfo& conn,
     w.RawMembers(R"("network":{"transport":"tcp","type":"ipv4","protocol":"http"})");
   } else if (conn.family == AF_INET6) {
     w.RawMembers(R"("network":{"transport":"tcp","type":"ipv6","protocol":"http"})");
+  } else if (conn.family == AF_UNIX) {
+    w.RawMembers(R"("network":{"type":"unix","protocol":"http"})");
   } else {
-    w.RawMembers(R"("network":{"transport":"tcp","protocol":"http"})");
+    // Its open event was lost: TCP or Unix, not known.
+    w.RawMembers(R"("network":{"protocol":"http"})");
   }
 
   w.Key("process");

@@ -522,6 +522,26 @@ TEST_CASE("Unknown role: no client/server, the raw ends under httptraced.connect
   CHECK(j["network"] == json{{"transport", "tcp"}, {"type", "ipv4"}, {"protocol", "http"}});
 }
 
+TEST_CASE("Unix domain socket: the socket's name as server.address, no transport") {
+  const json server = RenderJson(samples::UnixServer());
+  CHECK(server.count("client") == 0);  // nginx's end of the socket has no name
+  CHECK(server["server"] == json{{"address", "/run/app/gunicorn.sock"}});
+  CHECK(server["network"] == json{{"type", "unix"}, {"protocol", "http"}});
+  CHECK(server["process"]["name"] == "gunicorn");
+  CHECK(server["url"] == json{{"original", "/api/items"}, {"path", "/api/items"},
+                              {"domain", "app"}});
+
+  const json client = RenderJson(samples::UnixClientAbstract());
+  CHECK(client.count("client") == 0);
+  CHECK(client["server"] == json{{"address", "@api"}});
+  CHECK(client["network"] == json{{"type", "unix"}, {"protocol", "http"}});
+
+  const json unknown = RenderJson(samples::UnixUnknownRole());
+  CHECK(unknown.count("server") == 0);
+  CHECK(unknown["httptraced"]["connection"] == R"({"id": "4242-7-99", "seq": 0,
+    "origin": "discovered", "local": {"address": "/run/app/gunicorn.sock"}})"_json);
+}
+
 TEST_CASE("Absolute-form target: scheme, authority over Host, fragment, HTTP/1.0") {
   const json j = RenderJson(samples::AbsoluteFormProxyRequest());
   CHECK(j["url"] == R"({"original": "http://user:pw@example.org:8081/p/a?x=1#frag",
@@ -548,7 +568,7 @@ TEST_CASE("Unknown address family: no addresses and no network.type") {
   const json j = RenderJson(s);
   CHECK(j.count("client") == 0);
   CHECK(j.count("server") == 0);
-  CHECK(j["network"] == json{{"transport", "tcp"}, {"protocol", "http"}});
+  CHECK(j["network"] == json{{"protocol", "http"}});
 }
 
 TEST_CASE("A process in a container: container.id, before host") {
@@ -620,7 +640,7 @@ TEST_CASE("ClockOffset moves every timestamp, durations stay") {
 
 TEST_CASE("Every sample record is one valid line") {
   const std::vector<samples::Sample> all = samples::AllSamples();
-  CHECK(all.size() == 21);
+  CHECK(all.size() == 25);
   for (const samples::Sample& s : all) {
     CAPTURE(s.name);
     const json j = RenderJson(s);

@@ -348,6 +348,54 @@ Sample RepeatedHeadersAndTrailers() {
   return s;
 }
 
+Sample UnixServer() {
+  conn::ConnInfo c = ServerConnV4();
+  c.family = AF_UNIX;
+  c.local = {.text = "/run/app/gunicorn.sock"};  // the listener's name
+  c.remote = {};                                 // nginx's end: unnamed
+  c.comm = "gunicorn";
+  Sample s = Make("unix_server", std::move(c), "/usr/bin/python3.11");
+  http::Message req = Request("GET", "/api/items", {{"Host", "app"}});
+  SetTiming(req, 0, 4243, 0, 4243);
+  http::Message resp = Response(200, {}, "[]");
+  SetTiming(resp, 1'000, 4243, 1'000, 4243);
+  s.exchange.request = std::move(req);
+  s.exchange.response = std::move(resp);
+  return s;
+}
+
+Sample UnixClientAbstract() {
+  conn::ConnInfo c = ClientConnV4();
+  c.family = AF_UNIX;
+  c.local = {};
+  c.remote = {.text = "@api"};  // an abstract name
+  Sample s = Make("unix_client_abstract", std::move(c), "/usr/bin/curl");
+  http::Message req = Request("GET", "/v1/ping", {{"Host", "localhost"}});
+  SetTiming(req, 0, 5151, 0, 5151);
+  http::Message resp = Response(204, {});
+  SetTiming(resp, 1'000, 5151, 1'000, 5151);
+  s.exchange.request = std::move(req);
+  s.exchange.response = std::move(resp);
+  return s;
+}
+
+Sample UnixUnknownRole() {
+  Sample s = UnixServer();
+  s.name = "unix_unknown_role";
+  s.conn.role = http::Role::kUnknown;
+  s.conn.origin = conn::Origin::kDiscovered;
+  return s;
+}
+
+Sample UnknownFamily() {
+  Sample s = ServerGetWithQuery();
+  s.name = "unknown_family";
+  s.conn.family = 0;  // its open event was lost
+  s.conn.local = {};
+  s.conn.remote = {};
+  return s;
+}
+
 Sample UnknownRole() {
   Sample s = Make("unknown_role", ServerConnV4(), "/usr/sbin/nginx");
   s.conn.role = http::Role::kUnknown;
@@ -409,6 +457,10 @@ std::vector<Sample> AllSamples() {
       UnknownRole(),
       AbsoluteFormProxyRequest(),
       InterimResponses(),
+      UnixServer(),
+      UnixClientAbstract(),
+      UnixUnknownRole(),
+      UnknownFamily(),
   };
   for (Sample& s : Pipelined()) all.push_back(std::move(s));
   return all;

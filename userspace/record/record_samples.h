@@ -66,6 +66,10 @@ Sample Ipv4Mapped();
 Sample TruncatedBodies();
 Sample RepeatedHeadersAndTrailers();
 Sample UnknownRole();
+Sample UnixServer();          // AF_UNIX: the server's socket file, the client's end unnamed
+Sample UnixClientAbstract();  // AF_UNIX: curl to an abstract name
+Sample UnixUnknownRole();
+Sample UnknownFamily();  // the open event was lost
 Sample AbsoluteFormProxyRequest();
 Sample InterimResponses();
 

@@ -4,7 +4,7 @@ listeners): for each request it peeks (MSG_PEEK) at the bytes waiting, more
 each time, until it sees the end of the head, takes exactly the head, then the
 body. Prints its port, serves keep-alive connections one at a time.
 
-    peek_server.py recv|recvmsg|none [trunc|splice]
+    peek_server.py recv|recvmsg|none [trunc|splice] [unix:PATH]
 
 recv / recvmsg: how it peeks (recv(2) is the recvfrom syscall); none: it
 does not, and takes the head a byte at a time instead. trunc: the body is
@@ -12,6 +12,8 @@ discarded with recv(MSG_TRUNC), which on TCP consumes the bytes without
 copying them. splice: the request body goes from the socket into a pipe, and
 the response body from a pipe into the socket, with splice(2), as proxies
 forward bodies. Every response is 200 with the body "n=<body length>".
+unix:PATH: listen on that Unix domain socket instead (and print PATH), where
+MSG_TRUNC is ignored on a stream socket: the bytes are copied.
 """
 import os
 import socket
@@ -19,6 +21,7 @@ import sys
 
 peek_with = sys.argv[1]
 body_with = sys.argv[2] if len(sys.argv) > 2 else "recv"
+unix_path = sys.argv[3][len("unix:"):] if len(sys.argv) > 3 else None
 
 
 def peek(c, n):
@@ -85,10 +88,16 @@ def serve(c, pipe_r, pipe_w):
 
 
 pipe_r, pipe_w = os.pipe()
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen()
-print(s.getsockname()[1], flush=True)
+if unix_path:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(unix_path)
+    s.listen()
+    print(unix_path, flush=True)
+else:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    print(s.getsockname()[1], flush=True)
 while True:
     conn, _ = s.accept()
     with conn:

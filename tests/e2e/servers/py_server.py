@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A Python http.server-based test server (HTTP/1.1, keep-alive, threaded).
 
-Prints its port on stdout once listening. Endpoints:
+Prints its port on stdout once listening; with --unix PATH it listens on that
+Unix domain socket instead ("@name": an abstract one) and prints the path.
+Endpoints:
   GET  /hello            -> 200 "hello world\n"
   GET  /path/<x>         -> 200 "path=/path/<x>\n" (pipelining checks)
   GET  /binary           -> 200, the 256 bytes 0x00..0xff
@@ -22,6 +24,8 @@ import string
 import sys
 import threading
 import time
+import os
+import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -103,11 +107,31 @@ class V6Server(ThreadingHTTPServer):
     address_family = socket.AF_INET6
 
 
+class UnixHandler(Handler):
+    disable_nagle_algorithm = False  # no TCP_NODELAY on a Unix socket
+
+    def address_string(self):
+        return "unix"
+
+
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--unix", help="listen on this Unix socket path (@name: abstract)")
     args = ap.parse_args()
+    if args.unix:
+        name = "\0" + args.unix[1:] if args.unix.startswith("@") else args.unix
+        if not args.unix.startswith("@") and os.path.exists(name):
+            os.unlink(name)
+        srv = UnixServer(name, UnixHandler)
+        print(args.unix, flush=True)
+        srv.serve_forever()
+        return
     cls = V6Server if ":" in args.host else ThreadingHTTPServer
     cls.daemon_threads = True
     srv = cls((args.host, args.port), Handler)

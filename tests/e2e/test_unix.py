@@ -1,0 +1,302 @@
+"""End-to-end: HTTP over Unix domain stream sockets, with real servers (the
+Python test server, nginx) and real clients (curl, nginx, raw sockets)."""
+import os
+import secrets
+import socket
+import subprocess
+import time
+import types
+
+import pytest
+
+from conftest import PYTHON, SERVERS, Daemon, curl, final_stats, pick_port, server_port, \
+    wait_for_port
+
+UNIX_NETWORK = {"type": "unix", "protocol": "http"}
+
+
+def start_unix_server(path):
+    """servers/py_server.py listening on the Unix socket `path` (@name: abstract)."""
+    proc = subprocess.Popen([PYTHON, str(SERVERS / "py_server.py"), "--unix", str(path)],
+                            stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    assert line == str(path), f"unix server did not start: {line!r}"
+    return types.SimpleNamespace(proc=proc, pid=proc.pid, path=str(path))
+
+
+def stop(proc):
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def unix_server(tmp_path_factory):
+    s = start_unix_server(tmp_path_factory.mktemp("unix") / "app.sock")
+    yield s
+    stop(s.proc)
+
+
+def on_unix(name, path=None, pid=None):
+    """Records of exchanges over the Unix socket `name`, optionally for one URL
+    path and one process."""
+    def pred(r):
+        return (r["network"].get("type") == "unix"
+                and (r.get("server") or {}).get("address") == name
+                and (path is None or r.get("url", {}).get("path") == path)
+                and (pid is None or r["process"]["pid"] == pid))
+    return pred
+
+
+def check_unix_record(r, name, role, url_path, body, seq=0):
+    assert r["network"] == UNIX_NETWORK
+    assert r["server"] == {"address": name}
+    assert "client" not in r  # the connecting end's socket has no name
+    assert r["httptraced"]["role"] == role
+    assert r["httptraced"]["connection"]["origin"] == ("accept" if role == "server" else "connect")
+    assert r["httptraced"]["connection"]["seq"] == seq
+    assert r["httptraced"]["incomplete"] is False
+    assert r["url"]["path"] == url_path
+    assert r["http"]["response"]["status_code"] == 200
+    assert r["http"]["response"]["body"] == {"bytes": len(body), "content": body.decode()}
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_curl_over_a_unix_socket_records_both_ends_exactly(tmp_path, unix_server, fast):
+    """curl --unix-socket to the Python server: two GETs on one keep-alive
+    connection and a POST on another. Both ends of each exchange are recorded,
+    with the socket file as server.address, with both payload programs."""
+    d = Daemon(tmp_path / "logs", f"--fast_fd_filter={str(fast).lower()}").start()
+    tok = secrets.token_hex(4)
+    try:
+        out, get_pid = curl("--unix-socket", unix_server.path, f"http://localhost/path/a-{tok}",
+                            f"http://localhost/path/b-{tok}")
+        assert out == f"path=/path/a-{tok}\npath=/path/b-{tok}\n".encode()
+        body = (tok * 1000)[:3000]
+        (tmp_path / "body").write_text(body)
+        out, post_pid = curl("--unix-socket", unix_server.path, "-H", "Content-Type: text/plain",
+                             "--data-binary", f"@{tmp_path / 'body'}",
+                             f"http://localhost/echo?t={tok}")
+        assert out == body.encode()
+        recs = d.wait_for(lambda r: on_unix(unix_server.path)(r) and tok in r["url"]["original"],
+                          6)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert len(recs) == 6, recs
+    by = {(r["process"]["pid"], r["url"]["path"]): r for r in recs}
+    for pid, role in ((get_pid, "client"), (unix_server.pid, "server")):
+        a, b = by[(pid, f"/path/a-{tok}")], by[(pid, f"/path/b-{tok}")]
+        check_unix_record(a, unix_server.path, role, f"/path/a-{tok}",
+                          f"path=/path/a-{tok}\n".encode())
+        check_unix_record(b, unix_server.path, role, f"/path/b-{tok}",
+                          f"path=/path/b-{tok}\n".encode(), seq=1)
+        assert a["httptraced"]["connection"]["id"] == b["httptraced"]["connection"]["id"]
+        assert a["http"]["request"]["method"] == "GET"
+    assert by[(get_pid, f"/path/a-{tok}")]["process"]["name"] == "curl"
+    for pid, role in ((post_pid, "client"), (unix_server.pid, "server")):
+        echo = by[(pid, "/echo")]
+        check_unix_record(echo, unix_server.path, role, "/echo", body.encode())
+        assert echo["http"]["request"]["method"] == "POST"
+        assert echo["http"]["request"]["body"] == {"bytes": 3000, "content": body}
+    st = final_stats(d)
+    assert st["parse_errors"] == 0 and st["kernel_drops"] == 0 and st["gaps"] == 0, st
+
+
+def test_nginx_proxying_to_an_app_server_socket(tmp_path, tracer, unix_server):
+    """The common production shape: nginx on TCP in front of an application
+    server on a socket file (gunicorn, uWSGI in HTTP mode, a Node.js app), over
+    keep-alive upstream connections. Each request gives four records: curl and
+    nginx on TCP, nginx and the app server on the Unix socket."""
+    port = pick_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"""
+user root;
+daemon off;
+master_process on;
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp_path}/body;
+  proxy_temp_path {tmp_path}/proxy;
+  fastcgi_temp_path {tmp_path}/fastcgi;
+  uwsgi_temp_path {tmp_path}/uwsgi;
+  scgi_temp_path {tmp_path}/scgi;
+  upstream app {{
+    server unix:{unix_server.path};
+    keepalive 4;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://app/path/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(tmp_path / "error.log")])
+    tok = secrets.token_hex(4)
+    try:
+        wait_for_port(port, nginx, lambda: (tmp_path / "error.log").read_text())
+        out, _ = curl(f"http://127.0.0.1:{port}/one-{tok}", f"http://127.0.0.1:{port}/two-{tok}")
+        assert out == f"path=/path/one-{tok}\npath=/path/two-{tok}\n".encode()
+        upstream = tracer.wait_for(
+            lambda r: on_unix(unix_server.path)(r) and tok in r["url"]["path"], 4)
+        front = tracer.wait_for(lambda r: server_port(r) == port and tok in r["url"]["path"], 4)
+    finally:
+        stop(nginx)
+    assert len(upstream) == 4 and len(front) == 4
+    by = {(r["process"]["name"], r["url"]["path"]): r for r in upstream}
+    assert sorted(by) == [("nginx", f"/path/one-{tok}"), ("nginx", f"/path/two-{tok}"),
+                          ("python3", f"/path/one-{tok}"), ("python3", f"/path/two-{tok}")]
+    for name, role in (("nginx", "client"), ("python3", "server")):
+        one_, two = by[(name, f"/path/one-{tok}")], by[(name, f"/path/two-{tok}")]
+        check_unix_record(one_, unix_server.path, role, f"/path/one-{tok}",
+                          f"path=/path/one-{tok}\n".encode())
+        # nginx kept the upstream connection open: the second request reuses it.
+        check_unix_record(two, unix_server.path, role, f"/path/two-{tok}",
+                          f"path=/path/two-{tok}\n".encode(), seq=1)
+        assert one_["httptraced"]["connection"]["id"] == two["httptraced"]["connection"]["id"]
+    assert by[("python3", f"/path/one-{tok}")]["process"]["pid"] == unix_server.pid
+    for r in front:
+        assert r["network"]["transport"] == "tcp" and r["server"]["port"] == port
+        assert r["url"]["path"] in (f"/one-{tok}", f"/two-{tok}")
+
+
+def raw_unix_exchange(address, request, response_end):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(address)
+        s.sendall(request)
+        got = b""
+        while not got.endswith(response_end):
+            chunk = s.recv(65536)
+            assert chunk, f"server closed early: {got!r}"
+            got += chunk
+        return got
+
+
+def test_an_abstract_socket_and_a_raw_client(tmp_path, tracer):
+    """An abstract socket (no file; Linux-only, used by D-Bus-like services and
+    container runtimes) shows as "@name", as ss(8) writes it. The client is a
+    raw socket in this process, its request and body sent in one write."""
+    name = f"@httptraced-test-{secrets.token_hex(4)}"
+    srv = start_unix_server(name)
+    try:
+        got = raw_unix_exchange(
+            "\0" + name[1:],
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Content-Type: text/plain\r\nConnection: close\r\n\r\nhello", b"hello")
+        assert got.startswith(b"HTTP/1.1 200 OK\r\n")
+        recs = tracer.wait_for(on_unix(name), 2)
+    finally:
+        stop(srv.proc)
+    assert len(recs) == 2
+    by = {r["process"]["pid"]: r for r in recs}
+    assert sorted(by) == sorted([os.getpid(), srv.pid])
+    check_unix_record(by[os.getpid()], name, "client", "/echo", b"hello")
+    check_unix_record(by[srv.pid], name, "server", "/echo", b"hello")
+    assert by[srv.pid]["http"]["request"]["body"] == {"bytes": 5, "content": "hello"}
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_peeks_and_msg_trunc_on_a_unix_socket(tmp_path, fast):
+    """A server that peeks at each head before taking it and reads bodies
+    with recv(MSG_TRUNC), on a Unix socket (servers/peek_server.py): the
+    peeked bytes are recorded once, and the body whole, since a Unix stream
+    socket ignores MSG_TRUNC and copies the bytes (on TCP they are counted
+    as not seen: test_core.py)."""
+    path = tmp_path / "peek.sock"
+    srv = subprocess.Popen([PYTHON, str(SERVERS / "peek_server.py"), "recv", "trunc",
+                            f"unix:{path}"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == str(path)
+        d = Daemon(tmp_path / "logs", f"--pid={srv.pid}",
+                   f"--fast_fd_filter={str(fast).lower()}").start()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(str(path))
+                post = b"POST /a HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\n\r\nhello"
+                s.sendall(post[:12])
+                time.sleep(0.1)
+                s.sendall(post[12:])
+                got = b""
+                while not got.endswith(b"n=5"):
+                    got += s.recv(4096)
+                s.sendall(b"GET /b HTTP/1.1\r\nHost: p\r\n\r\n")
+                while not got.endswith(b"n=0"):
+                    got += s.recv(4096)
+            recs = d.wait_for(on_unix(str(path)), 2)
+        finally:
+            assert d.stop() == 0, d.stderr()
+    finally:
+        stop(srv)
+    by = {r["url"]["path"]: r for r in recs}
+    assert sorted(by) == ["/a", "/b"]
+    a, b = by["/a"], by["/b"]
+    assert a["http"]["request"]["body"] == {"bytes": 5, "content": "hello"}
+    assert "request" not in a["httptraced"]  # no gap, nothing truncated
+    assert a["http"]["response"]["body"] == {"bytes": 3, "content": "n=5"}
+    assert b["http"]["response"]["body"] == {"bytes": 3, "content": "n=0"}
+    assert b["httptraced"]["connection"]["seq"] == 1
+    st = final_stats(d)
+    assert st["parse_errors"] == 0 and st["gaps"] == 0, st
+
+
+@pytest.mark.parametrize("flag", ["--unix_sockets=false", "--port={tcp_port}"])
+def test_unix_sockets_can_be_left_out(tmp_path, py_server, unix_server, flag):
+    """--unix_sockets=false leaves Unix sockets out; so does --port, which
+    names TCP ports only. TCP is still traced in the same run."""
+    d = Daemon(tmp_path / "logs", flag.format(tcp_port=py_server.port)).start()
+    tok = secrets.token_hex(4)
+    try:
+        curl("--unix-socket", unix_server.path, f"http://localhost/path/unix-{tok}")
+        curl(py_server.url(f"/path/tcp-{tok}"))
+        tcp = d.wait_for(lambda r: r.get("url", {}).get("path") == f"/path/tcp-{tok}", 2)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert len(tcp) == 2
+    assert [r for r in d.records() if r["network"].get("type") == "unix"] == []
+
+
+def test_a_unix_connection_opened_before_the_daemon_started(tmp_path, unix_server):
+    """A keep-alive connection made before the daemon ran is found at its next
+    request (origin "discovered"): both ends recorded, with the server's name,
+    and nothing of the request made before."""
+    tok = secrets.token_hex(4)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(unix_server.path)
+        before = f"GET /path/before-{tok} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        s.sendall(before)
+        end = f"path=/path/before-{tok}\n".encode()
+        got = b""
+        while not got.endswith(end):
+            got += s.recv(65536)
+        d = Daemon(tmp_path / "logs").start()
+        try:
+            s.sendall(f"GET /path/after-{tok} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            end = f"path=/path/after-{tok}\n".encode()
+            got = b""
+            while not got.endswith(end):
+                chunk = s.recv(65536)
+                assert chunk
+                got += chunk
+            recs = d.wait_for(on_unix(unix_server.path, f"/path/after-{tok}"), 2)
+        finally:
+            assert d.stop() == 0, d.stderr()
+    assert len(recs) == 2
+    by = {r["process"]["pid"]: r for r in recs}
+    assert sorted(by) == sorted([os.getpid(), unix_server.pid])
+    for pid, role in ((os.getpid(), "client"), (unix_server.pid, "server")):
+        r = by[pid]
+        assert r["httptraced"]["role"] == role
+        assert r["httptraced"]["connection"]["origin"] == "discovered"
+        assert r["server"] == {"address": unix_server.path}
+        assert r["network"] == UNIX_NETWORK
+        assert r["http"]["response"]["body"]["content"] == f"path=/path/after-{tok}\n"
+    assert not [r for r in d.records() if f"before-{tok}" in r.get("url", {}).get("path", "")]
