@@ -196,8 +196,14 @@ struct Fuzzer {
                    o->info.local.port == w.info.local.port &&
                    o->info.remote.port == w.info.remote.port && o->start_pos[0] == w.start_pos[0] &&
                    o->start_pos[1] == w.start_pos[1] && o->info.proc_start == w.info.proc_start &&
-                   o->info.exec_id == w.info.exec_id);
+                   o->info.exec_id == w.info.exec_id && o->info.family == w.info.family);
+        if (w.info.family == AF_UNIX) {
+          FUZZ_CHECK(o->info.local.text == w.info.local.text &&
+                     o->info.remote.text == w.info.remote.text);
+        }
       }
+      FUZZ_CHECK(o->info.local.text.size() <= HT_UNIX_PATH_MAX &&
+                 o->info.remote.text.size() <= HT_UNIX_PATH_MAX);
       table.OnOpen(*o, "/usr/bin/fuzz");
     } else if (auto* x = std::get_if<bpf::ExitEvent>(&*ev)) {
       FUZZ_CHECK(hdr.type == HT_EV_PROC_EXIT);
@@ -234,6 +240,7 @@ struct Fuzzer {
       o.info.role = role == HT_ROLE_SERVER   ? http::Role::kServer
                     : role == HT_ROLE_CLIENT ? http::Role::kClient
                                              : http::Role::kUnknown;
+      o.info.family = AF_INET;
       o.info.local.port = 8080;
       o.info.remote.port = 40000;
       o.start_pos[0] = o.start_pos[1] = at;
@@ -245,9 +252,36 @@ struct Fuzzer {
       // generation of the same fd).
       const bool discovered = role == HT_ROLE_UNKNOWN && in.U8() % 2 == 0;
       o.info.origin = discovered ? Origin::kDiscovered : o.info.origin;
+      std::string sample = OpenSample(id, role, 8080, 40000, "fuzz", now, at, at,
+                                      o.info.proc_start, o.info.exec_id,
+                                      discovered ? HT_ORIGIN_DISCOVERED : -1);
+      if (in.U8() % 4 == 0) {
+        // A Unix domain socket: names of any bytes, lengths that may claim
+        // more than the buffer holds (the decoder clamps them).
+        ht_conn_event ev;
+        std::memcpy(&ev, sample.data(), sizeof(ev));
+        ev.family = AF_UNIX;
+        ev.local_port = ev.remote_port = 0;
+        std::memset(ev.local_addr, 0, sizeof(ev.local_addr));
+        std::memset(ev.remote_addr, 0, sizeof(ev.remote_addr));
+        ev.local_path_len = in.U8();
+        ev.remote_path_len = in.U8();
+        const std::string_view names = in.Bytes(2 * HT_UNIX_PATH_MAX);
+        std::memcpy(ev.local_path, names.data(), std::min(names.size(), sizeof(ev.local_path)));
+        if (names.size() > HT_UNIX_PATH_MAX) {
+          std::memcpy(ev.remote_path, names.data() + HT_UNIX_PATH_MAX,
+                      names.size() - HT_UNIX_PATH_MAX);
+        }
+        o.info.family = AF_UNIX;
+        o.info.local.port = o.info.remote.port = 0;
+        o.info.local.text = conn::UnixNameText(
+            ev.local_path, std::min<size_t>(ev.local_path_len, HT_UNIX_PATH_MAX));
+        o.info.remote.text = conn::UnixNameText(
+            ev.remote_path, std::min<size_t>(ev.remote_path_len, HT_UNIX_PATH_MAX));
+        sample.assign(reinterpret_cast<const char*>(&ev), sizeof(ev));
+      }
       *want = o;
-      return OpenSample(id, role, 8080, 40000, "fuzz", now, at, at, o.info.proc_start,
-                        o.info.exec_id, discovered ? HT_ORIGIN_DISCOVERED : -1);
+      return sample;
     }
     if (op == kExit) {
       // Sometimes the start time its connections were opened with (as kOpen
