@@ -177,6 +177,10 @@ struct ht_conn_event {
 	 * caches. */
 	__u64 proc_start;
 	__u32 exec_id;
+	/* AF_UNIX: the peer's process (SO_PEERCRED: the one that connected, as
+	 * seen by the end that accepted; the one that listened, by the end that
+	 * connected), in the initial pid namespace; 0 when unknown. */
+	__u32 peer_pid;
 	/*
 	 * AF_UNIX: the names the two sockets carry (sun_path, an abstract name
 	 * starting with its '\0'), length 0 when unnamed. The end that accept()ed
@@ -184,7 +188,7 @@ struct ht_conn_event {
 	 */
 	__u8 local_path_len;
 	__u8 remote_path_len;
-	__u16 pad;
+	__u8 pad[6];
 	char local_path[HT_UNIX_PATH_MAX];
 	char remote_path[HT_UNIX_PATH_MAX];
 };
@@ -224,7 +228,7 @@ static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 static_assert(sizeof(struct ht_skip_key) == 24, "ht_skip_key ABI");
 static_assert(sizeof(struct ht_skip_range) == 16, "ht_skip_range ABI");
 static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
-static_assert(sizeof(struct ht_conn_event) == 336, "ht_conn_event ABI");
+static_assert(sizeof(struct ht_conn_event) == 344, "ht_conn_event ABI");
 static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 static_assert(sizeof(struct ht_exit_event) == 40, "ht_exit_event ABI");
@@ -235,7 +239,7 @@ _Static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 _Static_assert(sizeof(struct ht_skip_key) == 24, "ht_skip_key ABI");
 _Static_assert(sizeof(struct ht_skip_range) == 16, "ht_skip_range ABI");
 _Static_assert(sizeof(struct ht_event_header) == 32, "ht_event_header ABI");
-_Static_assert(sizeof(struct ht_conn_event) == 336, "ht_conn_event ABI");
+_Static_assert(sizeof(struct ht_conn_event) == 344, "ht_conn_event ABI");
 _Static_assert(sizeof(struct ht_data_event) == 56, "ht_data_event ABI");
 _Static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 _Static_assert(sizeof(struct ht_exit_event) == 40, "ht_exit_event ABI");

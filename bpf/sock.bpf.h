@@ -211,10 +211,14 @@ static __always_inline void sock__fill_endpoints(struct sock *sk, struct ht_conn
 		struct unix_sock *u = (struct unix_sock *)sk;
 		struct unix_sock *peer = (struct unix_sock *)BPF_CORE_READ(u, peer);
 
+		struct pid *peer_pid = BPF_CORE_READ(sk, sk_peer_pid);
+
 		ev->local_path_len = sock__unix_name(BPF_CORE_READ(u, addr), ev->local_path);
 		if (peer)
 			ev->remote_path_len = sock__unix_name(BPF_CORE_READ(peer, addr),
 							      ev->remote_path);
+		if (peer_pid)
+			ev->peer_pid = BPF_CORE_READ(peer_pid, numbers[0].nr);
 		return;
 	}
 	sock__ports(sk, &ev->local_port, &ev->remote_port);

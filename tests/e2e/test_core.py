@@ -699,6 +699,8 @@ def test_both_payload_programs_give_the_same_records(tmp_path, py_server):
         assert pair_seen == [("client", "discovered", True, False, False)] * 4 + \
             [("server", "discovered", True, False, False)] * 4, pair
         assert {r["process"]["pid"] for r in pair} == {os.getpid()}
+        # A socketpair's peer is the process that made it, on both ends.
+        assert {r["httptraced"]["connection"]["peer_pid"] for r in pair} == {os.getpid()}
     assert seen["true"] == seen["false"] == [
         (role, {"bytes": 100, "content": "x" * 100}, {"bytes": 100, "content": "x" * 100}, 200)
         for role in ("client", "server")]

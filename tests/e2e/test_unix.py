@@ -50,8 +50,11 @@ def on_unix(name, path=None, pid=None):
     return pred
 
 
-def check_unix_record(r, name, role, url_path, body, seq=0):
+def check_unix_record(r, name, role, url_path, body, peer, seq=0):
+    """One end's record of an exchange over the socket `name`; `peer`: the
+    process at the other end (what ties the two ends' records together)."""
     assert r["network"] == UNIX_NETWORK
+    assert r["httptraced"]["connection"]["peer_pid"] == peer
     assert r["server"] == {"address": name}
     assert "client" not in r  # the connecting end's socket has no name
     assert r["httptraced"]["role"] == role
@@ -86,18 +89,20 @@ def test_curl_over_a_unix_socket_records_both_ends_exactly(tmp_path, unix_server
         assert d.stop() == 0, d.stderr()
     assert len(recs) == 6, recs
     by = {(r["process"]["pid"], r["url"]["path"]): r for r in recs}
-    for pid, role in ((get_pid, "client"), (unix_server.pid, "server")):
+    for pid, role, peer in ((get_pid, "client", unix_server.pid),
+                            (unix_server.pid, "server", get_pid)):
         a, b = by[(pid, f"/path/a-{tok}")], by[(pid, f"/path/b-{tok}")]
         check_unix_record(a, unix_server.path, role, f"/path/a-{tok}",
-                          f"path=/path/a-{tok}\n".encode())
+                          f"path=/path/a-{tok}\n".encode(), peer)
         check_unix_record(b, unix_server.path, role, f"/path/b-{tok}",
-                          f"path=/path/b-{tok}\n".encode(), seq=1)
+                          f"path=/path/b-{tok}\n".encode(), peer, seq=1)
         assert a["httptraced"]["connection"]["id"] == b["httptraced"]["connection"]["id"]
         assert a["http"]["request"]["method"] == "GET"
     assert by[(get_pid, f"/path/a-{tok}")]["process"]["name"] == "curl"
-    for pid, role in ((post_pid, "client"), (unix_server.pid, "server")):
+    for pid, role, peer in ((post_pid, "client", unix_server.pid),
+                            (unix_server.pid, "server", post_pid)):
         echo = by[(pid, "/echo")]
-        check_unix_record(echo, unix_server.path, role, "/echo", body.encode())
+        check_unix_record(echo, unix_server.path, role, "/echo", body.encode(), peer)
         assert echo["http"]["request"]["method"] == "POST"
         assert echo["http"]["request"]["body"] == {"bytes": 3000, "content": body}
     st = final_stats(d)
@@ -155,13 +160,15 @@ http {{
     by = {(r["process"]["name"], r["url"]["path"]): r for r in upstream}
     assert sorted(by) == [("nginx", f"/path/one-{tok}"), ("nginx", f"/path/two-{tok}"),
                           ("python3", f"/path/one-{tok}"), ("python3", f"/path/two-{tok}")]
-    for name, role in (("nginx", "client"), ("python3", "server")):
+    worker = by[("nginx", f"/path/one-{tok}")]["process"]["pid"]
+    for name, role, peer in (("nginx", "client", unix_server.pid),
+                             ("python3", "server", worker)):
         one_, two = by[(name, f"/path/one-{tok}")], by[(name, f"/path/two-{tok}")]
         check_unix_record(one_, unix_server.path, role, f"/path/one-{tok}",
-                          f"path=/path/one-{tok}\n".encode())
+                          f"path=/path/one-{tok}\n".encode(), peer)
         # nginx kept the upstream connection open: the second request reuses it.
         check_unix_record(two, unix_server.path, role, f"/path/two-{tok}",
-                          f"path=/path/two-{tok}\n".encode(), seq=1)
+                          f"path=/path/two-{tok}\n".encode(), peer, seq=1)
         assert one_["httptraced"]["connection"]["id"] == two["httptraced"]["connection"]["id"]
     assert by[("python3", f"/path/one-{tok}")]["process"]["pid"] == unix_server.pid
     for r in front:
@@ -199,8 +206,8 @@ def test_an_abstract_socket_and_a_raw_client(tmp_path, tracer):
     assert len(recs) == 2
     by = {r["process"]["pid"]: r for r in recs}
     assert sorted(by) == sorted([os.getpid(), srv.pid])
-    check_unix_record(by[os.getpid()], name, "client", "/echo", b"hello")
-    check_unix_record(by[srv.pid], name, "server", "/echo", b"hello")
+    check_unix_record(by[os.getpid()], name, "client", "/echo", b"hello", srv.pid)
+    check_unix_record(by[srv.pid], name, "server", "/echo", b"hello", os.getpid())
     assert by[srv.pid]["http"]["request"]["body"] == {"bytes": 5, "content": "hello"}
 
 
@@ -244,6 +251,7 @@ def test_peeks_and_msg_trunc_on_a_unix_socket(tmp_path, fast):
     assert a["http"]["response"]["body"] == {"bytes": 3, "content": "n=5"}
     assert b["http"]["response"]["body"] == {"bytes": 3, "content": "n=0"}
     assert b["httptraced"]["connection"]["seq"] == 1
+    assert a["httptraced"]["connection"]["peer_pid"] == os.getpid()
     st = final_stats(d)
     assert st["parse_errors"] == 0 and st["gaps"] == 0, st
 
@@ -292,9 +300,11 @@ def test_a_unix_connection_opened_before_the_daemon_started(tmp_path, unix_serve
     assert len(recs) == 2
     by = {r["process"]["pid"]: r for r in recs}
     assert sorted(by) == sorted([os.getpid(), unix_server.pid])
-    for pid, role in ((os.getpid(), "client"), (unix_server.pid, "server")):
+    for pid, role, peer in ((os.getpid(), "client", unix_server.pid),
+                            (unix_server.pid, "server", os.getpid())):
         r = by[pid]
         assert r["httptraced"]["role"] == role
+        assert r["httptraced"]["connection"]["peer_pid"] == peer
         assert r["httptraced"]["connection"]["origin"] == "discovered"
         assert r["server"] == {"address": unix_server.path}
         assert r["network"] == UNIX_NETWORK

@@ -68,13 +68,15 @@ inline std::string OpenSample(const ConnIdSpec& id, uint8_t role, uint16_t lport
 // An AF_UNIX open event: the two sockets' names as the kernel copies them
 // (sun_path bytes, an abstract name with its leading NUL), lengths as given.
 inline std::string UnixOpenSample(const ConnIdSpec& id, uint8_t role, std::string_view local_path,
-                                  std::string_view remote_path, uint64_t ts = 100) {
+                                  std::string_view remote_path, uint32_t peer_pid = 0,
+                                  uint64_t ts = 100) {
   ht_conn_event ev{};
   ev.hdr = Header(HT_EV_CONN_OPEN, id, ts, id.tgid);
   ev.family = AF_UNIX;
   ev.role = role;
   ev.origin = role == HT_ROLE_SERVER ? HT_ORIGIN_ACCEPT : HT_ORIGIN_CONNECT;
   std::memcpy(ev.comm, "gunicorn", 8);
+  ev.peer_pid = peer_pid;
   ev.local_path_len = static_cast<uint8_t>(std::min(local_path.size(), sizeof(ev.local_path)));
   std::memcpy(ev.local_path, local_path.data(), ev.local_path_len);
   ev.remote_path_len = static_cast<uint8_t>(std::min(remote_path.size(), sizeof(ev.remote_path)));

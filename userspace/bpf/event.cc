@@ -61,6 +61,7 @@ absl::StatusOr<Event> DecodeEvent(std::string_view sample) {
       info.local = EndpointOf(ev->local_addr, ev->local_port);
       info.remote = EndpointOf(ev->remote_addr, ev->remote_port);
       if (info.family == AF_UNIX) {
+        info.peer_pid = ev->peer_pid;
         info.local.text = conn::UnixNameText(
             ev->local_path, std::min<size_t>(ev->local_path_len, sizeof(ev->local_path)));
         info.remote.text = conn::UnixNameText(

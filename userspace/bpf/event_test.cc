@@ -44,7 +44,7 @@ TEST_CASE("DecodeEvent: a Unix socket's open event carries the sockets' names") 
   const ConnIdSpec id{.tgid = 4242, .fd = 11, .gen = 5};
   // A path bound with its terminating NUL counted (as many servers do).
   absl::StatusOr<Event> ev =
-      DecodeEvent(UnixOpenSample(id, HT_ROLE_SERVER, "/run/app/gunicorn.sock\0"s, ""));
+      DecodeEvent(UnixOpenSample(id, HT_ROLE_SERVER, "/run/app/gunicorn.sock\0"s, "", 777));
   REQUIRE(ev.ok());
   const auto& server = std::get<OpenEvent>(*ev);
   CHECK(server.info.family == AF_UNIX);
@@ -53,6 +53,7 @@ TEST_CASE("DecodeEvent: a Unix socket's open event carries the sockets' names") 
   CHECK(server.info.remote.text == "");
   CHECK(server.info.local.port == 0);
   CHECK(server.info.comm == "gunicorn");
+  CHECK(server.info.peer_pid == 777);
 
   // The client's end: unnamed, its peer carries an abstract name.
   ev = DecodeEvent(UnixOpenSample(id, HT_ROLE_CLIENT, "", "\0api\0v1"s));
@@ -60,6 +61,7 @@ TEST_CASE("DecodeEvent: a Unix socket's open event carries the sockets' names") 
   const auto& client = std::get<OpenEvent>(*ev);
   CHECK(client.info.local.text == "");
   CHECK(client.info.remote.text == "@api\0v1"s);  // every byte of the abstract name
+  CHECK(client.info.peer_pid == 0);
 
   // The longest name, all 108 bytes and no NUL.
   const std::string longest(108, 'p');

@@ -63,6 +63,9 @@ struct ConnInfo {
   Endpoint local;   // this process's end
   Endpoint remote;  // the peer
   std::string comm;  // process name (thread group leader's comm)
+  // AF_UNIX: the process at the other end (SO_PEERCRED: the one that
+  // connected, or that listened); 0 when unknown or not a Unix socket.
+  uint32_t peer_pid = 0;
   // The process beyond its pid, as the kernel saw it when the connection was
   // entered: its start time (pid reuse) and how many times it had exec()ed.
   uint64_t proc_start = 0;

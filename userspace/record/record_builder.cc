@@ -523,6 +523,7 @@ void RecordBuilder::WriteConnPart(JsonWriter& w, const conn::ConnInfo& conn) con
   w.BeginObject();
   WriteConnectionId(w, conn.key);
   w.StringField("origin", OriginName(conn.origin));
+  if (conn.peer_pid != 0) w.UintField("peer_pid", conn.peer_pid);
   if (conn.role == http::Role::kUnknown) {
     // Which end is the client is not known: the raw endpoints instead.
     WriteEndpoint(w, "local", conn.family, conn.local);
@@ -535,7 +536,8 @@ bool RecordBuilder::SlotHolds(const ConnPartsCache::Slot& slot, const conn::Conn
   const ConnPartsCache::Inputs& in = slot.inputs;
   return slot.used && in.key == conn.key && in.role == conn.role && in.family == conn.family &&
          in.origin == conn.origin && in.local == conn.local && in.remote == conn.remote &&
-         in.comm == conn.comm && in.executable == process.executable &&
+         in.comm == conn.comm && in.peer_pid == conn.peer_pid &&
+         in.executable == process.executable &&
          in.container_id == conn.container_id && in.host_name == options_.host_name;
 }
 
@@ -549,6 +551,7 @@ void RecordBuilder::Fill(ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
   in.local = conn.local;
   in.remote = conn.remote;
   in.comm = conn.comm;
+  in.peer_pid = conn.peer_pid;
   in.executable.assign(process.executable.data(), process.executable.size());
   in.container_id = conn.container_id;
   in.host_name = options_.host_name;

@@ -80,6 +80,7 @@ class ConnPartsCache {
     conn::Endpoint local;
     conn::Endpoint remote;
     std::string comm;
+    uint32_t peer_pid = 0;
     std::string executable;
     std::string container_id;
     std::string host_name;

@@ -530,6 +530,8 @@ TEST_CASE("Unix domain socket: the socket's name as server.address, no transport
   CHECK(server["process"]["name"] == "gunicorn");
   CHECK(server["url"] == json{{"original", "/api/items"}, {"path", "/api/items"},
                               {"domain", "app"}});
+  CHECK(server["httptraced"]["connection"] == R"({"id": "4242-7-99", "seq": 0,
+    "origin": "accept", "peer_pid": 4300})"_json);
 
   const json client = RenderJson(samples::UnixClientAbstract());
   CHECK(client.count("client") == 0);
@@ -539,7 +541,8 @@ TEST_CASE("Unix domain socket: the socket's name as server.address, no transport
   const json unknown = RenderJson(samples::UnixUnknownRole());
   CHECK(unknown.count("server") == 0);
   CHECK(unknown["httptraced"]["connection"] == R"({"id": "4242-7-99", "seq": 0,
-    "origin": "discovered", "local": {"address": "/run/app/gunicorn.sock"}})"_json);
+    "origin": "discovered", "peer_pid": 4300, "local": {"address": "/run/app/gunicorn.sock"}})"_json);
+  CHECK(client["httptraced"]["connection"].count("peer_pid") == 0);  // not known: absent
 }
 
 TEST_CASE("Absolute-form target: scheme, authority over Host, fragment, HTTP/1.0") {

@@ -354,6 +354,7 @@ Sample UnixServer() {
   c.local = {.text = "/run/app/gunicorn.sock"};  // the listener's name
   c.remote = {};                                 // nginx's end: unnamed
   c.comm = "gunicorn";
+  c.peer_pid = 4300;  // nginx's worker, which connected
   Sample s = Make("unix_server", std::move(c), "/usr/bin/python3.11");
   http::Message req = Request("GET", "/api/items", {{"Host", "app"}});
   SetTiming(req, 0, 4243, 0, 4243);
