@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import (PYTHON, SERVERS, Daemon, assert_no_sanitizer_report, curl, final_stats,
-                      next_stats, rss_kib)
+                      next_stats, pick_port, rss_kib, wait_for_port)
 
 MAX_CONNECTIONS = 1024
 
@@ -211,6 +211,98 @@ def test_100k_short_lived_connections_bounded_and_flat(tmp_path, echo_nginx, sto
         assert paired == 2 * 100_000 + 2, end
     print(f"records {len(recs)}, paired {paired}, stats {end}")
     shutil.rmtree(d.log_dir)  # 200 MB
+
+
+def test_a_unix_socket_upstream_under_load_records_every_exchange(tmp_path, storm_client):
+    """nginx in front of an upstream on a Unix socket (here nginx itself, so
+    that the load is real), 20,000 short client connections and keep-alive
+    upstream connections carrying many requests each: every request is
+    recorded three times (nginx's front as server over TCP, its upstream
+    request as client and the upstream's side as server over the socket),
+    each pairing the right request and response, the upstream connections'
+    seq running 0, 1, 2 ... without a hole, and each end naming its peer."""
+    n = 20_000
+    sock = tmp_path / "back.sock"
+    port = pick_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"""
+user root;
+daemon off;
+master_process on;
+worker_processes 1;
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp_path}/body;
+  proxy_temp_path {tmp_path}/proxy;
+  fastcgi_temp_path {tmp_path}/fastcgi;
+  uwsgi_temp_path {tmp_path}/uwsgi;
+  scgi_temp_path {tmp_path}/scgi;
+  keepalive_requests 1000000;
+  upstream back {{
+    server unix:{sock};
+    keepalive 16;
+  }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location /p/ {{
+      proxy_pass http://back;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+  server {{
+    listen unix:{sock};
+    location /p/ {{ return 200 "path=$uri\\n"; }}
+  }}
+}}
+""")
+    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(tmp_path / "error.log")])
+    d = None
+    try:
+        wait_for_port(port, nginx, lambda: (tmp_path / "error.log").read_text())
+        workers = subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(workers) == 1, workers
+        d = Daemon(tmp_path / "logs", f"--pid={workers[0]}", "--ring_buffer_mb=64",
+                   "--log_compress=false", "--log_max_files=20").start()
+        storm(storm_client, port, n, "/p/u-")
+        settle(d)
+    finally:
+        if d is not None:
+            assert d.stop() == 0, d.stderr()
+        nginx.terminate()
+        nginx.wait(10)
+    assert_no_sanitizer_report(d)
+    end = final_stats(d)
+    assert end["kernel_drops"] == 0 and end["lost"] == 0 and end["parse_errors"] == 0, end
+    recs = records_of(d)
+    assert assert_path_echo_consistent(recs) == 3 * n, unpaired_summary(recs)
+    kinds = {}
+    for r in recs:
+        key = (r["network"].get("type"), r["httptraced"]["role"])
+        kinds[key] = kinds.get(key, 0) + 1
+    assert kinds == {("ipv4", "server"): n, ("unix", "client"): n, ("unix", "server"): n}, kinds
+    paths = {(r["network"]["type"], r["httptraced"]["role"]): set() for r in recs}
+    seqs = {}
+    for r in recs:
+        paths[(r["network"]["type"], r["httptraced"]["role"])].add(r["url"]["path"])
+        if r["network"]["type"] == "unix":
+            assert r["server"] == {"address": str(sock)}, r
+            # The peer of the end that connected is the process that called
+            # listen(): nginx's master; of the end that accepted, the worker.
+            peer = nginx.pid if r["httptraced"]["role"] == "client" else int(workers[0])
+            assert r["httptraced"]["connection"]["peer_pid"] == peer, r
+            seqs.setdefault(r["httptraced"]["connection"]["id"], []).append(
+                r["httptraced"]["connection"]["seq"])
+    want = {f"/p/u-{i}" for i in range(n)}
+    assert all(p == want for p in paths.values())
+    # At most 16 idle upstream connections are kept, so few carry it all.
+    assert len(seqs) < n // 10, len(seqs)
+    for conn, got in seqs.items():
+        assert sorted(got) == list(range(len(got))), conn
 
 
 def test_10k_concurrent_connections_evict_and_count(tmp_path, echo_nginx):
