@@ -43,9 +43,12 @@ WORKLOADS = {
     "post": "POST /echo, 1 KiB request body, 1 KiB response body (nginx return 200)",
     "large": "GET /large.bin (1 MiB file, sendfile off: nginx writes it from user memory)",
     "close": "GET /index.html with Connection: close (a new connection for every request)",
+    "unix": "GET /unix/, proxied by nginx to an upstream on a Unix socket (nginx itself, "
+            "keep-alive) that answers 1 KiB: each request crosses TCP and the socket",
 }
 LARGE_BYTES = 1 << 20
-PATHS = {"get": "index.html", "post": "echo", "large": "large.bin", "close": "index.html"}
+PATHS = {"get": "index.html", "post": "echo", "large": "large.bin", "close": "index.html",
+         "unix": "unix/"}
 
 
 class Interrupted(Exception):
@@ -345,6 +348,10 @@ http {{
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
+    upstream unix_back {{
+        server unix:{prefix}/back.sock;
+        keepalive 64;
+    }}
     server {{
         listen 127.0.0.1:{port} backlog=16384;
         root {prefix}/www;
@@ -352,6 +359,18 @@ http {{
         location = /large.bin {{ sendfile off; }}
         location = /echo {{
             client_body_buffer_size 16k;
+            default_type text/plain;
+            return 200 "{body}";
+        }}
+        location = /unix/ {{
+            proxy_pass http://unix_back/echo;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+    server {{
+        listen unix:{prefix}/back.sock;
+        location = /echo {{
             default_type text/plain;
             return 200 "{body}";
         }}
@@ -482,6 +501,7 @@ class Daemon:
 
 SERVER_RE = re.compile(rb'"server":\{"ip":"[^"]*","port":(\d+)\}')
 ROLE_RE = re.compile(rb'"httptraced":\{"role":"(\w+)"')
+UNIX_RE = re.compile(rb'"network":\{"type":"unix"')
 
 
 @contextlib.contextmanager
@@ -503,7 +523,8 @@ def open_log_file(path):
 def count_records(log_dir, port):
     """Counts the records of log_dir (active, rotated and compressed files)."""
     res = {"lines": 0, "bytes": 0, "server_records": 0, "server_incomplete": 0,
-           "server_bytes": 0, "client_records": 0, "files": 0, "checked": 0, "mismatches": 0}
+           "server_bytes": 0, "client_records": 0, "unix_server_records": 0,
+           "unix_client_records": 0, "files": 0, "checked": 0, "mismatches": 0}
     if not os.path.isdir(log_dir):
         return res
     port_b = str(port).encode()
@@ -532,6 +553,8 @@ def count_records(log_dir, port):
                         res["server_incomplete"] += 1
                 elif role == b"client":
                     res["client_records"] += 1
+                if UNIX_RE.search(line):
+                    res["unix_server_records" if role == b"server" else "unix_client_records"] += 1
     return res
 
 
@@ -740,6 +763,14 @@ class Bench:
                     res["completeness"] = c["server_records"] / max(1, w["requests"])
                     res["completeness_vs_nginx"] = ((c["server_records"] - c["server_incomplete"]) /
                                                     max(1, res["nginx_requests"]))
+                    if workload == "unix":
+                        # Both hops must be whole: the front (TCP) and the upstream socket,
+                        # whose server side nginx also counts as requests.
+                        res["completeness"] = min(c["server_records"],
+                                                  c["unix_server_records"]) / max(1, w["requests"])
+                        res["completeness_vs_nginx"] = (
+                            (c["server_records"] - c["server_incomplete"]) /
+                            max(1, res["nginx_requests"] / 2))
                     res["log_bytes_per_req"] = c["bytes"] / max(1, w["requests"])
                     res["server_log_bytes_per_req"] = c["server_bytes"] / max(1, w["requests"])
                     shutil.rmtree(daemon.log_dir, ignore_errors=True)
