@@ -147,6 +147,57 @@ def wait_for_port(port, proc, why, timeout=10.0):
             time.sleep(0.05)
 
 
+def recv_until(s, got, suffix):
+    """Reads from s until what was read, after `got`, ends with `suffix`."""
+    while not got.endswith(suffix):
+        chunk = s.recv(4096)
+        assert chunk, f"the server closed after {got!r}"
+        got += chunk
+    return got
+
+
+def peek_server_client(s):
+    """The client of servers/peek_server.py: on one connection, a POST whose
+    head is sent in two parts (so that the server peeks more than once),
+    then a GET; returns the bytes that came back."""
+    post = b"POST /a HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\n\r\nhello"
+    s.sendall(post[:12])
+    time.sleep(0.1)
+    s.sendall(post[12:])
+    got = recv_until(s, b"", b"n=5")
+    s.sendall(b"GET /b HTTP/1.1\r\nHost: p\r\n\r\n")
+    return recv_until(s, got, b"n=0")
+
+
+def start_nginx(root, port, http, worker_connections=1024, main=""):
+    """An nginx of its own under `root` (configuration, pid, logs and temp
+    files), one worker in the foreground, `http` the body of its http block;
+    returns its master process once it accepts on 127.0.0.1:`port`."""
+    conf = root / "nginx.conf"
+    conf.write_text(f"""
+user root;
+daemon off;
+master_process on;
+worker_processes 1;
+{main}
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections {worker_connections}; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+{http}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(root / "error.log")])
+    wait_for_port(port, proc, lambda: (root / "error.log").read_text())
+    return proc
+
+
 class Server:
     def __init__(self, proc, port, host):
         self.proc = proc
@@ -231,24 +282,9 @@ def nginx_server(tmp_path_factory, py_server):
     (www / "index.html").write_bytes(b"<h1>nginx static</h1>\n")
     (www / "nosendfile" / "small.txt").write_bytes(b"served by writev\n")
     port = pick_port()
-    conf = root / "nginx.conf"
-    conf.write_text(f"""
-user root;
-daemon off;
-master_process on;
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
+    proc = start_nginx(root, port, f"""
   sendfile on;
   keepalive_timeout 30;
-  client_body_temp_path {root}/body;
-  proxy_temp_path {root}/proxy;
-  fastcgi_temp_path {root}/fastcgi;
-  uwsgi_temp_path {root}/uwsgi;
-  scgi_temp_path {root}/scgi;
   default_type text/plain;
   upstream py {{
     server 127.0.0.1:{py_server.port};
@@ -263,11 +299,7 @@ http {{
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }}
-  }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(root / "error.log")])
-    wait_for_port(port, proc, lambda: (root / "error.log").read_text())
+  }}""")
     s = Server(proc, port, "127.0.0.1")
     s.www = www
     s.workers = lambda: [int(p) for p in subprocess.run(
@@ -391,36 +423,16 @@ def echo_nginx(tmp_path_factory):
     www.mkdir()
     (www / "big").write_bytes(bytes(ord("a") + i % 26 for i in range(65536)))
     port = pick_port()
-    conf = root / "nginx.conf"
-    conf.write_text(f"""
-user root;
-daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile 65536;
-pid {root}/nginx.pid;
-error_log {root}/error.log;
-events {{ worker_connections 30000; }}
-http {{
-  access_log off;
+    proc = start_nginx(root, port, f"""
   sendfile off;
   keepalive_timeout 120;
   keepalive_requests 1000000;
-  client_body_temp_path {root}/body;
-  proxy_temp_path {root}/proxy;
-  fastcgi_temp_path {root}/fastcgi;
-  uwsgi_temp_path {root}/uwsgi;
-  scgi_temp_path {root}/scgi;
   default_type text/plain;
   server {{
     listen 127.0.0.1:{port} backlog=16384;
     root {www};
     location /p/ {{ return 200 "path=$uri\\n"; }}
-  }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(root / "error.log")])
-    wait_for_port(port, proc, lambda: (root / "error.log").read_text())
+  }}""", worker_connections=30000, main="worker_rlimit_nofile 65536;")
     s = Server(proc, port, "127.0.0.1")
     s.workers = lambda: [int(p) for p in subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from conftest import (BIN, PYTHON, SERVERS, Daemon, curl, final_stats, pick_port, server_port,
-                      start_server, wait_for_port)
+from conftest import (BIN, PYTHON, SERVERS, Daemon, curl, final_stats, peek_server_client,
+                      pick_port, server_port, start_server, wait_for_port)
 
 
 def match(port, path=None, role=None, method=None, original=None):
@@ -1121,15 +1121,6 @@ def test_haproxy_splicing_bodies_keeps_both_of_its_connections_exact(tmp_path, p
     assert st["gaps"] > 0, st  # the spliced bytes, announced as skipped
 
 
-def recv_until(s, got, suffix):
-    """Reads from s until what was read, after `got`, ends with `suffix`."""
-    while not got.endswith(suffix):
-        chunk = s.recv(4096)
-        assert chunk, f"the server closed after {got!r}"
-        got += chunk
-    return got
-
-
 def peek_server_exchanges(tmp_path, *mode, fast=True):
     """Two requests on one keep-alive connection to servers/peek_server.py,
     the first head sent in two parts so that the server peeks more than once;
@@ -1141,13 +1132,7 @@ def peek_server_exchanges(tmp_path, *mode, fast=True):
                    f"--fast_fd_filter={str(fast).lower()}").start()
         try:
             with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-                post = b"POST /a HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\n\r\nhello"
-                s.sendall(post[:12])
-                time.sleep(0.1)
-                s.sendall(post[12:])
-                got = recv_until(s, b"", b"n=5")
-                s.sendall(b"GET /b HTTP/1.1\r\nHost: p\r\n\r\n")
-                got = recv_until(s, got, b"n=0")
+                got = peek_server_client(s)
             recs = d.wait_for(lambda r: server_port(r) == srv.port and
                               r["httptraced"]["role"] == "server", 2)
         finally:

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import (PYTHON, SERVERS, Daemon, assert_no_sanitizer_report, curl, final_stats,
-                      next_stats, pick_port, rss_kib, wait_for_port)
+                      next_stats, pick_port, rss_kib, start_nginx)
 
 MAX_CONNECTIONS = 1024
 
@@ -224,22 +224,7 @@ def test_a_unix_socket_upstream_under_load_records_every_exchange(tmp_path, stor
     n = 20_000
     sock = tmp_path / "back.sock"
     port = pick_port()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"""
-user root;
-daemon off;
-master_process on;
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp_path}/body;
-  proxy_temp_path {tmp_path}/proxy;
-  fastcgi_temp_path {tmp_path}/fastcgi;
-  uwsgi_temp_path {tmp_path}/uwsgi;
-  scgi_temp_path {tmp_path}/scgi;
+    nginx = start_nginx(tmp_path, port, f"""
   keepalive_requests 1000000;
   upstream back {{
     server unix:{sock};
@@ -256,13 +241,9 @@ http {{
   server {{
     listen unix:{sock};
     location /p/ {{ return 200 "path=$uri\\n"; }}
-  }}
-}}
-""")
-    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(tmp_path / "error.log")])
+  }}""", worker_connections=4096)
     d = None
     try:
-        wait_for_port(port, nginx, lambda: (tmp_path / "error.log").read_text())
         workers = subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True,
                                  text=True).stdout.split()
         assert len(workers) == 1, workers

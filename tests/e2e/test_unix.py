@@ -4,13 +4,12 @@ import os
 import secrets
 import socket
 import subprocess
-import time
 import types
 
 import pytest
 
-from conftest import PYTHON, SERVERS, Daemon, curl, final_stats, pick_port, server_port, \
-    wait_for_port
+from conftest import PYTHON, SERVERS, Daemon, curl, final_stats, peek_server_client, pick_port, \
+    recv_until, server_port, start_nginx
 
 UNIX_NETWORK = {"type": "unix", "protocol": "http"}
 
@@ -115,22 +114,7 @@ def test_nginx_proxying_to_an_app_server_socket(tmp_path, tracer, unix_server):
     keep-alive upstream connections. Each request gives four records: curl and
     nginx on TCP, nginx and the app server on the Unix socket."""
     port = pick_port()
-    conf = tmp_path / "nginx.conf"
-    conf.write_text(f"""
-user root;
-daemon off;
-master_process on;
-worker_processes 1;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/error.log;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp_path}/body;
-  proxy_temp_path {tmp_path}/proxy;
-  fastcgi_temp_path {tmp_path}/fastcgi;
-  uwsgi_temp_path {tmp_path}/uwsgi;
-  scgi_temp_path {tmp_path}/scgi;
+    nginx = start_nginx(tmp_path, port, f"""
   upstream app {{
     server unix:{unix_server.path};
     keepalive 4;
@@ -142,13 +126,9 @@ http {{
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }}
-  }}
-}}
-""")
-    nginx = subprocess.Popen(["nginx", "-c", str(conf), "-e", str(tmp_path / "error.log")])
+  }}""", worker_connections=64)
     tok = secrets.token_hex(4)
     try:
-        wait_for_port(port, nginx, lambda: (tmp_path / "error.log").read_text())
         out, _ = curl(f"http://127.0.0.1:{port}/one-{tok}", f"http://127.0.0.1:{port}/two-{tok}")
         assert out == f"path=/path/one-{tok}\npath=/path/two-{tok}\n".encode()
         upstream = tracer.wait_for(
@@ -180,12 +160,7 @@ def raw_unix_exchange(address, request, response_end):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(address)
         s.sendall(request)
-        got = b""
-        while not got.endswith(response_end):
-            chunk = s.recv(65536)
-            assert chunk, f"server closed early: {got!r}"
-            got += chunk
-        return got
+        return recv_until(s, b"", response_end)
 
 
 def test_an_abstract_socket_and_a_raw_client(tmp_path, tracer):
@@ -228,16 +203,9 @@ def test_peeks_and_msg_trunc_on_a_unix_socket(tmp_path, fast):
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.connect(str(path))
-                post = b"POST /a HTTP/1.1\r\nHost: p\r\nContent-Length: 5\r\n\r\nhello"
-                s.sendall(post[:12])
-                time.sleep(0.1)
-                s.sendall(post[12:])
-                got = b""
-                while not got.endswith(b"n=5"):
-                    got += s.recv(4096)
-                s.sendall(b"GET /b HTTP/1.1\r\nHost: p\r\n\r\n")
-                while not got.endswith(b"n=0"):
-                    got += s.recv(4096)
+                got = peek_server_client(s)
+            assert got == (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nn=5"
+                           b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nn=0")
             recs = d.wait_for(on_unix(str(path)), 2)
         finally:
             assert d.stop() == 0, d.stderr()
@@ -281,19 +249,11 @@ def test_a_unix_connection_opened_before_the_daemon_started(tmp_path, unix_serve
         s.connect(unix_server.path)
         before = f"GET /path/before-{tok} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
         s.sendall(before)
-        end = f"path=/path/before-{tok}\n".encode()
-        got = b""
-        while not got.endswith(end):
-            got += s.recv(65536)
+        recv_until(s, b"", f"path=/path/before-{tok}\n".encode())
         d = Daemon(tmp_path / "logs").start()
         try:
             s.sendall(f"GET /path/after-{tok} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            end = f"path=/path/after-{tok}\n".encode()
-            got = b""
-            while not got.endswith(end):
-                chunk = s.recv(65536)
-                assert chunk
-                got += chunk
+            recv_until(s, b"", f"path=/path/after-{tok}\n".encode())
             recs = d.wait_for(on_unix(unix_server.path, f"/path/after-{tok}"), 2)
         finally:
             assert d.stop() == 0, d.stderr()
