@@ -186,6 +186,38 @@ def test_an_abstract_socket_and_a_raw_client(tmp_path, tracer):
     assert by[srv.pid]["http"]["request"]["body"] == {"bytes": 5, "content": "hello"}
 
 
+def test_a_node_server_on_a_unix_socket_with_chunked_bodies(tmp_path, tracer):
+    """Node.js (libuv: writev, chunked transfer coding) listening on a socket
+    file, curl as the client: the chunked bodies are decoded exactly on both
+    ends, on one keep-alive connection."""
+    path = tmp_path / "node.sock"
+    node = subprocess.Popen(["node", str(SERVERS / "node_server.js"), f"unix:{path}"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert node.stdout.readline().strip() == str(path)
+        body = secrets.token_hex(1000)
+        (tmp_path / "body").write_text(body)
+        out, curl_pid = curl("--unix-socket", str(path), "http://localhost/chunked", "--next",
+                             "--unix-socket", str(path), "--data-binary",
+                             f"@{tmp_path / 'body'}", "http://localhost/echo")
+        assert out == b"part1part2part3" + body.encode()
+        recs = tracer.wait_for(on_unix(str(path)), 4)
+    finally:
+        stop(node)
+    assert len(recs) == 4
+    by = {(r["process"]["pid"], r["url"]["path"]): r for r in recs}
+    assert sorted(by) == sorted([(curl_pid, "/chunked"), (curl_pid, "/echo"),
+                                 (node.pid, "/chunked"), (node.pid, "/echo")])
+    for pid, role, peer in ((curl_pid, "client", node.pid), (node.pid, "server", curl_pid)):
+        chunked, echo = by[(pid, "/chunked")], by[(pid, "/echo")]
+        check_unix_record(chunked, str(path), role, "/chunked", b"part1part2part3", peer)
+        check_unix_record(echo, str(path), role, "/echo", body.encode(), peer, seq=1)
+        assert echo["http"]["request"]["body"] == {"bytes": 2000, "content": body}
+        assert echo["http"]["response"]["headers"]["transfer-encoding"] == "chunked"
+        assert chunked["httptraced"]["connection"]["id"] == echo["httptraced"]["connection"]["id"]
+    assert by[(node.pid, "/echo")]["process"]["name"] == "node"
+
+
 @pytest.mark.parametrize("fast", [True, False])
 def test_peeks_and_msg_trunc_on_a_unix_socket(tmp_path, fast):
     """A server that peeks at each head before taking it and reads bodies

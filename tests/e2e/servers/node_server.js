@@ -1,4 +1,6 @@
 // A Node.js test server: prints its port, answers with chunked bodies.
+// Listens on 127.0.0.1, on the host given as its argument, or with
+// "unix:PATH" on that Unix domain socket (and prints PATH).
 //   GET /chunked      -> "part1" "part2" "part3" as three chunks
 //   POST /echo        -> the request body back, chunked
 //   GET /upgrade      -> 101 Switching Protocols when asked to upgrade, then raw bytes
@@ -76,6 +78,9 @@ server.on('upgrade', (req, socket) => {
 });
 
 server.keepAliveTimeout = 30000;
-server.listen(0, process.argv[2] || '127.0.0.1', () => {
-  console.log(server.address().port);
-});
+const where = process.argv[2] || '127.0.0.1';
+if (where.startsWith('unix:')) {
+  server.listen(where.slice('unix:'.length), () => console.log(server.address()));
+} else {
+  server.listen(0, where, () => console.log(server.address().port));
+}
