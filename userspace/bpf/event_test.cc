@@ -60,7 +60,7 @@ TEST_CASE("DecodeEvent: a Unix socket's open event carries the sockets' names") 
   REQUIRE(ev.ok());
   const auto& client = std::get<OpenEvent>(*ev);
   CHECK(client.info.local.text == "");
-  CHECK(client.info.remote.text == "@api\0v1"s);  // every byte of the abstract name
+  CHECK(client.info.remote.text == "@api@v1");  // every byte, its NULs as '@' (as ss shows)
   CHECK(client.info.peer_pid == 0);
 
   // The longest name, all 108 bytes and no NUL.

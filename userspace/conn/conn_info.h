@@ -46,11 +46,16 @@ inline std::string AddressText(int family, const std::array<uint8_t, 16>& addr) 
 }
 
 // A Unix domain socket's name as ss(8) shows it: the path up to its first NUL,
-// or for an abstract name (leading NUL) "@" and the rest of its bytes.
+// or an abstract name (leading NUL) with every NUL shown as '@' (some
+// programs pad theirs with NULs to the full sun_path).
 inline std::string UnixNameText(const char* name, size_t len) {
   if (len == 0) return {};
-  if (name[0] == '\0') return "@" + std::string(name + 1, len - 1);
-  return std::string(name, strnlen(name, len));
+  if (name[0] != '\0') return std::string(name, strnlen(name, len));
+  std::string out(name, len);
+  for (char& c : out) {
+    if (c == '\0') c = '@';
+  }
+  return out;
 }
 
 enum class Origin { kAccept, kConnect, kDiscovered };
