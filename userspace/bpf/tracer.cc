@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "httptraced.skel.h"
 #include "httptraced_abi.h"
 
@@ -185,11 +186,35 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
     if (absl::Status s = t->Configure(portable); !s.ok()) return s;
     err = httptraced_bpf__load(t->skel_);
   }
+  if (err != 0 && !t->verifier_stats_.empty()) {
+    // Its statistics took the place of the verifier's log: load the refused
+    // program once more, for libbpf to print the log that says why.
+    httptraced_bpf__destroy(t->skel_);
+    t->skel_ = httptraced_bpf__open();
+    if (t->skel_ == nullptr) {
+      return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
+    }
+    TracerOptions again = options;
+    again.fast_fd_filter = t->untrusted_loads_;
+    if (absl::Status s = t->Configure(again, /*verifier_stats=*/false); !s.ok()) return s;
+    err = httptraced_bpf__load(t->skel_);
+  }
   if (err != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the kernel refused httptraced's BPF programs (", Errno(err),
         "); rerun with --verbosity=2 for the verifier log. httptraced needs Linux 5.17 or "
         "newer with BTF"));
+  }
+  if (!t->verifier_stats_.empty()) {
+    // "processed N insns (limit 1000000) ...": how close the program is to
+    // what the verifier accepts.
+    for (absl::string_view line : absl::StrSplit(t->verifier_stats_.data(), '\n')) {
+      if (absl::StartsWith(line, "processed ") || absl::StartsWith(line, "verification time")) {
+        std::fprintf(stderr, "httptraced: verifier, %s: %.*s\n",
+                     bpf_program__name(t->payload_prog_), static_cast<int>(line.size()),
+                     line.data());
+      }
+    }
   }
   if (absl::Status s = t->Attach(options.tracefs); !s.ok()) return s;
   if (options.verbosity >= 1) {
@@ -204,7 +229,7 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
   return t;
 }
 
-absl::Status Tracer::Configure(const TracerOptions& o) {
+absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
   auto* ro = skel_->rodata;
   if (o.pids.size() > HT_MAX_FILTER || o.ports.size() > HT_MAX_FILTER) {
     return absl::InvalidArgumentError(
@@ -249,6 +274,13 @@ absl::Status Tracer::Configure(const TracerOptions& o) {
   payload_prog_ = fast ? skel_->progs.sys_exit_payload_fast : skel_->progs.sys_exit_payload;
   bpf_program__set_autoload(
       fast ? skel_->progs.sys_exit_payload : skel_->progs.sys_exit_payload_fast, false);
+  verifier_stats_.clear();
+  if (o.verbosity >= 2 && verifier_stats) {
+    verifier_stats_.assign(64 << 10, '\0');
+    // BPF_LOG_STATS (4): the totals only, not the instruction-level log.
+    bpf_program__set_log_level(payload_prog_, 4);
+    bpf_program__set_log_buf(payload_prog_, verifier_stats_.data(), verifier_stats_.size());
+  }
   // Probe the hooks: a syscall this kernel lacks is skipped with a warning.
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {

@@ -105,7 +105,10 @@ class Tracer {
 
  private:
   Tracer() = default;
-  absl::Status Configure(const TracerOptions& options);
+  // verifier_stats: at --verbosity=2, have the verifier report its
+  // statistics for the payload program (in place of its log, which a
+  // refused program is then loaded again to show).
+  absl::Status Configure(const TracerOptions& options, bool verifier_stats = true);
   absl::Status Attach(const std::string& tracefs);
   // Attaches prog to its own section's hook (name null) or to category:name.
   absl::Status AttachOne(bpf_program* prog, const char* category, const char* name);
@@ -119,6 +122,9 @@ class Tracer {
   std::vector<::bpf_link*> links_;
   bpf_program* payload_prog_ = nullptr;  // attached to every payload syscall's exit
   bool untrusted_loads_ = false;         // payload_prog_ is sys_exit_payload_fast
+  // --verbosity=2: the verifier's statistics for payload_prog_ (the largest
+  // program, and the one near the verifier's limits), printed once loaded.
+  std::vector<char> verifier_stats_;
   int attached_ = 0;
   int ncpus_ = 1;
   int budget_left_ = 0;
