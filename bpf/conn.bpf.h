@@ -40,6 +40,29 @@ static __always_inline struct ht_conn_state *conn__lookup(struct task_struct *ta
 	return c;
 }
 
+/*
+ * The entry an alias stands for (conn__find_primary), with key moved to its
+ * fd; NULL, and the alias dropped, once that fd's connection is gone (the
+ * next syscall on this fd finds the socket anew).
+ */
+static __always_inline struct ht_conn_state *conn__primary(struct task_struct *task,
+							 struct ht_conn_key *key,
+							 struct ht_conn_state *alias)
+{
+	struct ht_conn_key primary = {.tgid = key->tgid, .fd = alias->alias_fd};
+	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, &primary);
+
+	/* The same process image as the alias (whose own entry conn__lookup
+	 * checked): otherwise the fd was taken over since. */
+	if (!c || c->proto == PROTO_ALIAS || c->proc_start != alias->proc_start ||
+	    c->exec_id != alias->exec_id) {
+		bpf_map_delete_elem(&conns, key);
+		return NULL;
+	}
+	key->fd = primary.fd;
+	return c;
+}
+
 /* A new connection on key replaces whatever was there (a close we missed). */
 static __always_inline struct ht_conn_state *conn__open(struct task_struct *task,
 						      const struct ht_conn_key *key, __u8 origin,
@@ -376,6 +399,8 @@ static __always_inline void conn__splice(struct task_struct *task, const struct 
 		dir = HT_DIR_EGRESS;
 		c = conn__lookup(task, &key);
 	}
+	if (c && c->proto == PROTO_ALIAS)
+		c = conn__primary(task, &key, c);
 	if (c && c->proto != PROTO_IGNORED)
 		conn__data(&key, c, dir, HT_SYS_SPLICE, &src);
 }
@@ -421,6 +446,8 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 	c = conn__lookup(task, &key);
 	if (!c)
 		c = conn__create(task, &key, HT_ORIGIN_DISCOVERED, HT_ROLE_UNKNOWN);
+	if (c && c->proto == PROTO_ALIAS)
+		c = conn__primary(task, &key, c);
 	if (!c || c->proto == PROTO_IGNORED)
 		return 0;
 	a.dir = (a.sys == HT_SYS_READ || a.sys == HT_SYS_READV || a.sys == HT_SYS_RECVFROM ||

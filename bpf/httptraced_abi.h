@@ -132,6 +132,8 @@ struct ht_conn_state {
 	char prefix[HT_PREFIX_LEN];
 	__u32 exec_id;    /* the process's exec count: identity across execve */
 	__u32 big_bytes;  /* kernel-private: bytes of large syscalls since the last forced wake-up */
+	__s32 alias_fd;   /* kernel-private: PROTO_ALIAS: the fd whose entry this one shares */
+	__u32 pad2;
 };
 
 /*
@@ -223,7 +225,7 @@ struct ht_exit_event {
 
 #ifdef __cplusplus
 static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
-static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
+static_assert(sizeof(struct ht_conn_state) == 72, "ht_conn_state ABI");
 static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 static_assert(sizeof(struct ht_skip_key) == 24, "ht_skip_key ABI");
 static_assert(sizeof(struct ht_skip_range) == 16, "ht_skip_range ABI");
@@ -234,7 +236,7 @@ static_assert(sizeof(struct ht_close_event) == 56, "ht_close_event ABI");
 static_assert(sizeof(struct ht_exit_event) == 40, "ht_exit_event ABI");
 #else
 _Static_assert(sizeof(struct ht_conn_key) == 8, "ht_conn_key ABI");
-_Static_assert(sizeof(struct ht_conn_state) == 64, "ht_conn_state ABI");
+_Static_assert(sizeof(struct ht_conn_state) == 72, "ht_conn_state ABI");
 _Static_assert(sizeof(struct ht_conn_id) == 16, "ht_conn_id ABI");
 _Static_assert(sizeof(struct ht_skip_key) == 24, "ht_skip_key ABI");
 _Static_assert(sizeof(struct ht_skip_range) == 16, "ht_skip_range ABI");

@@ -43,6 +43,7 @@ enum conn_proto {
 	PROTO_UNKNOWN = 0,  /* not decided yet */
 	PROTO_HTTP = 1,     /* looks like HTTP/1.x: payload is emitted */
 	PROTO_IGNORED = 2,  /* not HTTP, filtered out, or disabled: costs one lookup */
+	PROTO_ALIAS = 3,    /* a standard fd on the same socket as another: see alias_fd */
 };
 
 #define EMITTED_OPEN 0x1

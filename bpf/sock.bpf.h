@@ -231,6 +231,76 @@ static __always_inline void sock__fill_endpoints(struct sock *sk, struct ht_conn
 	}
 }
 
+/* The open file behind fd (one probe read), or NULL. */
+static __always_inline struct file *sock__file_of(struct task_struct *task, __s32 fd)
+{
+	struct fdtable *fdt = task->files->fdt;
+	struct file *file = NULL;
+
+	if (fd < 0 || (unsigned int)fd >= fdt->max_fds)
+		return NULL;
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]))
+		return NULL;
+	return file;
+}
+
+/*
+ * A process started by inetd or a systemd socket unit with Accept=yes has
+ * its connection as standard input and output (and maybe error): requests
+ * read on fd 0, responses written on fd 1, one open file. When a socket is
+ * first seen on fd 0, 1 or 2 and another of those is the same file with an
+ * entry already, the new entry only points there (PROTO_ALIAS): both fds
+ * then share one connection, its positions and its events.
+ */
+struct find_primary_ctx {
+	struct file *mine;
+	__u64 proc_start;
+	__u32 tgid;
+	__u32 exec_id;
+	__s32 fd;
+	__s32 found; /* the primary's fd, or -1 */
+};
+
+/* One candidate fd (bpf_loop step: verified once, not on every path). */
+static long conn__find_primary_step(__u32 i, void *arg)
+{
+	struct find_primary_ctx *f = arg;
+	struct ht_conn_key k = {.tgid = f->tgid, .fd = (__s32)i};
+	struct ht_conn_state *o;
+
+	if (k.fd == f->fd)
+		return 0;
+	o = bpf_map_lookup_elem(&conns, &k);
+	if (!o || o->proto == PROTO_ALIAS || o->proc_start != f->proc_start ||
+	    o->exec_id != f->exec_id ||
+	    sock__file_of(bpf_get_current_task_btf(), k.fd) != f->mine)
+		return 0;
+	f->found = k.fd;
+	return 1;
+}
+
+static __always_inline void conn__find_primary(struct task_struct *task,
+					       const struct ht_conn_key *key,
+					       struct ht_conn_state *st)
+{
+	struct find_primary_ctx f = {
+		.mine = sock__file_of(task, key->fd),
+		.proc_start = st->proc_start,
+		.tgid = key->tgid,
+		.exec_id = st->exec_id,
+		.fd = key->fd,
+		.found = -1,
+	};
+
+	if (!f.mine)
+		return;
+	bpf_loop(3, conn__find_primary_step, &f, 0);
+	if (f.found >= 0) {
+		st->proto = PROTO_ALIAS;
+		st->alias_fd = f.found;
+	}
+}
+
 /*
  * Enters a connection into the map. Sockets that are not traced get no entry;
  * traced ones outside the port filter (Unix domain sockets have no port) get
@@ -254,6 +324,8 @@ static __always_inline struct ht_conn_state *conn__create(struct task_struct *ta
 	st.role = role;
 	st.is_unix = BPF_CORE_READ(sk, __sk_common.skc_family) == HT_AF_UNIX;
 	st.proto = filter__port_allowed(lport, rport) ? PROTO_UNKNOWN : PROTO_IGNORED;
+	if (origin == HT_ORIGIN_DISCOVERED && key->fd >= 0 && key->fd <= 2)
+		conn__find_primary(task, key, &st);
 	if (bpf_map_update_elem(&conns, key, &st, BPF_ANY))
 		return NULL;
 	counters__add(HT_CNT_CONNS_SEEN, 1);

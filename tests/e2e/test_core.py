@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import (BIN, PYTHON, SERVERS, Daemon, curl, final_stats, peek_server_client,
-                      pick_port, server_port, start_server, wait_for_port)
+                      pick_port, recv_until, server_port, start_server, wait_for_port)
 
 
 def match(port, path=None, role=None, method=None, original=None):
@@ -1174,6 +1174,50 @@ def test_a_body_discarded_with_msg_trunc_is_counted_not_read(tmp_path):
     assert b["http"]["response"]["body"] == {"bytes": 3, "content": "n=0"}
     assert not a["httptraced"]["incomplete"] and not b["httptraced"]["incomplete"]
     assert st["parse_errors"] == 0 and st["gaps"] == 1, st
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_an_inetd_style_service_on_stdin_and_stdout_is_one_connection(tmp_path, fast):
+    """inetd, xinetd and systemd socket units with Accept=yes hand a service
+    its connection as standard input and output: it reads requests on fd 0
+    and writes responses on fd 1 (servers/inetd_server.py, a forked child
+    per connection). The two fds are one connection, each request paired
+    with its response. (Before, fd 0 gave requests without responses and
+    fd 1 responses without requests.)"""
+    srv = start_server([PYTHON, str(SERVERS / "inetd_server.py")], "127.0.0.1")
+    try:
+        d = Daemon(tmp_path / "logs", f"--port={srv.port}",
+                   f"--fast_fd_filter={str(fast).lower()}").start()
+        try:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(b"GET /one HTTP/1.1\r\nHost: i\r\n\r\n")
+                got = recv_until(s, b"", b"path=/one")
+                s.sendall(b"GET /two HTTP/1.1\r\nHost: i\r\n\r\n")
+                recv_until(s, got, b"path=/two")
+            recs = d.wait_for(lambda r: server_port(r) == srv.port and
+                              r["httptraced"]["role"] == "server", 2)
+        finally:
+            assert d.stop() == 0, d.stderr()
+    finally:
+        srv.stop()
+    assert len(recs) == 2, recs
+    one, two = sorted(recs, key=lambda r: r["httptraced"]["connection"]["seq"])
+    child = one["process"]["pid"]
+    assert child != srv.pid
+    for r, path, seq in ((one, "/one", 0), (two, "/two", 1)):
+        assert r["url"]["path"] == path
+        assert r["http"]["response"]["body"] == {"bytes": len(path) + 5,
+                                                 "content": f"path={path}"}
+        assert r["httptraced"]["incomplete"] is False
+        assert r["httptraced"]["connection"]["seq"] == seq
+        assert r["httptraced"]["connection"]["origin"] == "discovered"
+        assert r["process"]["pid"] == child
+    # The connection is named after fd 0, where the first request was read.
+    assert one["httptraced"]["connection"]["id"].startswith(f"{child}-0-")
+    assert two["httptraced"]["connection"]["id"] == one["httptraced"]["connection"]["id"]
+    st = final_stats(d)
+    # This process's end and the child's: one connection each.
+    assert (st["opened"], st["parse_errors"], st["records"]) == (2, 0, 4), st
 
 
 @pytest.mark.parametrize("fast", [True, False])
