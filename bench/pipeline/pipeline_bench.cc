@@ -59,7 +59,7 @@ class Sink final : public httptraced::conn::ExchangeSink,
                    public httptraced::conn::ConnController {
  public:
   explicit Sink(httptraced::record::RecordBuilder& builder) : builder_(builder) {
-    batch_.reserve(512 * 1024);
+    batch_.Reserve(512 * 1024);
   }
   void OnExchange(const httptraced::conn::ConnInfo& conn,
                   httptraced::http::Exchange&& exchange) override {
@@ -85,7 +85,7 @@ class Sink final : public httptraced::conn::ExchangeSink,
   httptraced::record::RecordBuilder& builder_;
   httptraced::record::ConnPartsCache parts_;
   httptraced::record::ClockOffset clock_;
-  std::string batch_;
+  httptraced::record::OutBuffer batch_;
 };
 
 }  // namespace

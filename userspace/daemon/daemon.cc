@@ -60,7 +60,7 @@ Daemon::Daemon(const config::Config& config, std::unique_ptr<output::RecordSink>
       table_(TableOptions(config), *this, *this),
       builder_(std::make_unique<record::RecordBuilder>(BuilderOptions(config))) {
   RefreshClock();
-  batch_.reserve(kFlushBytes + 64 * 1024);
+  batch_.Reserve(kFlushBytes + 64 * 1024);
 }
 
 void Daemon::RefreshClock() {
@@ -147,7 +147,7 @@ void Daemon::StopTracing(const conn::ConnKey& key) {
 
 void Daemon::Flush() {
   if (batch_.empty()) return;
-  if (absl::Status s = sink_->Write(batch_); !s.ok()) {
+  if (absl::Status s = sink_->Write(batch_.view()); !s.ok()) {
     std::fprintf(stderr, "httptraced: log: %s\n", std::string(s.message()).c_str());
   }
   batch_.clear();

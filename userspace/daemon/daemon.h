@@ -15,6 +15,7 @@
 #include "conn/conn_table.h"
 #include "output/sink.h"
 #include "proc/process_cache.h"
+#include "record/out_buffer.h"
 #include "record/record_builder.h"
 
 namespace httptraced::daemon {
@@ -95,7 +96,7 @@ class Daemon final : public bpf::SampleHandler,
   record::ConnPartsCache conn_parts_;
   proc::ProcessCache processes_;
   record::ClockOffset clock_;
-  std::string batch_;
+  record::OutBuffer batch_;
   uint64_t batch_started_ns_ = 0;
   uint64_t now_ns_ = 0;
   DaemonStats stats_;

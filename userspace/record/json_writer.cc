@@ -337,23 +337,24 @@ void AppendJsonString(std::string_view s, std::string& out) {
   out.push_back('"');
 }
 
-JsonWriter::JsonWriter(std::string& out, size_t size_hint) : out_(&out) {
-  const size_t used = out.size();
-  out.resize(used + size_hint);
-  cur_ = out.data() + used;
-  end_ = out.data() + out.size();
+JsonWriter::JsonWriter(OutBuffer& out, size_t size_hint) : out_(&out) {
+  out.Reserve(out.size() + size_hint);
+  cur_ = out.data() + out.size();
+  end_ = out.data() + out.capacity();
 }
 
 void JsonWriter::Grow(size_t n) {
   const size_t used = static_cast<size_t>(cur_ - out_->data());
-  out_->resize(std::max(out_->size() * 2, used + n + 256));
+  // Reserve keeps the buffer's contents: make them everything written so far.
+  out_->SetSize(used);
+  out_->Reserve(used + n + 256);
   cur_ = out_->data() + used;
-  end_ = out_->data() + out_->size();
+  end_ = out_->data() + out_->capacity();
 }
 
 void JsonWriter::Finish() {
   if (out_ == nullptr) return;
-  out_->resize(static_cast<size_t>(cur_ - out_->data()));
+  out_->SetSize(static_cast<size_t>(cur_ - out_->data()));
   out_ = nullptr;
 }
 

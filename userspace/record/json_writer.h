@@ -1,5 +1,5 @@
 // A streaming JSON writer for the record hot path: appends straight to a
-// caller-owned (and reused) std::string. No DOM, no allocation per field.
+// caller-owned (and reused) OutBuffer. No DOM, no allocation per field.
 //
 // Every string goes out escaped ('"', '\\', control characters) and as valid
 // UTF-8: ill-formed sequences become U+FFFD, so the output is valid JSON
@@ -12,6 +12,8 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+
+#include "record/out_buffer.h"
 
 namespace httptraced::record {
 
@@ -35,24 +37,25 @@ void EncodeBase64(std::string_view bytes, char* d);
 // Escapes: \" \\ \b \f \n \r \t, other control characters as \u00XX.
 void AppendJsonString(std::string_view s, std::string& out);
 
-// Writes JSON to the end of a string. The caller keeps the nesting well
+// Writes JSON to the end of a buffer. The caller keeps the nesting well
 // formed (every Begin has its End, a Key before each value in an object);
 // commas are placed automatically. Values written after a Key belong to it.
 //
-// For speed the writer owns the end of the string while it lives: it grows the
-// string ahead of itself and writes through a raw cursor (one bounds check and
-// a fixed-size memcpy per piece instead of std::string's bookkeeping), then
-// trims the string to what was written when it is destroyed or Finish()ed.
-// Nothing else may touch the string meanwhile.
+// For speed the writer owns the end of the buffer while it lives: it reserves
+// room ahead of itself (uninitialised: OutBuffer does not zero it, as
+// std::string::resize would) and writes through a raw cursor (one bounds check
+// and a fixed-size memcpy per piece), then sets the buffer's size to what was
+// written when it is destroyed or Finish()ed. Nothing else may touch the
+// buffer meanwhile.
 class JsonWriter {
  public:
   // `size_hint`: bytes this writer will probably add (growth beyond is fine).
-  explicit JsonWriter(std::string& out, size_t size_hint = 1024);
+  explicit JsonWriter(OutBuffer& out, size_t size_hint = 1024);
   ~JsonWriter() { Finish(); }
   JsonWriter(const JsonWriter&) = delete;
   JsonWriter& operator=(const JsonWriter&) = delete;
 
-  // Trims the string to what was written; the writer is unusable afterwards.
+  // Sets the buffer's size to what was written; the writer is unusable afterwards.
   void Finish();
 
   void BeginObject() {
@@ -171,7 +174,7 @@ class JsonWriter {
     std::memcpy(Room(n), s, n);
     cur_ += n;
   }
-  // The whole string up to the cursor (what it will hold after Finish()).
+  // The whole buffer up to the cursor (what it will hold after Finish()).
   std::string_view Written() const {
     return std::string_view(out_->data(), static_cast<size_t>(cur_ - out_->data()));
   }
@@ -185,7 +188,7 @@ class JsonWriter {
   }
   void Grow(size_t n);
 
-  std::string* out_;
+  OutBuffer* out_;
   char* cur_ = nullptr;  // next byte to write, inside out_'s buffer
   char* end_ = nullptr;  // end of the room grown so far
   // True when the next key or array element needs a ',' before it. One flag

@@ -6,7 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
+
+#include "record/out_buffer.h"
 
 namespace httptraced::record {
 namespace {
@@ -63,7 +66,7 @@ bool NlohmannAcceptsUtf8(const std::string& bytes) {
 }
 
 TEST_CASE("JsonWriter places commas in nested objects and arrays") {
-  std::string out;
+  OutBuffer out;
   JsonWriter w(out);
   w.BeginObject();
   w.IntField("a", 1);
@@ -93,8 +96,9 @@ TEST_CASE("JsonWriter places commas in nested objects and arrays") {
   CHECK(w.Written() == R"({"a":1,"b":[true,false,"x",{},[],-2],"c":{"d":false,"e":{}},"f":[],"g":"h"})");
 }
 
-TEST_CASE("JsonWriter appends to what the string already holds") {
-  std::string out = "previous line\n";
+TEST_CASE("JsonWriter appends to what the buffer already holds") {
+  OutBuffer out;
+  out.Append("previous line\n");
   JsonWriter w(out);
   w.BeginObject();
   w.StringField("k", "v");
@@ -103,7 +107,7 @@ TEST_CASE("JsonWriter appends to what the string already holds") {
 }
 
 TEST_CASE("JsonWriter writes integer extremes exactly") {
-  std::string out;
+  OutBuffer out;
   JsonWriter w(out);
   w.BeginArray();
   w.Int(std::numeric_limits<int64_t>::min());
@@ -116,7 +120,7 @@ TEST_CASE("JsonWriter writes integer extremes exactly") {
 }
 
 TEST_CASE("JsonWriter writes RFC 3339 timestamps with nanoseconds") {
-  std::string out;
+  OutBuffer out;
   JsonWriter w(out);
   w.BeginObject();
   w.TimestampField("t", 1'795'293'959'123'456'789);
@@ -172,14 +176,14 @@ TEST_CASE("A byte that needs escaping is found at any position of a string") {
         std::string expected = raw;
         if (ill_formed) expected.replace(at, 1, "\xef\xbf\xbd");
         REQUIRE(back == expected);
-        std::string strict;
+        OutBuffer strict;
         bool valid = false;
         {
           JsonWriter w(strict);
           valid = w.StringIfValidUtf8(raw);
         }
         REQUIRE(valid == !ill_formed);
-        REQUIRE(strict == (ill_formed ? "" : quoted));
+        REQUIRE(strict.view() == (ill_formed ? "" : quoted));
       }
     }
   }
@@ -271,7 +275,7 @@ TEST_CASE("IsValidUtf8 finds a bad byte at any position of a long ASCII run") {
 }
 
 TEST_CASE("KeyLowerAscii lowercases ASCII letters only") {
-  std::string out;
+  OutBuffer out;
   JsonWriter w(out);
   w.BeginObject();
   w.KeyLowerAscii("Content-TYPE");
@@ -297,12 +301,12 @@ TEST_CASE("KeyLowerAscii lowercases every printable ASCII byte at every position
           expected += (k >= 'A' && k <= 'Z') ? static_cast<char>(k - 'A' + 'a') : k;
         }
         expected += "\":";
-        std::string out;
+        OutBuffer out;
         {
           JsonWriter w(out);
           w.KeyLowerAscii(key);
         }
-        REQUIRE(out == expected);
+        REQUIRE(out.view() == expected);
       }
     }
   }
@@ -336,7 +340,7 @@ TEST_CASE("Base64 round-trips every byte value at every length mod 3") {
 }
 
 TEST_CASE("StringIfValidUtf8 writes valid text and leaves no trace otherwise") {
-  std::string out;
+  OutBuffer out;
   JsonWriter w(out);
   w.BeginArray();
   CHECK(w.StringIfValidUtf8("caf\xc3\xa9\n"));
@@ -347,7 +351,7 @@ TEST_CASE("StringIfValidUtf8 writes valid text and leaves no trace otherwise") {
   w.EndArray();
   CHECK(w.Written() == "[\"caf\xc3\xa9\\n\",\"/w==\"]");
 
-  std::string first;
+  OutBuffer first;
   JsonWriter w2(first);
   w2.BeginObject();
   w2.Key("b");
@@ -363,25 +367,82 @@ TEST_CASE("StringIfValidUtf8 writes valid text and leaves no trace otherwise") {
 namespace httptraced::record {
 namespace {
 
-TEST_CASE("JsonWriter grows past its size hint and trims the string when done") {
-  std::string out = "x";
+TEST_CASE("JsonWriter grows past its size hint and sets the size when done") {
+  OutBuffer out;
+  out.Append("x");
   {
     JsonWriter w(out, /*size_hint=*/4);
     w.BeginArray();
     for (int i = 0; i < 100; ++i) w.String("0123456789");
     w.EndArray();
     CHECK(w.Written().size() == 1 + 2 + 100 * 12 + 99);
-  }  // the destructor trims
+  }  // the destructor sets the size
   CHECK(out.size() == 1 + 2 + 100 * 12 + 99);
-  CHECK(out.substr(0, 16) == "x[\"0123456789\",\"");
-  CHECK(out.back() == ']');
+  CHECK(out.view().substr(0, 16) == "x[\"0123456789\",\"");
+  CHECK(out.view().back() == ']');
 
-  std::string again;
+  OutBuffer again;
   JsonWriter w(again, 1024);
   w.BeginObject();
   w.EndObject();
   w.Finish();
-  CHECK(again == "{}");
+  CHECK(again.view() == "{}");
+  CHECK(again.capacity() >= 1024);
+}
+
+TEST_CASE("A writer after a rewind leaves the buffer at what it kept") {
+  // The room a writer reserves is not initialised: what it wrote and then
+  // rewound over must not show, nor what an earlier, longer record left.
+  OutBuffer out;
+  {
+    JsonWriter w(out);
+    w.BeginArray();
+    w.String("a long first record that fills the room");
+    w.EndArray();
+  }
+  out.clear();
+  {
+    JsonWriter w(out);
+    w.BeginArray();
+    CHECK_FALSE(w.StringIfValidUtf8("ok then \xff"));
+    w.EndArray();
+  }
+  CHECK(out.view() == "[]");
+}
+
+TEST_CASE("OutBuffer keeps its contents as it grows, and a moved-from one is empty") {
+  OutBuffer b;
+  CHECK(b.empty());
+  CHECK(b.capacity() == 0);
+  std::string expected;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string piece = std::to_string(i) + ",";
+    b.Append(piece);
+    expected += piece;
+  }
+  CHECK(b.view() == expected);
+  CHECK(b.capacity() >= b.size());
+  b.Append("");
+  CHECK(b.view() == expected);
+
+  const size_t capacity = b.capacity();
+  b.Reserve(capacity + 1);
+  CHECK(b.capacity() >= 2 * capacity);  // at least twofold
+  CHECK(b.view() == expected);
+  b.SetSize(3);
+  CHECK(b.view() == "0,1");
+
+  OutBuffer moved(std::move(b));
+  CHECK(moved.view() == "0,1");
+  CHECK(b.empty());           // NOLINT(bugprone-use-after-move): defined state
+  CHECK(b.capacity() == 0);   // NOLINT(bugprone-use-after-move)
+  b.Append("again");          // NOLINT(bugprone-use-after-move)
+  CHECK(b.view() == "again");
+  moved = std::move(b);
+  CHECK(moved.view() == "again");
+  moved.clear();
+  CHECK(moved.empty());
+  CHECK(moved.capacity() >= 5);
 }
 
 }  // namespace

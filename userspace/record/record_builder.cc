@@ -349,7 +349,7 @@ RecordBuilder::RecordBuilder(RecordOptions options) : options_(std::move(options
 
 void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exchange,
                            const ProcessDetails& process, const ClockOffset& clock,
-                           std::string& out, ConnPartsCache* cache) const {
+                           OutBuffer& out, ConnPartsCache* cache) const {
   const http::Message* request = exchange.request ? &*exchange.request : nullptr;
   const http::Message* response = exchange.response ? &*exchange.response : nullptr;
 

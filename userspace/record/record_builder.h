@@ -20,6 +20,7 @@
 
 #include "conn/conn_info.h"
 #include "http/message.h"
+#include "record/out_buffer.h"
 
 namespace httptraced::record {
 
@@ -109,7 +110,7 @@ class RecordBuilder {
   // and touches only `out` (and `cache`, when given: the per-connection parts
   // come from it, the same bytes as without it).
   void Append(const conn::ConnInfo& conn, const http::Exchange& exchange,
-              const ProcessDetails& process, const ClockOffset& clock, std::string& out,
+              const ProcessDetails& process, const ClockOffset& clock, OutBuffer& out,
               ConnPartsCache* cache = nullptr) const;
 
  private:

@@ -71,9 +71,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.host_name = request.target;
   options.redact_headers.push_back(field(2));
   const record::RecordBuilder builder(options);
-  std::string out;
+  record::OutBuffer buffer;
   builder.Append(conn, exchange, record::ProcessDetails{request.target}, record::ClockOffset{5},
-                 out);
+                 buffer);
+  const std::string_view out = buffer.view();
 
   if (out.empty() || out.back() != '\n' || out.find('\n') != out.size() - 1) std::abort();
   if (!nlohmann::json::accept(out)) std::abort();
@@ -82,10 +83,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // and when it serves the record.
   record::ConnPartsCache cache;
   for (int i = 0; i < 2; ++i) {
-    std::string cached;
+    record::OutBuffer cached;
     builder.Append(conn, exchange, record::ProcessDetails{request.target},
                    record::ClockOffset{5}, cached, &cache);
-    if (cached != out) std::abort();
+    if (cached.view() != out) std::abort();
   }
   if (cache.hits() != 1) std::abort();
   return 0;

@@ -615,12 +615,14 @@ TEST_CASE("Append adds exactly one line after what the buffer holds") {
   const RecordBuilder builder{RecordOptions{}};
   const samples::Sample a = samples::ServerGetWithQuery();
   const samples::Sample b = samples::ClientPostWithBody();
-  std::string out = "x\n";
+  OutBuffer buffer;
+  buffer.Append("x\n");
   builder.Append(a.conn, a.exchange, ProcessDetails{a.executable},
-                 ClockOffset{samples::kRealtimeMinusMonotonicNs}, out);
-  const size_t first_end = out.size();
+                 ClockOffset{samples::kRealtimeMinusMonotonicNs}, buffer);
+  const size_t first_end = buffer.size();
   builder.Append(b.conn, b.exchange, ProcessDetails{b.executable},
-                 ClockOffset{samples::kRealtimeMinusMonotonicNs}, out);
+                 ClockOffset{samples::kRealtimeMinusMonotonicNs}, buffer);
+  const std::string out(buffer.view());
   REQUIRE(out.rfind("x\n", 0) == 0);
   const json first = ParseLine(out.substr(2, first_end - 2));
   const json second = ParseLine(out.substr(first_end));
@@ -633,9 +635,9 @@ TEST_CASE("Append adds exactly one line after what the buffer holds") {
 TEST_CASE("ClockOffset moves every timestamp, durations stay") {
   samples::Sample s = samples::ServerGetWithQuery();
   const RecordBuilder builder(s.options);
-  std::string out;
+  OutBuffer out;
   builder.Append(s.conn, s.exchange, ProcessDetails{s.executable}, ClockOffset{0}, out);
-  const json j = ParseLine(out);
+  const json j = ParseLine(std::string(out.view()));
   CHECK(j["@timestamp"] == "1970-01-01T00:16:40.000000000Z");
   CHECK(j["event"]["end"] == "1970-01-01T00:16:40.001500000Z");
   CHECK(j["event"]["duration"] == 1500000);
@@ -654,18 +656,18 @@ TEST_CASE("Every sample record is one valid line") {
 // The record of `sample` built with `cache` (and its builder's options).
 std::string RenderCached(const samples::Sample& sample, ConnPartsCache& cache,
                          const RecordBuilder& builder, std::string_view executable) {
-  std::string out;
+  OutBuffer out;
   builder.Append(sample.conn, sample.exchange, ProcessDetails{executable},
                  ClockOffset{1'700'000'000'000'000'000}, out, &cache);
-  return out;
+  return std::string(out.view());
 }
 
 std::string RenderPlain(const samples::Sample& sample, const RecordBuilder& builder,
                         std::string_view executable) {
-  std::string out;
+  OutBuffer out;
   builder.Append(sample.conn, sample.exchange, ProcessDetails{executable},
                  ClockOffset{1'700'000'000'000'000'000}, out);
-  return out;
+  return std::string(out.view());
 }
 
 TEST_CASE("Records built with the per-connection cache are the same bytes") {

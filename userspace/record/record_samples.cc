@@ -114,10 +114,10 @@ conn::ConnInfo ServerConnV4Mapped() {
 
 std::string Render(const Sample& sample) {
   const RecordBuilder builder(sample.options);
-  std::string out;
+  OutBuffer out;
   builder.Append(sample.conn, sample.exchange, ProcessDetails{sample.executable},
                  ClockOffset{kRealtimeMinusMonotonicNs}, out);
-  return out;
+  return std::string(out.view());
 }
 
 Sample ServerGetWithQuery() {
