@@ -18,6 +18,7 @@
 
 #include "bpf/event.h"
 #include "conn/conn_table.h"
+#include "http/body_decoder.h"
 #include "ht_events.h"
 #include "record/record_builder.h"
 
@@ -63,6 +64,9 @@ class Sink final : public httptraced::conn::ExchangeSink,
   }
   void OnExchange(const httptraced::conn::ConnInfo& conn,
                   httptraced::http::Exchange&& exchange) override {
+    // As the daemon does: a coded body would be decoded (these are not).
+    if (exchange.request) decoder_.Decode(*exchange.request);
+    if (exchange.response) decoder_.Decode(*exchange.response);
     builder_.Append(conn, exchange, {conn.executable}, clock_, batch_, &parts_);
     ++exchanges;
     if (batch_.size() > 256 * 1024) {
@@ -84,6 +88,7 @@ class Sink final : public httptraced::conn::ExchangeSink,
  private:
   httptraced::record::RecordBuilder& builder_;
   httptraced::record::ConnPartsCache parts_;
+  httptraced::http::BodyDecoder decoder_{16384};
   httptraced::record::ClockOffset clock_;
   httptraced::record::OutBuffer batch_;
 };

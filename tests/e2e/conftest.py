@@ -281,6 +281,9 @@ def nginx_server(tmp_path_factory, py_server):
     (www / "nosendfile").mkdir(parents=True)
     (www / "index.html").write_bytes(b"<h1>nginx static</h1>\n")
     (www / "nosendfile" / "small.txt").write_bytes(b"served by writev\n")
+    (www / "gz").mkdir()
+    gz_text = b"".join(b"line %d of a text that nginx compresses\n" % i for i in range(300))
+    (www / "gz" / "text.txt").write_bytes(gz_text)
     port = pick_port()
     proc = start_nginx(root, port, f"""
   sendfile on;
@@ -294,6 +297,7 @@ def nginx_server(tmp_path_factory, py_server):
     listen 127.0.0.1:{port};
     root {www};
     location /nosendfile/ {{ sendfile off; }}
+    location /gz/ {{ gzip on; gzip_types text/plain; gzip_min_length 1; }}
     location /up/ {{
       proxy_pass http://py/path/;
       proxy_http_version 1.1;
@@ -302,6 +306,7 @@ def nginx_server(tmp_path_factory, py_server):
   }}""")
     s = Server(proc, port, "127.0.0.1")
     s.www = www
+    s.gz_text = gz_text
     s.workers = lambda: [int(p) for p in subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()]
     yield s

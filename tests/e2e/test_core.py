@@ -412,6 +412,89 @@ def test_binary_body_is_base64(tracer, py_server):
     assert base64.b64decode(r["http"]["response"]["body"]["content"]) == bytes(range(256))
 
 
+def compressed(coding, data):
+    """data in a Content-Encoding: gzip and deflate (the zlib format) from
+    Python's zlib, zstd from zstd(1)."""
+    import gzip
+    import zlib
+    if coding == "gzip":
+        return gzip.compress(data)
+    if coding == "deflate":
+        return zlib.compress(data)
+    return subprocess.run(["zstd", "-q", "-c", "-3"], input=data, capture_output=True,
+                          check=True).stdout
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "zstd"])
+def test_coded_bodies_are_recorded_decoded_on_both_ends(tracer, py_server, coding):
+    """A coded request body, echoed back with its Content-Encoding: both ends'
+    records hold the text the application sent, and the sizes as sent."""
+    text = json.dumps({"items": [{"id": i, "name": f"item {i}"} for i in range(200)]})
+    coded = compressed(coding, text.encode())
+    assert len(coded) < len(text) // 4
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(coded)
+        f.flush()
+        out, curl_pid = curl("-H", f"Content-Encoding: {coding}", "-H",
+                             "Content-Type: application/json", "--data-binary", f"@{f.name}",
+                             py_server.url(f"/echo?coded={coding}"))
+    assert out == coded  # curl does not decode what it did not ask for
+    original = f"/echo?coded={coding}"
+    srv = one(tracer, match(py_server.port, "/echo", "server", "POST", original))
+    cli = one(tracer, match(py_server.port, "/echo", "client", "POST", original))
+    assert cli["process"]["pid"] == curl_pid
+    for r in (srv, cli):
+        for side in ("request", "response"):
+            assert r["http"][side]["headers"]["content-encoding"] == coding
+            assert r["http"][side]["body"] == {"bytes": len(coded), "content": text}
+            assert r["httptraced"][side] == {"body": {"decoded": coding}}
+
+
+def test_nginx_gzip_responses_are_recorded_decoded(tracer, nginx_server):
+    """nginx compresses on the fly (chunked): curl --compressed, and a client
+    that takes the gzip bytes as they are. With --max_body_bytes smaller than
+    the text, the decoded content stops there."""
+    out, _ = curl("--compressed", nginx_server.url("/gz/text.txt?t=decoded"))
+    assert out == nginx_server.gz_text
+    raw, _ = curl("-H", "Accept-Encoding: gzip", nginx_server.url("/gz/text.txt?t=raw"))
+    assert raw[:2] == b"\x1f\x8b" and len(raw) < len(out) // 4
+    import gzip
+    assert gzip.decompress(raw) == out
+    for t in ("decoded", "raw"):
+        for role in ("server", "client"):
+            r = one(tracer, match(nginx_server.port, "/gz/text.txt", role,
+                                  original=f"/gz/text.txt?t={t}"))
+            resp = r["http"]["response"]
+            assert resp["headers"]["content-encoding"] == "gzip"
+            assert resp["headers"]["transfer-encoding"] == "chunked"
+            # nginx compresses the same bytes the same way both times.
+            assert resp["body"] == {"bytes": len(raw), "content": out.decode()}
+            assert r["httptraced"]["response"] == {"body": {"decoded": "gzip"}}
+
+
+def test_decoding_stops_at_the_body_cap_and_can_be_turned_off(tmp_path, nginx_server):
+    d = Daemon(tmp_path / "logs", f"--port={nginx_server.port}", "--max_body_bytes=1000").start()
+    try:
+        raw, _ = curl("-H", "Accept-Encoding: gzip", nginx_server.url("/gz/text.txt?t=capped"))
+        r = one(d, match(nginx_server.port, "/gz/text.txt", "server"))
+        assert r["http"]["response"]["body"] == {
+            "bytes": len(raw), "content": nginx_server.gz_text[:1000].decode()}
+        assert r["httptraced"]["response"] == {"body": {"truncated": True, "decoded": "gzip"}}
+    finally:
+        assert d.stop() == 0, d.stderr()
+
+    d = Daemon(tmp_path / "off", f"--port={nginx_server.port}", "--decode_bodies=false").start()
+    try:
+        raw, _ = curl("-H", "Accept-Encoding: gzip", nginx_server.url("/gz/text.txt?t=off"))
+        r = one(d, match(nginx_server.port, "/gz/text.txt", "server"))
+        body = r["http"]["response"]["body"]
+        assert body["bytes"] == len(raw)
+        assert base64.b64decode(body["content"]) == raw
+        assert r["httptraced"]["response"] == {"body": {"encoding": "base64"}}
+    finally:
+        assert d.stop() == 0, d.stderr()
+
+
 def test_head_has_no_body_and_the_next_request_parses(tracer, py_server):
     conn = http.client.HTTPConnection("127.0.0.1", py_server.port)
     conn.request("HEAD", "/hello?t=head")

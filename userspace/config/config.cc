@@ -47,6 +47,9 @@ ABSL_FLAG(uint32_t, max_header_bytes, 65536,
           "Bytes of request/status line plus headers buffered per message (1024..1048576); "
           "beyond it headers are dropped and the record says so.");
 ABSL_FLAG(bool, capture_bodies, true, "Record body contents; off keeps only body sizes.");
+ABSL_FLAG(bool, decode_bodies, true,
+          "Record the content of a body sent with Content-Encoding gzip, deflate or zstd "
+          "decoded (its first --max_body_bytes decoded bytes); off records it as sent.");
 ABSL_FLAG(std::string, redact_headers, "authorization,proxy-authorization,cookie,set-cookie",
           "Comma-separated header names whose values are written as \"[REDACTED]\". Setting "
           "this flag replaces the list; an empty value redacts nothing.");
@@ -309,6 +312,7 @@ absl::StatusOr<Config> FromFlags() {
   c.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
   c.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
   c.capture_bodies = absl::GetFlag(FLAGS_capture_bodies);
+  c.decode_bodies = absl::GetFlag(FLAGS_decode_bodies);
   absl::StatusOr<std::vector<std::string>> redact =
       ParseHeaderList(absl::GetFlag(FLAGS_redact_headers));
   if (!redact.ok()) return redact.status();

@@ -32,6 +32,7 @@ struct Config {
   uint32_t max_body_bytes = 16384;
   uint32_t max_header_bytes = 65536;
   bool capture_bodies = true;
+  bool decode_bodies = true;  // gzip, deflate, zstd content decoded for the record
   std::vector<std::string> redact_headers;  // lowercase
   std::string host_name;
   // Kernel side.

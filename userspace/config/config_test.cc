@@ -118,7 +118,7 @@ std::string WriteFlagfile(const std::string& text) {
 TEST_CASE("Reparse applies defaults, then flag files and arguments in order") {
   const std::string file = WriteFlagfile(
       "# httptraced.conf\n\n--max_body_bytes=100\n--redact_headers=X-Secret\n--nocapture_bodies\n"
-      "--port=80,8080\n--nokernel_skip_bodies\n--nounix_sockets\n");
+      "--port=80,8080\n--nokernel_skip_bodies\n--nounix_sockets\n--nodecode_bodies\n");
   absl::StatusOr<Config> c = Reparse({"--flagfile=" + file, "--max_body_bytes=200"});
   REQUIRE(c.ok());
   CHECK(c->max_body_bytes == 200);  // the later argument wins
@@ -127,6 +127,7 @@ TEST_CASE("Reparse applies defaults, then flag files and arguments in order") {
   CHECK(c->ports == std::vector<uint16_t>{80, 8080});
   CHECK_FALSE(c->kernel_skip_bodies);
   CHECK_FALSE(c->unix_sockets);
+  CHECK_FALSE(c->decode_bodies);
   CHECK(c->log_max_size_mb == 100);  // untouched: default
 
   // A second reload starts from the defaults again: removed lines revert.
@@ -137,6 +138,7 @@ TEST_CASE("Reparse applies defaults, then flag files and arguments in order") {
   CHECK(c->capture_bodies);
   CHECK(c->kernel_skip_bodies);
   CHECK(c->unix_sockets);
+  CHECK(c->decode_bodies);
   CHECK(c->ports.empty());
   CHECK(c->to_stdout);
   unlink(file.c_str());

@@ -49,6 +49,13 @@ record::RecordOptions BuilderOptions(const config::Config& c) {
   return o;
 }
 
+// Decodes coded bodies for the record, or nothing when no body is kept or
+// --decode_bodies is off.
+std::unique_ptr<http::BodyDecoder> MakeDecoder(const config::Config& c) {
+  if (!c.capture_bodies || !c.decode_bodies || c.max_body_bytes == 0) return nullptr;
+  return std::make_unique<http::BodyDecoder>(c.max_body_bytes);
+}
+
 }  // namespace
 
 Daemon::Daemon(const config::Config& config, std::unique_ptr<output::RecordSink> sink,
@@ -58,7 +65,8 @@ Daemon::Daemon(const config::Config& config, std::unique_ptr<output::RecordSink>
       reload_(std::move(reload)),
       notifier_(notifier != nullptr ? notifier : &default_notifier_),
       table_(TableOptions(config), *this, *this),
-      builder_(std::make_unique<record::RecordBuilder>(BuilderOptions(config))) {
+      builder_(std::make_unique<record::RecordBuilder>(BuilderOptions(config))),
+      decoder_(MakeDecoder(config)) {
   RefreshClock();
   batch_.Reserve(kFlushBytes + 64 * 1024);
 }
@@ -100,6 +108,10 @@ void Daemon::OnSample(std::string_view sample) {
 }
 
 void Daemon::OnExchange(const conn::ConnInfo& conn, http::Exchange&& exchange) {
+  if (decoder_ != nullptr) {
+    if (exchange.request) decoder_->Decode(*exchange.request);
+    if (exchange.response) decoder_->Decode(*exchange.response);
+  }
   if (batch_.empty()) batch_started_ns_ = now_ns_;
   builder_->Append(conn, exchange, record::ProcessDetails{conn.executable}, clock_, batch_,
                    &conn_parts_);
@@ -197,6 +209,7 @@ absl::Status Daemon::Reconfigure(const config::Config& next) {
   applied.verbosity = config_.verbosity;
   config_ = std::move(applied);
   builder_ = std::make_unique<record::RecordBuilder>(BuilderOptions(config_));
+  decoder_ = MakeDecoder(config_);
   table_.SetOptions(TableOptions(config_));
   return absl::OkStatus();
 }

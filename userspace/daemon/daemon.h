@@ -13,6 +13,7 @@
 #include "bpf/tracer.h"
 #include "config/config.h"
 #include "conn/conn_table.h"
+#include "http/body_decoder.h"
 #include "output/sink.h"
 #include "proc/process_cache.h"
 #include "record/out_buffer.h"
@@ -92,6 +93,7 @@ class Daemon final : public bpf::SampleHandler,
   bpf::Tracer* tracer_ = nullptr;
   conn::ConnTable table_;
   std::unique_ptr<record::RecordBuilder> builder_;
+  std::unique_ptr<http::BodyDecoder> decoder_;  // null: bodies recorded as sent
   // Per-connection parts of the records, rendered once per connection.
   record::ConnPartsCache conn_parts_;
   proc::ProcessCache processes_;

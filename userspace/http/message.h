@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace httptraced::http {
@@ -33,6 +34,11 @@ struct Body {
   // size lines and CRLFs between the gap and the end, so it is a little more
   // than the de-chunked size.
   bool framing_lost = false;
+  // The content-coding (Content-Encoding) that was removed from content, as
+  // its name ("gzip", "deflate", "zstd"; static storage), by BodyDecoder:
+  // content is then decoded bytes while size still counts the coded ones.
+  // Empty: content is as sent.
+  std::string_view decoded;
 };
 
 // Body bytes ahead of the parser that it will count but not keep (see

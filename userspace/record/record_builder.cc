@@ -278,8 +278,8 @@ void WriteMessage(JsonWriter& w, const RecordOptions& options, const http::Messa
 // only framing_lost, which qualifies the body's size, is written.
 void WriteMarkers(JsonWriter& w, const RecordOptions& options, std::string_view key,
                   const http::Message& m, bool base64) {
-  const bool content_markers =
-      options.capture_bodies && (m.body.truncated || m.body.gap || base64);
+  const bool content_markers = options.capture_bodies && (m.body.truncated || m.body.gap ||
+                                                          base64 || !m.body.decoded.empty());
   const bool body_markers = content_markers || m.body.framing_lost;
   if (m.complete && !m.headers_truncated && !m.gap_before && !body_markers) return;
   w.Key(key);
@@ -294,6 +294,7 @@ void WriteMarkers(JsonWriter& w, const RecordOptions& options, std::string_view 
       if (m.body.truncated) w.BoolField("truncated", true);
       if (m.body.gap) w.BoolField("gap", true);
       if (base64) w.StringField("encoding", "base64");
+      if (!m.body.decoded.empty()) w.StringField("decoded", m.body.decoded);
     }
     if (m.body.framing_lost) w.BoolField("framing_lost", true);
     w.EndObject();

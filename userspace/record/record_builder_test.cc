@@ -469,6 +469,23 @@ TEST_CASE("Truncation, gap and cut-short markers") {
   CHECK(j["event"]["outcome"] == "success");
 }
 
+TEST_CASE("Decoded bodies carry the coding they were decoded from") {
+  const json j = RenderJson(samples::DecodedBodies());
+  CHECK(j["http"]["request"]["body"] ==
+        R"({"bytes": 43, "content": "{\"name\":\"widget\",\"count\":3}"})"_json);
+  CHECK(j["http"]["response"]["body"] ==
+        R"({"bytes": 912, "content": "{\"items\":[{\"name\":\"widget\",\"count\":3},"})"_json);
+  CHECK(j["httptraced"]["request"] == R"({"body": {"decoded": "gzip"}})"_json);
+  CHECK(j["httptraced"]["response"] == R"({"body": {"truncated": true, "decoded": "zstd"}})"_json);
+
+  // Without body capture there is no content to have decoded.
+  samples::Sample s = samples::DecodedBodies();
+  s.options.capture_bodies = false;
+  const json off = RenderJson(s);
+  CHECK(off["httptraced"].count("request") == 0);
+  CHECK(off["httptraced"].count("response") == 0);
+}
+
 TEST_CASE("Repeated header names become arrays in order, trailers likewise") {
   const std::string line = samples::Render(samples::RepeatedHeadersAndTrailers());
   const json j = ParseLine(line);
@@ -645,7 +662,7 @@ TEST_CASE("ClockOffset moves every timestamp, durations stay") {
 
 TEST_CASE("Every sample record is one valid line") {
   const std::vector<samples::Sample> all = samples::AllSamples();
-  CHECK(all.size() == 25);
+  CHECK(all.size() == 26);
   for (const samples::Sample& s : all) {
     CAPTURE(s.name);
     const json j = RenderJson(s);

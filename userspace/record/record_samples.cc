@@ -329,6 +329,28 @@ Sample TruncatedBodies() {
   return s;
 }
 
+Sample DecodedBodies() {
+  Sample s = Make("decoded_bodies", ClientConnV4(), "/usr/bin/python3.11");
+  // As BodyDecoder leaves them: a gzip request body decoded whole, a zstd
+  // response decoded up to the cap; bytes stay the sizes as sent.
+  http::Message req = Request("POST", "/api/items",
+                              {{"Host", "api.example"}, {"Content-Encoding", "gzip"},
+                               {"Content-Length", "43"}},
+                              R"({"name":"widget","count":3})");
+  req.body.size = 43;
+  req.body.decoded = "gzip";
+  SetTiming(req, 0, 5151, 0, 5151);
+  http::Message resp = Response(200, {{"Content-Encoding", "zstd"}, {"Content-Length", "912"}},
+                                R"({"items":[{"name":"widget","count":3},)");
+  resp.body.size = 912;
+  resp.body.decoded = "zstd";
+  resp.body.truncated = true;
+  SetTiming(resp, 2'000'000, 5151, 2'000'000, 5151);
+  s.exchange.request = std::move(req);
+  s.exchange.response = std::move(resp);
+  return s;
+}
+
 Sample RepeatedHeadersAndTrailers() {
   Sample s = Make("repeated_headers_and_trailers", ServerConnV4(), "/usr/sbin/nginx");
   http::Message req = Request("GET", "/r?",
@@ -454,6 +476,7 @@ std::vector<Sample> AllSamples() {
       Ipv6(),
       Ipv4Mapped(),
       TruncatedBodies(),
+      DecodedBodies(),
       RepeatedHeadersAndTrailers(),
       UnknownRole(),
       AbsoluteFormProxyRequest(),

@@ -72,6 +72,7 @@ Sample UnixUnknownRole();
 Sample UnknownFamily();  // the open event was lost
 Sample AbsoluteFormProxyRequest();
 Sample InterimResponses();
+Sample DecodedBodies();  // bodies decoded from gzip and zstd (BodyDecoder)
 
 // Every sample above, for the schema check.
 std::vector<Sample> AllSamples();

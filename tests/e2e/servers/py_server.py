@@ -12,7 +12,8 @@ Endpoints:
   GET  /toclose?n=N      -> 200 with no Content-Length: N pattern bytes (64 KiB
                             writes), delimited by the close
   HEAD /hello            -> 200 with Content-Length: 12, no body
-  POST /echo             -> 200, the request body back (Expect: 100-continue honoured)
+  POST /echo             -> 200, the request body back (Expect: 100-continue honoured),
+                            with the request's Content-Encoding, if any
   POST /customResponse   -> {"size": N} -> {"answer": "<N random letters>"}
 """
 import argparse
@@ -45,9 +46,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _send(self, status, body, ctype="text/plain", head=False):
+    def _send(self, status, body, ctype="text/plain", head=False, encoding=None):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if not head:
@@ -90,7 +93,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(n)
         url = urlsplit(self.path)
         if url.path == "/echo":
-            self._send(200, body, self.headers.get("Content-Type", "application/octet-stream"))
+            self._send(200, body, self.headers.get("Content-Type", "application/octet-stream"),
+                       encoding=self.headers.get("Content-Encoding"))
         elif url.path == "/customResponse":
             try:
                 size = int(json.loads(body)["size"])
