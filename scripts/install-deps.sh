@@ -7,12 +7,14 @@ BUILD_DEPS=(
   cmake make g++ pkg-config
   clang llvm libclang-rt-14-dev   # BPF objects (clang -target bpf), sanitizers, libFuzzer
   libbpf-dev bpftool libelf-dev zlib1g-dev libdeflate-dev libzstd-dev
+  libbrotli-dev                   # decoding br bodies
   libabsl-dev nlohmann-json3-dev catch2
   libsystemd-dev                  # sd_notify (Type=notify)
 )
 TEST_DEPS=(
   python3 python3-pytest python3-jsonschema   # end-to-end harness and schema checks
   nginx-light nodejs curl                     # real servers and clients
+  libnginx-mod-http-brotli-filter             # nginx answering with br bodies
   haproxy                                     # a proxy that forwards bodies with splice()
   procps iproute2 ca-certificates
   zstd                                        # reading rotated logs back (zstd -dc)

@@ -281,11 +281,14 @@ def nginx_server(tmp_path_factory, py_server):
     (www / "nosendfile").mkdir(parents=True)
     (www / "index.html").write_bytes(b"<h1>nginx static</h1>\n")
     (www / "nosendfile" / "small.txt").write_bytes(b"served by writev\n")
-    (www / "gz").mkdir()
     gz_text = b"".join(b"line %d of a text that nginx compresses\n" % i for i in range(300))
-    (www / "gz" / "text.txt").write_bytes(gz_text)
+    for coded in ("gz", "br"):
+        (www / coded).mkdir()
+        (www / coded / "text.txt").write_bytes(gz_text)
     port = pick_port()
-    proc = start_nginx(root, port, f"""
+    # Debian's brotli filter module (libnginx-mod-http-brotli-filter).
+    brotli = "load_module /usr/lib/nginx/modules/ngx_http_brotli_filter_module.so;"
+    proc = start_nginx(root, port, main=brotli, http=f"""
   sendfile on;
   keepalive_timeout 30;
   default_type text/plain;
@@ -298,6 +301,7 @@ def nginx_server(tmp_path_factory, py_server):
     root {www};
     location /nosendfile/ {{ sendfile off; }}
     location /gz/ {{ gzip on; gzip_types text/plain; gzip_min_length 1; }}
+    location /br/ {{ brotli on; brotli_types text/plain; brotli_min_length 1; }}
     location /up/ {{
       proxy_pass http://py/path/;
       proxy_http_version 1.1;

@@ -414,18 +414,22 @@ def test_binary_body_is_base64(tracer, py_server):
 
 def compressed(coding, data):
     """data in a Content-Encoding: gzip and deflate (the zlib format) from
-    Python's zlib, zstd from zstd(1)."""
+    Python's zlib, zstd from zstd(1), br from Node.js's zlib."""
     import gzip
     import zlib
     if coding == "gzip":
         return gzip.compress(data)
     if coding == "deflate":
         return zlib.compress(data)
-    return subprocess.run(["zstd", "-q", "-c", "-3"], input=data, capture_output=True,
-                          check=True).stdout
+    if coding == "br":
+        cmd = ["node", "-e", "process.stdout.write(require('zlib').brotliCompressSync("
+                             "require('fs').readFileSync(0)))"]
+    else:
+        cmd = ["zstd", "-q", "-c", "-3"]
+    return subprocess.run(cmd, input=data, capture_output=True, check=True).stdout
 
 
-@pytest.mark.parametrize("coding", ["gzip", "deflate", "zstd"])
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "zstd", "br"])
 def test_coded_bodies_are_recorded_decoded_on_both_ends(tracer, py_server, coding):
     """A coded request body, echoed back with its Content-Encoding: both ends'
     records hold the text the application sent, and the sizes as sent."""
@@ -450,26 +454,36 @@ def test_coded_bodies_are_recorded_decoded_on_both_ends(tracer, py_server, codin
             assert r["httptraced"][side] == {"body": {"decoded": coding}}
 
 
-def test_nginx_gzip_responses_are_recorded_decoded(tracer, nginx_server):
-    """nginx compresses on the fly (chunked): curl --compressed, and a client
-    that takes the gzip bytes as they are. With --max_body_bytes smaller than
-    the text, the decoded content stops there."""
-    out, _ = curl("--compressed", nginx_server.url("/gz/text.txt?t=decoded"))
-    assert out == nginx_server.gz_text
-    raw, _ = curl("-H", "Accept-Encoding: gzip", nginx_server.url("/gz/text.txt?t=raw"))
-    assert raw[:2] == b"\x1f\x8b" and len(raw) < len(out) // 4
+def decompressed(coding, data):
+    """gzip from Python's gzip, br from Node.js's zlib (Python has no brotli)."""
     import gzip
-    assert gzip.decompress(raw) == out
+    if coding == "gzip":
+        return gzip.decompress(data)
+    return subprocess.run(
+        ["node", "-e", "process.stdout.write(require('zlib').brotliDecompressSync("
+                       "require('fs').readFileSync(0)))"],
+        input=data, capture_output=True, check=True).stdout
+
+
+@pytest.mark.parametrize("location,coding", [("gz", "gzip"), ("br", "br")])
+def test_nginx_compressed_responses_are_recorded_decoded(tracer, nginx_server, location, coding):
+    """nginx compresses on the fly (chunked, with its gzip and brotli filters):
+    curl --compressed, and a client that takes the coded bytes as they are."""
+    path = f"/{location}/text.txt"
+    out, _ = curl("--compressed", nginx_server.url(f"{path}?t=decoded"))
+    assert out == nginx_server.gz_text
+    raw, _ = curl("-H", f"Accept-Encoding: {coding}", nginx_server.url(f"{path}?t=raw"))
+    assert len(raw) < len(out) // 4
+    assert decompressed(coding, raw) == out
     for t in ("decoded", "raw"):
         for role in ("server", "client"):
-            r = one(tracer, match(nginx_server.port, "/gz/text.txt", role,
-                                  original=f"/gz/text.txt?t={t}"))
+            r = one(tracer, match(nginx_server.port, path, role, original=f"{path}?t={t}"))
             resp = r["http"]["response"]
-            assert resp["headers"]["content-encoding"] == "gzip"
+            assert resp["headers"]["content-encoding"] == coding
             assert resp["headers"]["transfer-encoding"] == "chunked"
             # nginx compresses the same bytes the same way both times.
             assert resp["body"] == {"bytes": len(raw), "content": out.decode()}
-            assert r["httptraced"]["response"] == {"body": {"decoded": "gzip"}}
+            assert r["httptraced"]["response"] == {"body": {"decoded": coding}}
 
 
 def test_decoding_stops_at_the_body_cap_and_can_be_turned_off(tmp_path, nginx_server):

@@ -3,14 +3,16 @@
 //
 // Two ways in, chosen by the first byte:
 //   - raw: the rest of the input is a body's content, labelled gzip, deflate,
-//     zstd or something else: any bytes, corrupt streams, bombs.
-//   - round trip: the rest is plain text that is compressed here, then cut
-//     (as the capture cap or a gap cuts a body) and decoded.
+//     zstd, br or something else: any bytes, corrupt streams, bombs.
+//   - round trip: the rest is plain text that is compressed here (gzip,
+//     deflate, zstd or br), then cut (as the capture cap or a gap cuts a
+//     body) and decoded.
 // Invariants: Decode never writes more than the cap; when it declines, the
 // message is untouched; when it decodes, the coding is named and truncated
 // says whether anything is missing; a round trip gives back a prefix of the
 // text, all of it (and not truncated) when the stream was whole and fits.
 // One decoder serves every input of a run, as in the daemon.
+#include <brotli/encode.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -30,9 +32,20 @@ using httptraced::http::Message;
 // Caps around the edges of buffers and blocks, and --max_body_bytes's default.
 constexpr size_t kCaps[] = {0, 1, 2, 3, 7, 16, 100, 255, 256, 1000, 1024, 4096, 4097, 16384};
 
-constexpr const char* kCodings[] = {"gzip", "deflate", "zstd", "br", "gzip, deflate", "x-gzip"};
+// The first four are decoded (and made by Compress for round trips).
+constexpr const char* kCodings[] = {"gzip", "deflate", "zstd", "br", "gzip, deflate", "x-gzip",
+                                    "compress"};
 
 std::string Compress(std::string_view coding, std::string_view text, int level) {
+  if (coding == "br") {
+    std::string out(BrotliEncoderMaxCompressedSize(text.size()) + 16, '\0');
+    size_t n = out.size();
+    FUZZ_CHECK(BrotliEncoderCompress(level, BROTLI_DEFAULT_WINDOW, BROTLI_MODE_GENERIC,
+                                     text.size(), reinterpret_cast<const uint8_t*>(text.data()),
+                                     &n, reinterpret_cast<uint8_t*>(out.data())) == BROTLI_TRUE);
+    out.resize(n);
+    return out;
+  }
   if (coding == "zstd") {
     std::string out(ZSTD_compressBound(text.size()), '\0');
     const size_t n = ZSTD_compress(out.data(), out.size(), text.data(), text.size(), level % 5);
@@ -85,7 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
 
-  const char* coding = kCodings[in.Below(3)];
+  const char* coding = kCodings[in.Below(4)];
   const int level = static_cast<int>(in.Below(10));
   const std::string_view text = in.Rest();
   const std::string coded = Compress(coding, text, level);

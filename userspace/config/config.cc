@@ -48,7 +48,7 @@ ABSL_FLAG(uint32_t, max_header_bytes, 65536,
           "beyond it headers are dropped and the record says so.");
 ABSL_FLAG(bool, capture_bodies, true, "Record body contents; off keeps only body sizes.");
 ABSL_FLAG(bool, decode_bodies, true,
-          "Record the content of a body sent with Content-Encoding gzip, deflate or zstd "
+          "Record the content of a body sent with Content-Encoding gzip, deflate, zstd or br "
           "decoded (its first --max_body_bytes decoded bytes); off records it as sent.");
 ABSL_FLAG(std::string, redact_headers, "authorization,proxy-authorization,cookie,set-cookie",
           "Comma-separated header names whose values are written as \"[REDACTED]\". Setting "

@@ -4,7 +4,7 @@
 // Go's net/http ask for gzip by default, nginx and Node.js's compression
 // middleware answer with it. As sent, such a body is base64 of compressed
 // bytes, which nobody can read in a log. BodyDecoder turns the captured
-// content of a gzip-, deflate- or zstd-coded body back into what the
+// content of a gzip-, deflate-, zstd- or br-coded body back into what the
 // application sent, up to a cap on the decoded size (a small body can decode
 // to a large one: the cap bounds memory and time, whatever the peer sends).
 #ifndef HTTPTRACED_HTTP_BODY_DECODER_H_
@@ -25,6 +25,7 @@ enum class ContentCoding {
   kGzip,      // "gzip" or "x-gzip"
   kDeflate,   // "deflate": the zlib format, or raw deflate as some servers send
   kZstd,      // "zstd" (RFC 8878)
+  kBrotli,    // "br" (RFC 7932)
   kOther,     // a coding not decoded here, or more than one coding
 };
 
@@ -32,7 +33,7 @@ enum class ContentCoding {
 // (names and coding names matched without regard to case, as the RFC says).
 ContentCoding BodyCoding(const std::vector<Header>& headers);
 
-// The coding's name as records give it ("gzip", "deflate", "zstd"); empty for
+// The coding's name as records give it ("gzip", "deflate", "zstd", "br"); empty for
 // kIdentity and kOther.
 std::string_view CodingName(ContentCoding coding);
 
@@ -46,7 +47,7 @@ class BodyDecoder {
   BodyDecoder(const BodyDecoder&) = delete;
   BodyDecoder& operator=(const BodyDecoder&) = delete;
 
-  // When m's body content is coded with gzip, deflate or zstd, replaces it with
+  // When m's body content is coded with gzip, deflate, zstd or br, replaces it with
   // its first max_output decoded bytes and sets body.decoded to the coding's
   // name and body.truncated to whether the content is less than the whole
   // decoded body (the coded content stopped early: the capture cap, a gap, a
@@ -65,6 +66,7 @@ class BodyDecoder {
   // Decode `in` into out_; false on malformed input.
   bool Inflate(std::string_view in, bool gzip, bool* complete);
   bool Unzstd(std::string_view in, bool* complete);
+  bool Unbrotli(std::string_view in, bool* complete);
 
   size_t max_output_;
   std::unique_ptr<Zlib> zlib_;  // created on first use

@@ -1,5 +1,6 @@
 #include "http/body_decoder.h"
 
+#include <brotli/encode.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -35,6 +36,16 @@ std::string Zstd(std::string_view in) {
   return out;
 }
 
+std::string Brotli(std::string_view in) {
+  std::string out(BrotliEncoderMaxCompressedSize(in.size()) + 16, '\0');
+  size_t n = out.size();
+  REQUIRE(BrotliEncoderCompress(5, BROTLI_DEFAULT_WINDOW, BROTLI_MODE_TEXT, in.size(),
+                                reinterpret_cast<const uint8_t*>(in.data()), &n,
+                                reinterpret_cast<uint8_t*>(out.data())) == BROTLI_TRUE);
+  out.resize(n);
+  return out;
+}
+
 // Text long enough to compress well, with every line distinct.
 std::string Text(size_t lines) {
   std::string s;
@@ -65,7 +76,8 @@ TEST_CASE("BodyCoding reads Content-Encoding without regard to case") {
   // identity around one coding is still that coding.
   CHECK(BodyCoding({{"Content-Encoding", "identity, gzip"}}) == ContentCoding::kGzip);
   // Codings not decoded here, and stacked codings (in one field or two).
-  CHECK(BodyCoding({{"Content-Encoding", "br"}}) == ContentCoding::kOther);
+  CHECK(BodyCoding({{"Content-Encoding", "br"}}) == ContentCoding::kBrotli);
+  CHECK(BodyCoding({{"Content-Encoding", "BR"}}) == ContentCoding::kBrotli);
   CHECK(BodyCoding({{"Content-Encoding", "compress"}}) == ContentCoding::kOther);
   CHECK(BodyCoding({{"Content-Encoding", "gzip, gzip"}}) == ContentCoding::kOther);
   CHECK(BodyCoding({{"Content-Encoding", "deflate"}, {"Content-Encoding", "gzip"}}) ==
@@ -74,11 +86,12 @@ TEST_CASE("BodyCoding reads Content-Encoding without regard to case") {
   CHECK(CodingName(ContentCoding::kGzip) == "gzip");
   CHECK(CodingName(ContentCoding::kDeflate) == "deflate");
   CHECK(CodingName(ContentCoding::kZstd) == "zstd");
+  CHECK(CodingName(ContentCoding::kBrotli) == "br");
   CHECK(CodingName(ContentCoding::kIdentity).empty());
   CHECK(CodingName(ContentCoding::kOther).empty());
 }
 
-TEST_CASE("Whole gzip, zlib, raw deflate and zstd bodies decode exactly") {
+TEST_CASE("Whole gzip, zlib, raw deflate, zstd and brotli bodies decode exactly") {
   const std::string text = Text(200);
   struct Case {
     const char* coding;
@@ -89,6 +102,7 @@ TEST_CASE("Whole gzip, zlib, raw deflate and zstd bodies decode exactly") {
       {"deflate", Deflate(text, 15)},   // the zlib format, as the RFC says
       {"deflate", Deflate(text, -15)},  // raw, as some servers send it
       {"zstd", Zstd(text)},
+      {"br", Brotli(text)},
   };
   BodyDecoder decoder(1 << 20);
   // Twice over: the decoder's state is reused from one body to the next.
@@ -107,9 +121,10 @@ TEST_CASE("Whole gzip, zlib, raw deflate and zstd bodies decode exactly") {
 
 TEST_CASE("The decoded content stops at the cap, and is whole when it fits exactly") {
   const std::string text = Text(500);
-  for (const std::string coding : {"gzip", "zstd"}) {
+  for (const std::string coding : {"gzip", "zstd", "br"}) {
     CAPTURE(coding);
-    const std::string coded = coding == "gzip" ? Gzip(text) : Zstd(text);
+    const std::string coded =
+        coding == "gzip" ? Gzip(text) : coding == "zstd" ? Zstd(text) : Brotli(text);
     {
       BodyDecoder decoder(1000);
       Message m = WithBody(coded, {{"Content-Encoding", coding}});
@@ -137,10 +152,12 @@ TEST_CASE("The decoded content stops at the cap, and is whole when it fits exact
 TEST_CASE("A body captured in part decodes as far as it goes") {
   // Past zstd's 128 KiB blocks: it decodes whole blocks only.
   const std::string text = Text(20000);
-  for (const std::string coding : {"gzip", "deflate", "zstd"}) {
+  for (const std::string coding : {"gzip", "deflate", "zstd", "br"}) {
     CAPTURE(coding);
-    const std::string coded =
-        coding == "gzip" ? Gzip(text) : coding == "deflate" ? Deflate(text, 15) : Zstd(text);
+    const std::string coded = coding == "gzip"      ? Gzip(text)
+                              : coding == "deflate" ? Deflate(text, 15)
+                              : coding == "zstd"    ? Zstd(text)
+                                                    : Brotli(text);
     BodyDecoder decoder(1 << 20);
     Message m = WithBody(coded.substr(0, coded.size() / 2), {{"Content-Encoding", coding}});
     m.body.size = coded.size();
@@ -193,6 +210,8 @@ TEST_CASE("Bodies that do not decode are left as sent") {
       {"deflate", "\xff\xff\xff\xff not deflate"},
       {"zstd", gzip},
       {"zstd", "plain text, not zstd"},
+      {"br", Brotli("whole") + "trailing bytes"},
+      {"br", "\xff\xff\xff\xff\xff\xff\xff\xff not brotli"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.coding, c.content.size());
@@ -214,9 +233,9 @@ TEST_CASE("Identity, unknown codings, empty bodies and a zero cap decode nothing
   Message plain = WithBody("text", {});
   CHECK_FALSE(decoder.Decode(plain));
   CHECK(plain.body.content == "text");
-  Message br = WithBody("\x1b\x03", {{"Content-Encoding", "br"}});
-  CHECK_FALSE(decoder.Decode(br));
-  CHECK(br.body.content == "\x1b\x03");
+  Message compress = WithBody("\x1f\x9d", {{"Content-Encoding", "compress"}});
+  CHECK_FALSE(decoder.Decode(compress));
+  CHECK(compress.body.content == "\x1f\x9d");
   Message empty = WithBody("", {{"Content-Encoding", "gzip"}});
   CHECK_FALSE(decoder.Decode(empty));
   CHECK(empty.body.decoded.empty());
@@ -231,10 +250,10 @@ TEST_CASE("Identity, unknown codings, empty bodies and a zero cap decode nothing
 TEST_CASE("A small body that decodes to a large one costs no more than the cap") {
   // 8 MiB of zeros: about 8 KiB of gzip, 300 bytes of zstd.
   const std::string zeros(8 << 20, '\0');
-  for (const std::string coding : {"gzip", "zstd"}) {
+  for (const std::string coding : {"gzip", "zstd", "br"}) {
     CAPTURE(coding);
     BodyDecoder decoder(4096);
-    Message m = WithBody(coding == "gzip" ? Gzip(zeros) : Zstd(zeros),
+    Message m = WithBody(coding == "gzip" ? Gzip(zeros) : coding == "zstd" ? Zstd(zeros) : Brotli(zeros),
                          {{"Content-Encoding", coding}});
     REQUIRE(decoder.Decode(m));
     CHECK(m.body.content == std::string(4096, '\0'));

@@ -35,7 +35,7 @@ struct Body {
   // than the de-chunked size.
   bool framing_lost = false;
   // The content-coding (Content-Encoding) that was removed from content, as
-  // its name ("gzip", "deflate", "zstd"; static storage), by BodyDecoder:
+  // its name ("gzip", "deflate", "zstd", "br"; static storage), by BodyDecoder:
   // content is then decoded bytes while size still counts the coded ones.
   // Empty: content is as sent.
   std::string_view decoded;
