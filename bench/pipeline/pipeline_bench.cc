@@ -4,11 +4,17 @@
 // Prints ns and (under valgrind --tool=callgrind, repeatable) instructions per
 // exchange. Not a test: a measurement for bench/.
 //
-//   pipeline_bench [exchanges] [connections] [get|post]
+//   pipeline_bench [exchanges] [connections] [get|post|json|gzip|gzip-raw]
+//
+// json: a GET answered with 3.7 KiB of JSON; gzip: the same JSON gzip-coded,
+// decoded for the record as the daemon does by default; gzip-raw: the same
+// coded bytes recorded as sent (--decode_bodies=false).
 //
 // get: wrk's GET of a small static file, the body sent with sendfile().
 // post: bench/post.lua's 1 KiB JSON POST and nginx's 1 KiB text answer, the
 // head and body written together (one writev, one event).
+#include <zlib.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -56,17 +62,58 @@ std::string PostResponse() {
          body;
 }
 
+// A JSON API's answer of about 4 KiB: quotes every few bytes, as JSON has.
+std::string ApiJson() {
+  std::string json = "[";
+  for (int i = 0; i < 60; ++i) {
+    if (i > 0) json += ",";
+    json += "{\"id\":" + std::to_string(i) + ",\"name\":\"item " + std::to_string(i) +
+            "\",\"tags\":[\"alpha\",\"beta\"],\"price\":" + std::to_string(100 + i * 7) + "}";
+  }
+  json += "]";
+  return json;
+}
+
+std::string JsonResponse() {
+  const std::string json = ApiJson();
+  return "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 21:22:31 GMT\r\n"
+         "Content-Type: application/json\r\nContent-Length: " +
+         std::to_string(json.size()) + "\r\nConnection: keep-alive\r\n\r\n" + json;
+}
+
+// The same, gzip-coded (level 6, as nginx's gzip_comp_level 1..9 and most
+// frameworks' defaults go), which the daemon decodes for the record
+// (--decode_bodies).
+std::string GzipResponse() {
+  std::string json = ApiJson();
+  uLongf n = compressBound(static_cast<uLong>(json.size())) + 32;
+  std::string gz(n, '\0');
+  z_stream s{};
+  deflateInit2(&s, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  s.next_in = reinterpret_cast<Bytef*>(json.data());
+  s.avail_in = static_cast<uInt>(json.size());
+  s.next_out = reinterpret_cast<Bytef*>(gz.data());
+  s.avail_out = static_cast<uInt>(gz.size());
+  deflate(&s, Z_FINISH);
+  gz.resize(s.total_out);
+  deflateEnd(&s);
+  return "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 21:22:31 GMT\r\n"
+         "Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: " +
+         std::to_string(gz.size()) + "\r\nConnection: keep-alive\r\n\r\n" + gz;
+}
+
 class Sink final : public httptraced::conn::ExchangeSink,
                    public httptraced::conn::ConnController {
  public:
-  explicit Sink(httptraced::record::RecordBuilder& builder) : builder_(builder) {
+  Sink(httptraced::record::RecordBuilder& builder, bool decode)
+      : builder_(builder), decode_(decode) {
     batch_.Reserve(512 * 1024);
   }
   void OnExchange(const httptraced::conn::ConnInfo& conn,
                   httptraced::http::Exchange&& exchange) override {
-    // As the daemon does: a coded body would be decoded (these are not).
-    if (exchange.request) decoder_.Decode(*exchange.request);
-    if (exchange.response) decoder_.Decode(*exchange.response);
+    // As the daemon does: coded bodies are decoded (--decode_bodies).
+    if (decode_ && exchange.request) decoder_.Decode(*exchange.request);
+    if (decode_ && exchange.response) decoder_.Decode(*exchange.response);
     builder_.Append(conn, exchange, {conn.executable}, clock_, batch_, &parts_);
     ++exchanges;
     if (batch_.size() > 256 * 1024) {
@@ -89,6 +136,7 @@ class Sink final : public httptraced::conn::ExchangeSink,
   httptraced::record::RecordBuilder& builder_;
   httptraced::record::ConnPartsCache parts_;
   httptraced::http::BodyDecoder decoder_{16384};
+  bool decode_;
   httptraced::record::ClockOffset clock_;
   httptraced::record::OutBuffer batch_;
 };
@@ -100,13 +148,21 @@ int main(int argc, char** argv) {
   const int conns = argc > 2 ? std::atoi(argv[2]) : 16;
   const int per_conn = exchanges / conns;
   const std::string workload = argc > 3 ? argv[3] : "get";
-  if (conns <= 0 || per_conn <= 0 || (workload != "get" && workload != "post")) {
-    std::fprintf(stderr, "usage: pipeline_bench [exchanges] [connections] [get|post]\n");
+  if (conns <= 0 || per_conn <= 0 ||
+      (workload != "get" && workload != "post" && workload != "json" && workload != "gzip" &&
+       workload != "gzip-raw")) {
+    std::fprintf(stderr,
+                 "usage: pipeline_bench [exchanges] [connections] [get|post|json|gzip|gzip-raw]\n");
     return 64;
   }
   const bool post = workload == "post";
+  const bool gzip = workload == "gzip" || workload == "gzip-raw";
+  const bool json = workload == "json";
   const std::string request = post ? PostRequest() : std::string(kRequest);
-  const std::string response = post ? PostResponse() : std::string(kResponseHead);
+  const std::string response = post   ? PostResponse()
+                               : gzip ? GzipResponse()
+                               : json ? JsonResponse()
+                                      : std::string(kResponseHead);
 
   std::vector<std::string> samples;
   samples.reserve(static_cast<size_t>(exchanges) * 3 + static_cast<size_t>(conns));
@@ -129,7 +185,7 @@ int main(int argc, char** argv) {
       samples.push_back(httptraced::testing::DataSample(id, HT_DIR_EGRESS, op, response, 0,
                                                         first, ts += 1000, 4243, HT_SYS_WRITEV));
       op += response.size();
-      if (!post) {
+      if (!post && !gzip && !json) {
         samples.push_back(httptraced::testing::DataSample(id, HT_DIR_EGRESS, op, "", kBodyLen, 0,
                                                           ts += 1000, 4243, HT_SYS_SENDFILE));
         op += kBodyLen;
@@ -140,7 +196,7 @@ int main(int argc, char** argv) {
   httptraced::record::RecordOptions ropts;
   ropts.host_name = "bench-host";
   httptraced::record::RecordBuilder builder(ropts);
-  Sink sink(builder);
+  Sink sink(builder, /*decode=*/workload != "gzip-raw");
   httptraced::conn::ConnTable table({}, sink, sink);
 
   const auto start = std::chrono::steady_clock::now();

@@ -119,6 +119,9 @@ BodyDecoder::~BodyDecoder() = default;
 bool BodyDecoder::Decode(Message& m) {
   if (m.body.content.empty() || max_output_ == 0) return false;
   const ContentCoding coding = BodyCoding(m.headers);
+  if (coding == ContentCoding::kIdentity || coding == ContentCoding::kOther) return false;
+  if (!out_) out_ = std::make_unique_for_overwrite<char[]>(max_output_);
+  out_size_ = 0;
   bool complete = false;
   switch (coding) {
     case ContentCoding::kGzip:
@@ -137,7 +140,7 @@ bool BodyDecoder::Decode(Message& m) {
     case ContentCoding::kOther:
       return false;
   }
-  m.body.content.swap(out_);
+  m.body.content.assign(out_.get(), out_size_);
   m.body.decoded = CodingName(coding);
   m.body.truncated = !complete;
   return true;
@@ -158,11 +161,10 @@ bool BodyDecoder::Inflate(std::string_view in, bool gzip, bool* complete) {
   } else if (inflateReset2(&s, window_bits) != Z_OK) {
     return false;
   }
-  out_.resize(max_output_);
   s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
   s.avail_in = ClampToUInt(in.size());
-  s.next_out = reinterpret_cast<Bytef*>(out_.data());
-  s.avail_out = ClampToUInt(out_.size());
+  s.next_out = reinterpret_cast<Bytef*>(out_.get());
+  s.avail_out = ClampToUInt(max_output_);
   bool ended_one = false;  // a gzip member (or the zlib stream) ended
   *complete = false;
   while (true) {
@@ -185,7 +187,7 @@ bool BodyDecoder::Inflate(std::string_view in, bool gzip, bool* complete) {
     *complete = true;
     break;
   }
-  const size_t produced = out_.size() - s.avail_out;
+  const size_t produced = max_output_ - s.avail_out;
   if (!*complete && s.avail_out == 0) {
     // The output is full: the body is whole if nothing but its end is left.
     unsigned char probe = 0;
@@ -194,7 +196,7 @@ bool BodyDecoder::Inflate(std::string_view in, bool gzip, bool* complete) {
     *complete = inflate(&s, Z_NO_FLUSH) == Z_STREAM_END && s.avail_out == 1 &&
                 (s.avail_in == 0 || !gzip);
   }
-  out_.resize(produced);
+  out_size_ = produced;
   return true;
 }
 
@@ -210,9 +212,8 @@ bool BodyDecoder::Unzstd(std::string_view in, bool* complete) {
   } else {
     ZSTD_DCtx_reset(zstd_->dctx, ZSTD_reset_session_only);
   }
-  out_.resize(max_output_);
   ZSTD_inBuffer src{in.data(), in.size(), 0};
-  ZSTD_outBuffer dst{out_.data(), out_.size(), 0};
+  ZSTD_outBuffer dst{out_.get(), max_output_, 0};
   *complete = false;
   while (true) {
     const size_t rc = ZSTD_decompressStream(zstd_->dctx, &dst, &src);
@@ -233,7 +234,7 @@ bool BodyDecoder::Unzstd(std::string_view in, bool* complete) {
     // left means another frame follows, which the next call starts.)
     if (src.pos == src.size) break;
   }
-  out_.resize(dst.pos);
+  out_size_ = dst.pos;
   return true;
 }
 
@@ -244,11 +245,10 @@ bool BodyDecoder::Unbrotli(std::string_view in, bool* complete) {
   std::unique_ptr<BrotliDecoderState, void (*)(BrotliDecoderState*)> state(
       BrotliDecoderCreateInstance(nullptr, nullptr, nullptr), BrotliDecoderDestroyInstance);
   if (!state) return false;
-  out_.resize(max_output_);
   size_t avail_in = in.size();
   const auto* next_in = reinterpret_cast<const uint8_t*>(in.data());
-  size_t avail_out = out_.size();
-  auto* next_out = reinterpret_cast<uint8_t*>(out_.data());
+  size_t avail_out = max_output_;
+  auto* next_out = reinterpret_cast<uint8_t*>(out_.get());
   const BrotliDecoderResult rc = BrotliDecoderDecompressStream(
       state.get(), &avail_in, &next_in, &avail_out, &next_out, nullptr);
   // NEEDS_MORE_INPUT: the rest was not captured. NEEDS_MORE_OUTPUT: the cap.
@@ -265,7 +265,7 @@ bool BodyDecoder::Unbrotli(std::string_view in, bool* complete) {
                                               nullptr) == BROTLI_DECODER_RESULT_SUCCESS &&
                 one == 1 && avail_in == 0;
   }
-  out_.resize(max_output_ - avail_out);
+  out_size_ = max_output_ - avail_out;
   return true;
 }
 

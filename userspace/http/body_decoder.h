@@ -63,7 +63,7 @@ class BodyDecoder {
   struct Zlib;
   struct Zstd;
 
-  // Decode `in` into out_; false on malformed input.
+  // Decode `in` into out_ (out_size_ bytes); false on malformed input.
   bool Inflate(std::string_view in, bool gzip, bool* complete);
   bool Unzstd(std::string_view in, bool* complete);
   bool Unbrotli(std::string_view in, bool* complete);
@@ -71,7 +71,10 @@ class BodyDecoder {
   size_t max_output_;
   std::unique_ptr<Zlib> zlib_;  // created on first use
   std::unique_ptr<Zstd> zstd_;  // created on first use
-  std::string out_;             // decoded bytes, swapped into the body
+  // Decoded bytes, max_output_ of room allocated once and not initialised
+  // (a std::string would zero all of it for every body), copied into the body.
+  std::unique_ptr<char[]> out_;
+  size_t out_size_ = 0;
 };
 
 }  // namespace httptraced::http
