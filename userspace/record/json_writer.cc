@@ -212,6 +212,113 @@ inline const unsigned char* PlainRunEnd(const unsigned char* p, const unsigned c
   return p;
 }
 
+// The JsonWriter's path for string values: escapes [p, limit) straight into
+// the writer's room at d, without a bounds check or a memcpy call per piece.
+// Each step stores sixteen input bytes as they are and keeps the plain ones
+// before the first special byte; that byte is then escaped (or its UTF-8
+// sequence checked and copied) one at a time. JSON is quote-dense ("key":
+// "value" every few bytes), so this is the common case, not a slow path.
+// A step may read past limit (up to `end`, never beyond): the caller gives
+// room for 6 * (limit - p + 16) bytes, the most an escaped step can write.
+// Returns the new end of the output, or nullptr when kStrict and the bytes
+// are not well-formed UTF-8 (output then partial; the caller rolls back).
+template <bool kStrict>
+char* EscapeInto(const unsigned char*& p, const unsigned char* limit,
+                 const unsigned char* end, char* d) {
+  while (p < limit) {
+#if defined(__SSE2__)
+    const __m128i space = _mm_set1_epi8(0x20);
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    bool special_found = false;
+    while (end - p >= 16 && p < limit) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      const __m128i special =
+          _mm_or_si128(_mm_cmplt_epi8(v, space),
+                       _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d), v);
+      const int mask = _mm_movemask_epi8(special);
+      if (mask == 0) {
+        p += 16;
+        d += 16;
+        continue;
+      }
+      const int plain = __builtin_ctz(static_cast<unsigned>(mask));
+      p += plain;
+      d += plain;
+      special_found = true;
+      break;
+    }
+    if (!special_found && p >= limit) break;
+#else
+    constexpr bool special_found = false;
+#endif
+    if (p == end) break;
+    // Fewer than sixteen bytes left (or no SSE2): eight plain ones at once.
+    if (!special_found && end - p >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, sizeof(w));
+      if (!WordNeedsWork(w)) {
+        std::memcpy(d, &w, sizeof(w));
+        p += 8;
+        d += 8;
+        continue;
+      }
+    }
+    const unsigned char c = *p;
+    const uint8_t cls = kByteClass[c];
+    if (cls == kPlain) {
+      *d++ = static_cast<char>(c);
+      ++p;
+    } else if (cls == kEscape) {
+      const char short_form = kShortEscape[c];
+      d[0] = '\\';
+      if (short_form != 0) {
+        d[1] = short_form;
+        d += 2;
+      } else {
+        d[1] = 'u';
+        d[2] = '0';
+        d[3] = '0';
+        d[4] = kHexDigits[c >> 4];
+        d[5] = kHexDigits[c & 0xF];
+        d += 6;
+      }
+      ++p;
+    } else {
+      const int n = Utf8Sequence(p, end);
+      if (n > 0) {
+        for (int i = 0; i < n; ++i) d[i] = static_cast<char>(p[i]);
+        d += n;
+        p += n;
+      } else {
+        if constexpr (kStrict) return nullptr;
+        std::memcpy(d, kReplacement.data(), kReplacement.size());
+        d += kReplacement.size();
+        p += -n;
+      }
+    }
+  }
+  return d;
+}
+
+// Escapes s into w's room, 4 KiB of input at a time (so the room asked for
+// stays bounded whatever the string's size). False: kStrict and ill-formed.
+template <bool kStrict>
+bool WriteEscaped(std::string_view s, JsonWriter& w) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* const end = p + s.size();
+  constexpr size_t kSlice = 4096;
+  while (p < end) {
+    const size_t n = std::min<size_t>(kSlice, static_cast<size_t>(end - p));
+    char* d = w.Room(6 * (n + 16));
+    d = EscapeInto<kStrict>(p, p + n, end, d);
+    if (d == nullptr) return false;
+    w.Advance(d);
+  }
+  return true;
+}
+
 template <bool kStrict, bool kLower, typename Out>
 bool AppendEscaped(std::string_view s, Out& out) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -370,8 +477,7 @@ void JsonWriter::KeyLowerAscii(std::string_view key) {
 void JsonWriter::String(std::string_view s) {
   Separate();
   Put('"');
-  WriterOut o{*this};
-  AppendEscaped</*kStrict=*/false, /*kLower=*/false>(s, o);
+  WriteEscaped</*kStrict=*/false>(s, *this);
   Put('"');
   need_comma_ = true;
 }
@@ -380,8 +486,7 @@ bool JsonWriter::StringIfValidUtf8(std::string_view s) {
   const size_t rollback = Mark();
   Separate();
   Put('"');
-  WriterOut o{*this};
-  if (!AppendEscaped</*kStrict=*/true, /*kLower=*/false>(s, o)) {
+  if (!WriteEscaped</*kStrict=*/true>(s, *this)) {
     Rewind(rollback);
     return false;
   }

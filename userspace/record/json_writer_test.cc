@@ -274,6 +274,45 @@ TEST_CASE("IsValidUtf8 finds a bad byte at any position of a long ASCII run") {
   }
 }
 
+TEST_CASE("The writer's strings match AppendJsonString's on mixed, long input") {
+  // JsonWriter escapes straight into its room, in slices of 4 KiB of input;
+  // AppendJsonString takes the plain-run path. The same bytes must come out,
+  // whatever mix of plain, quotes, controls, valid and broken UTF-8 falls on
+  // block and slice edges. A fixed xorshift keeps the inputs the same.
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  const std::vector<std::string> pieces = {
+      "a", "plain text ", "\"", "\\", "\n", std::string(1, '\0'), "\x1f", "\x7f",
+      "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\x80", "\xff", "\xe2\x82",
+      "{\"key\":\"value\"},", std::string(40, 'p')};
+  for (int round = 0; round < 300; ++round) {
+    std::string raw;
+    const size_t target = round < 200 ? next() % 300 : 4000 + next() % 9000;
+    while (raw.size() < target) raw += pieces[next() % pieces.size()];
+    CAPTURE(round, raw.size());
+    const std::string expected = Quoted(raw);
+    OutBuffer out;
+    {
+      JsonWriter w(out, /*size_hint=*/8);
+      w.String(raw);
+    }
+    REQUIRE(out.view() == expected);
+    OutBuffer strict;
+    bool valid = false;
+    {
+      JsonWriter w(strict, /*size_hint=*/8);
+      valid = w.StringIfValidUtf8(raw);
+    }
+    REQUIRE(valid == IsValidUtf8(raw));
+    REQUIRE(strict.view() == (valid ? expected : ""));
+  }
+}
+
 TEST_CASE("KeyLowerAscii lowercases ASCII letters only") {
   OutBuffer out;
   JsonWriter w(out);
