@@ -35,9 +35,11 @@ CONFIGS = {
     "stdout": "httptraced --stdout > /dev/null, traces every process",
     "tshark": "tshark -i lo -f 'tcp port P' -Y http -T ek | grep -c",
     "log_noskip": "httptraced, rotating log, --kernel_skip_bodies=false (not in the default set)",
+    "log_pid_raw": "httptraced, rotating log, --pid=<nginx pids> --decode_bodies=false (not in "
+                   "the default set)",
 }
 # Left out unless --configs names them.
-OPT_IN_CONFIGS = {"log_noskip"}
+OPT_IN_CONFIGS = {"log_noskip", "log_pid_raw"}
 WORKLOADS = {
     "get": "GET /index.html (615-byte static file, sendfile on)",
     "post": "POST /echo, 1 KiB request body, 1 KiB response body (nginx return 200)",
@@ -45,10 +47,14 @@ WORKLOADS = {
     "close": "GET /index.html with Connection: close (a new connection for every request)",
     "unix": "GET /unix/, proxied by nginx to an upstream on a Unix socket (nginx itself, "
             "keep-alive) that answers 1 KiB: each request crosses TCP and the socket",
+    "json": "GET /api.json (3.7 KiB of JSON, as an API answers; sendfile off, so the body "
+            "passes through user memory and is recorded)",
+    "gzip": "GET /api.json with Accept-Encoding: gzip (nginx gzip level 1, chunked; the "
+            "daemon decodes it for the record)",
 }
 LARGE_BYTES = 1 << 20
 PATHS = {"get": "index.html", "post": "echo", "large": "large.bin", "close": "index.html",
-         "unix": "unix/"}
+         "unix": "unix/", "json": "api.json", "gzip": "api.json"}
 
 
 class Interrupted(Exception):
@@ -357,6 +363,13 @@ http {{
         root {prefix}/www;
         location = /index.html {{ }}
         location = /large.bin {{ sendfile off; }}
+        location = /api.json {{
+            default_type application/json;
+            sendfile off;
+            gzip on;
+            gzip_types application/json;
+            gzip_min_length 1;
+        }}
         location = /echo {{
             client_body_buffer_size 16k;
             default_type text/plain;
@@ -392,6 +405,10 @@ class Nginx:
         shutil.copy("/usr/share/nginx/html/index.html", os.path.join(self.prefix, "www"))
         with open(os.path.join(self.prefix, "www", "large.bin"), "wb") as f:
             f.write(bytes(0x20 + (i * 7 + i // 4096) % 95 for i in range(1 << 16)) * (LARGE_BYTES >> 16))
+        with open(os.path.join(self.prefix, "www", "api.json"), "w") as f:
+            f.write("[" + ",".join(
+                '{"id":%d,"name":"item %d","tags":["alpha","beta"],"price":%d}' % (i, i, 100 + i * 7)
+                for i in range(60)) + "]")
         self.port = free_port()
         self.status_port = free_port()
         # 1 KiB response body, printable.
@@ -642,6 +659,8 @@ class Bench:
         return os.path.join(BENCH_DIR, "post.lua") if workload == "post" else None
 
     def headers(self, workload):
+        if workload == "gzip":
+            return ["Accept-Encoding: gzip"]
         return ["Connection: close"] if workload == "close" else []
 
     def measure(self, config, workload, conns, rep):
@@ -653,12 +672,14 @@ class Bench:
         daemon = tshark = grep = None
         nginx_worker = self.nginx.workers()[0]
         try:
-            if config in ("log", "log_pid", "stdout", "log_noskip"):
+            if config in ("log", "log_pid", "stdout", "log_noskip", "log_pid_raw"):
                 args = list(self.o.daemon_args)
-                if config == "log_pid":
+                if config in ("log_pid", "log_pid_raw"):
                     args.append("--pid=" + ",".join(str(p) for p in self.nginx.pids()))
                 if config == "log_noskip":
                     args.append("--kernel_skip_bodies=false")
+                if config == "log_pid_raw":
+                    args.append("--decode_bodies=false")
                 daemon = Daemon(self.procs, self.binary, self.workdir, name, args,
                                 to_stdout=(config == "stdout"))
                 res["daemon_startup_s"] = daemon.startup_s
@@ -1092,7 +1113,7 @@ def print_table(results, out=sys.stdout):
 
 
 COLORS = {"untraced": "#7f7f7f", "log": "#1f77b4", "log_pid": "#2ca02c", "stdout": "#17becf",
-          "tshark": "#d62728"}
+          "tshark": "#d62728", "log_noskip": "#9467bd", "log_pid_raw": "#ff7f0e"}
 
 
 def plot(results, png, workdir):

@@ -1,6 +1,7 @@
 #include "http/body_decoder.h"
 
 #include <brotli/decode.h>
+#include <libdeflate.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -107,6 +108,11 @@ struct BodyDecoder::Zlib {
   }
 };
 
+struct BodyDecoder::Libdeflate {
+  libdeflate_decompressor* d = nullptr;
+  ~Libdeflate() { libdeflate_free_decompressor(d); }
+};
+
 struct BodyDecoder::Zstd {
   ZSTD_DCtx* dctx = nullptr;
   ~Zstd() { ZSTD_freeDCtx(dctx); }
@@ -123,12 +129,13 @@ bool BodyDecoder::Decode(Message& m) {
   if (!out_) out_ = std::make_unique_for_overwrite<char[]>(max_output_);
   out_size_ = 0;
   bool complete = false;
+  const bool whole = !m.body.truncated && !m.body.gap;
   switch (coding) {
     case ContentCoding::kGzip:
-      if (!Inflate(m.body.content, /*gzip=*/true, &complete)) return false;
+      if (!Inflate(m.body.content, /*gzip=*/true, whole, &complete)) return false;
       break;
     case ContentCoding::kDeflate:
-      if (!Inflate(m.body.content, /*gzip=*/false, &complete)) return false;
+      if (!Inflate(m.body.content, /*gzip=*/false, whole, &complete)) return false;
       break;
     case ContentCoding::kZstd:
       if (!Unzstd(m.body.content, &complete)) return false;
@@ -146,13 +153,43 @@ bool BodyDecoder::Decode(Message& m) {
   return true;
 }
 
-bool BodyDecoder::Inflate(std::string_view in, bool gzip, bool* complete) {
+bool BodyDecoder::InflateWhole(std::string_view in, bool gzip, bool zlib_format) {
+  if (!libdeflate_) {
+    libdeflate_ = std::make_unique<Libdeflate>();
+    libdeflate_->d = libdeflate_alloc_decompressor();
+  }
+  if (libdeflate_->d == nullptr) return false;
+  size_t in_used = 0;
+  size_t out_used = 0;
+  libdeflate_result rc;
+  if (gzip) {
+    rc = libdeflate_gzip_decompress_ex(libdeflate_->d, in.data(), in.size(), out_.get(),
+                                       max_output_, &in_used, &out_used);
+  } else if (zlib_format) {
+    rc = libdeflate_zlib_decompress_ex(libdeflate_->d, in.data(), in.size(), out_.get(),
+                                       max_output_, &in_used, &out_used);
+  } else {
+    rc = libdeflate_deflate_decompress_ex(libdeflate_->d, in.data(), in.size(), out_.get(),
+                                          max_output_, &in_used, &out_used);
+  }
+  // Bytes after a gzip member: another member, or garbage; zlib tells which.
+  if (rc != LIBDEFLATE_SUCCESS || (gzip && in_used != in.size())) return false;
+  out_size_ = out_used;
+  return true;
+}
+
+bool BodyDecoder::Inflate(std::string_view in, bool gzip, bool whole, bool* complete) {
   // gzip: its own header; deflate: the zlib format, or raw deflate without
   // one (sent by servers that read the RFC's "deflate" as the raw format).
   // Encoders' output cannot be mistaken: a raw stream starts with a block
   // header, whose low nibble is 8 (as a zlib header's is) only for a
   // non-final stored block with a padding bit set, which encoders leave 0.
-  const int window_bits = gzip ? 15 + 16 : (LooksLikeZlib(in) ? 15 : -15);
+  const bool zlib_format = !gzip && LooksLikeZlib(in);
+  if (whole && InflateWhole(in, gzip, zlib_format)) {
+    *complete = true;
+    return true;
+  }
+  const int window_bits = gzip ? 15 + 16 : (zlib_format ? 15 : -15);
   if (!zlib_) zlib_ = std::make_unique<Zlib>();
   z_stream& s = zlib_->stream;
   if (!zlib_->ready) {

@@ -62,14 +62,23 @@ class BodyDecoder {
  private:
   struct Zlib;
   struct Zstd;
+  struct Libdeflate;
 
   // Decode `in` into out_ (out_size_ bytes); false on malformed input.
-  bool Inflate(std::string_view in, bool gzip, bool* complete);
+  // whole: `in` is the entire body (nothing cut off), which lets the
+  // whole-buffer decoder try first.
+  bool Inflate(std::string_view in, bool gzip, bool whole, bool* complete);
+  // libdeflate's whole-buffer decoding (about twice as fast as zlib's
+  // streaming): true when it decoded all of `in` into at most max_output_
+  // bytes; false when it could not (more output than that, a cut or corrupt
+  // stream, concatenated members), and zlib decides.
+  bool InflateWhole(std::string_view in, bool gzip, bool zlib_format);
   bool Unzstd(std::string_view in, bool* complete);
   bool Unbrotli(std::string_view in, bool* complete);
 
   size_t max_output_;
   std::unique_ptr<Zlib> zlib_;  // created on first use
+  std::unique_ptr<Libdeflate> libdeflate_;  // created on first use
   std::unique_ptr<Zstd> zstd_;  // created on first use
   // Decoded bytes, max_output_ of room allocated once and not initialised
   // (a std::string would zero all of it for every body), copied into the body.
