@@ -14,6 +14,7 @@ const volatile __u32 targ_pids[HT_MAX_FILTER] = {};
 const volatile __u32 targ_nports = 0;
 const volatile __u16 targ_ports[HT_MAX_FILTER] = {};
 const volatile __u32 targ_unix_sockets = 1; /* Unix domain stream sockets too */
+const volatile __u32 targ_unix_by_name = 0; /* --unix_path: past the port filter */
 const volatile __u32 targ_max_capture = 65536; /* payload bytes per syscall */
 const volatile __u64 targ_wakeup_bytes = 1 << 20; /* wake the reader at each multiple of this backlog */
 /* Syscall number -> enum ht_syscall (0: not a payload syscall), filled by the daemon. */

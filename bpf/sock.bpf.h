@@ -304,7 +304,9 @@ static __always_inline void conn__find_primary(struct task_struct *task,
 /*
  * Enters a connection into the map. Sockets that are not traced get no entry;
  * traced ones outside the port filter (Unix domain sockets have no port) get
- * an IGNORED entry so that their later syscalls cost one lookup.
+ * an IGNORED entry so that their later syscalls cost one lookup. With
+ * --unix_path, Unix sockets pass: userspace matches their names, and stops
+ * the others at their open event.
  */
 static __always_inline struct ht_conn_state *conn__create(struct task_struct *task,
 							const struct ht_conn_key *key, __u8 origin,
@@ -323,7 +325,9 @@ static __always_inline struct ht_conn_state *conn__create(struct task_struct *ta
 	st.origin = origin;
 	st.role = role;
 	st.is_unix = BPF_CORE_READ(sk, __sk_common.skc_family) == HT_AF_UNIX;
-	st.proto = filter__port_allowed(lport, rport) ? PROTO_UNKNOWN : PROTO_IGNORED;
+	st.proto = (st.is_unix && targ_unix_by_name) || filter__port_allowed(lport, rport)
+			   ? PROTO_UNKNOWN
+			   : PROTO_IGNORED;
 	if (origin == HT_ORIGIN_DISCOVERED && key->fd >= 0 && key->fd <= 2)
 		conn__find_primary(task, key, &st);
 	if (bpf_map_update_elem(&conns, key, &st, BPF_ANY))

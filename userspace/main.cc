@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
   topts.pids = config->pids;
   topts.ports = config->ports;
   topts.unix_sockets = config->unix_sockets;
+  topts.unix_by_name = !config->unix_paths.empty();
   topts.self_tgid = static_cast<uint32_t>(getpid());
   topts.max_capture_bytes = config->max_capture_bytes;
   topts.ring_buffer_bytes = config->ring_buffer_mb << 20;

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from conftest import PYTHON, SERVERS, Daemon, curl, final_stats, peek_server_client, pick_port, \
+from conftest import BIN, PYTHON, SERVERS, Daemon, curl, final_stats, peek_server_client, pick_port, \
     recv_until, server_port, start_nginx
 
 UNIX_NETWORK = {"type": "unix", "protocol": "http"}
@@ -270,6 +270,44 @@ def test_unix_sockets_can_be_left_out(tmp_path, py_server, unix_server, flag):
         assert d.stop() == 0, d.stderr()
     assert len(tcp) == 2
     assert [r for r in d.records() if r["network"].get("type") == "unix"] == []
+
+
+@pytest.mark.parametrize("with_port", [False, True])
+def test_unix_path_traces_only_the_sockets_it_names(tmp_path, py_server, unix_server, with_port):
+    """--unix_path: the named socket file's connections are recorded (both
+    ends: the server's socket has the name, the client's peer has it), another
+    socket's are not, whatever --port says; --port keeps choosing TCP."""
+    other = start_unix_server(tmp_path / "other.sock")
+    args = [f"--unix_path={unix_server.path},@not-this-one"]
+    if with_port:
+        args.append(f"--port={py_server.port}")
+    d = Daemon(tmp_path / "logs", *args).start()
+    tok = secrets.token_hex(4)
+    try:
+        _, named_pid = curl("--unix-socket", unix_server.path, f"http://localhost/path/named-{tok}")
+        curl("--unix-socket", other.path, f"http://localhost/path/other-{tok}")
+        curl(py_server.url(f"/path/tcp-{tok}"))
+        named = d.wait_for(on_unix(unix_server.path, f"/path/named-{tok}"), 2)
+        tcp = d.wait_for(lambda r: r.get("url", {}).get("path") == f"/path/tcp-{tok}", 2)
+    finally:
+        assert d.stop() == 0, d.stderr()
+        stop(other.proc)
+    assert sorted(r["httptraced"]["role"] for r in named) == ["client", "server"]
+    for r in named:
+        peer = unix_server.pid if r["httptraced"]["role"] == "client" else named_pid
+        check_unix_record(r, unix_server.path, r["httptraced"]["role"], f"/path/named-{tok}",
+                          f"path=/path/named-{tok}\n".encode(), peer)
+    assert len(tcp) == 2
+    assert [r for r in d.records() if f"other-{tok}" in r.get("url", {}).get("path", "")] == []
+    # Both ends of the other socket's connection were stopped at their open event.
+    assert final_stats(d)["unix_filtered"] >= 2
+
+
+def test_a_bad_unix_path_is_refused_before_loading():
+    p = subprocess.run([str(BIN), "--unix_path=/run/a.sock,/run/a.sock"], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 2
+    assert p.stderr.strip() == "httptraced: --unix_path: /run/a.sock is listed twice"
 
 
 def test_a_unix_connection_opened_before_the_daemon_started(tmp_path, unix_server):

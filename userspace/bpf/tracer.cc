@@ -241,6 +241,7 @@ absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
   ro->targ_nports = static_cast<uint32_t>(o.ports.size());
   for (size_t i = 0; i < o.ports.size(); ++i) ro->targ_ports[i] = o.ports[i];
   ro->targ_unix_sockets = o.unix_sockets ? 1 : 0;
+  ro->targ_unix_by_name = o.unix_by_name ? 1 : 0;
   ro->targ_max_capture = o.max_capture_bytes;
   ro->targ_wakeup_bytes = o.ring_buffer_bytes / 16;
   for (const PayloadSyscall& sc : kPayloadSyscalls) {

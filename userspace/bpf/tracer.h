@@ -25,6 +25,9 @@ struct TracerOptions {
   std::vector<uint32_t> pids;   // only these processes (empty: all)
   std::vector<uint16_t> ports;  // only connections with one end on these ports (empty: all)
   bool unix_sockets = true;     // Unix domain stream sockets too (never matched by ports)
+  // Unix sockets pass the port filter: userspace picks them by name
+  // (ConnTableOptions::unix_names).
+  bool unix_by_name = false;
   uint32_t self_tgid = 0;       // never traced
   uint32_t max_capture_bytes = 65536;      // payload captured per syscall
   bool fast_fd_filter = true;              // sys_exit_payload_fast where the kernel allows it

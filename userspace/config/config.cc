@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -40,6 +41,10 @@ ABSL_FLAG(std::string, port, "",
 ABSL_FLAG(bool, unix_sockets, true,
           "Also trace HTTP over Unix domain stream sockets (a proxy in front of an app server's "
           "socket file, a local API socket); --port never matches them.");
+ABSL_FLAG(std::string, unix_path, "",
+          "Comma-separated Unix socket names (at most 16; @name for an abstract one): a Unix "
+          "domain connection is traced only when either end has one of them, whatever --port "
+          "says. Empty traces every Unix connection (none when --port is set).");
 ABSL_FLAG(uint32_t, max_body_bytes, 16384,
           "Body bytes kept per request and per response (0..1048576); records keep the true "
           "size and a truncated flag.");
@@ -135,6 +140,35 @@ absl::StatusOr<std::vector<uint32_t>> ParsePidList(absl::string_view text) {
 
 absl::StatusOr<std::vector<uint16_t>> ParsePortList(absl::string_view text) {
   return ParseNumberList<uint16_t>(text, "port", 65535);
+}
+
+absl::StatusOr<std::vector<std::string>> ParseUnixPathList(absl::string_view text) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    part = absl::StripAsciiWhitespace(part);
+    // sun_path holds 108 bytes: a path and its NUL, or an abstract name
+    // (written @name, as records and ss show it) without one.
+    const size_t max = part.front() == '@' ? 108 : 107;
+    if (part.size() > max || (part.front() == '@' && part.size() == 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--unix_path: \"", part, "\" is not a Unix socket name (a path of at most 107 bytes, "
+          "or @ and an abstract name of at most 107)"));
+    }
+    if (std::any_of(part.begin(), part.end(),
+                    [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--unix_path: \"", absl::CEscape(part), "\" has a control character"));
+    }
+    if (std::find(out.begin(), out.end(), part) != out.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("--unix_path: ", part, " is listed twice"));
+    }
+    out.emplace_back(part);
+  }
+  if (out.size() > HT_MAX_FILTER) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--unix_path: at most ", HT_MAX_FILTER, " names, got ", out.size()));
+  }
+  return out;
 }
 
 absl::StatusOr<LogCompression> ParseLogCompression(absl::string_view text) {
@@ -282,6 +316,7 @@ std::vector<std::string> RestartOnlyChanges(const Config& a, const Config& b) {
   if (a.pids != b.pids) out.push_back("pid");
   if (a.ports != b.ports) out.push_back("port");
   if (a.unix_sockets != b.unix_sockets) out.push_back("unix_sockets");
+  if (a.unix_paths != b.unix_paths) out.push_back("unix_path");
   if (a.max_capture_bytes != b.max_capture_bytes) out.push_back("max_capture_bytes");
   if (a.fast_fd_filter != b.fast_fd_filter) out.push_back("fast_fd_filter");
   if (a.ring_buffer_mb != b.ring_buffer_mb) out.push_back("ring_buffer_mb");
@@ -309,6 +344,10 @@ absl::StatusOr<Config> FromFlags() {
   if (!ports.ok()) return ports.status();
   c.ports = *std::move(ports);
   c.unix_sockets = absl::GetFlag(FLAGS_unix_sockets);
+  absl::StatusOr<std::vector<std::string>> unix_paths =
+      ParseUnixPathList(absl::GetFlag(FLAGS_unix_path));
+  if (!unix_paths.ok()) return unix_paths.status();
+  c.unix_paths = *std::move(unix_paths);
   c.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
   c.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
   c.capture_bodies = absl::GetFlag(FLAGS_capture_bodies);

@@ -28,6 +28,9 @@ struct Config {
   std::vector<uint32_t> pids;
   std::vector<uint16_t> ports;
   bool unix_sockets = true;  // Unix domain stream sockets as well as TCP
+  // Only Unix connections with an end of one of these names (empty: all);
+  // they then pass whatever --port says.
+  std::vector<std::string> unix_paths;
   // What records hold.
   uint32_t max_body_bytes = 16384;
   uint32_t max_header_bytes = 65536;
@@ -52,6 +55,10 @@ struct Config {
 // "1,22,333" -> {1,22,333}. Empty string -> {}. Rejects junk, zero, duplicates.
 absl::StatusOr<std::vector<uint32_t>> ParsePidList(absl::string_view text);
 absl::StatusOr<std::vector<uint16_t>> ParsePortList(absl::string_view text);
+// "/run/app.sock, @admin" -> {"/run/app.sock", "@admin"}: Unix socket names
+// as records write them (@ for an abstract name's leading NUL). Rejects names
+// longer than sun_path holds, control characters, duplicates, more than 16.
+absl::StatusOr<std::vector<std::string>> ParseUnixPathList(absl::string_view text);
 // "zstd", "gzip", "none"; "true" and "false" (the flag was a bool) mean zstd
 // and none. Case-insensitive.
 absl::StatusOr<LogCompression> ParseLogCompression(absl::string_view text);

@@ -34,6 +34,27 @@ TEST_CASE("ParsePortList") {
         "--port: \"http\" is not a number between 1 and 65535");
 }
 
+TEST_CASE("ParseUnixPathList") {
+  CHECK(ParseUnixPathList("").value().empty());
+  CHECK(ParseUnixPathList(" /run/app.sock, @admin ,relative.sock").value() ==
+        std::vector<std::string>{"/run/app.sock", "@admin", "relative.sock"});
+  CHECK(ParseUnixPathList(std::string(107, 'p')).value().size() == 1);
+  CHECK(ParseUnixPathList("@" + std::string(107, 'a')).value().size() == 1);
+  CHECK(ParseUnixPathList(std::string(108, 'p')).status().message() ==
+        "--unix_path: \"" + std::string(108, 'p') +
+            "\" is not a Unix socket name (a path of at most 107 bytes, or @ and an abstract "
+            "name of at most 107)");
+  CHECK_FALSE(ParseUnixPathList("@" + std::string(108, 'a')).ok());
+  CHECK_FALSE(ParseUnixPathList("@").ok());
+  CHECK(ParseUnixPathList("/a\tb").status().message() ==
+        "--unix_path: \"/a\\tb\" has a control character");
+  CHECK(ParseUnixPathList("/x,/x").status().message() == "--unix_path: /x is listed twice");
+  std::string seventeen;
+  for (int i = 0; i < 17; ++i) seventeen += "/s" + std::to_string(i) + ",";
+  CHECK(ParseUnixPathList(seventeen).status().message() ==
+        "--unix_path: at most 16 names, got 17");
+}
+
 TEST_CASE("ParseHeaderList lowercases and rejects invalid names") {
   CHECK(ParseHeaderList("Authorization, X-Api-Key,authorization").value() ==
         std::vector<std::string>{"authorization", "x-api-key"});
@@ -118,7 +139,8 @@ std::string WriteFlagfile(const std::string& text) {
 TEST_CASE("Reparse applies defaults, then flag files and arguments in order") {
   const std::string file = WriteFlagfile(
       "# httptraced.conf\n\n--max_body_bytes=100\n--redact_headers=X-Secret\n--nocapture_bodies\n"
-      "--port=80,8080\n--nokernel_skip_bodies\n--nounix_sockets\n--nodecode_bodies\n");
+      "--port=80,8080\n--nokernel_skip_bodies\n--nounix_sockets\n--nodecode_bodies\n"
+      "--unix_path=/run/a.sock,@b\n");
   absl::StatusOr<Config> c = Reparse({"--flagfile=" + file, "--max_body_bytes=200"});
   REQUIRE(c.ok());
   CHECK(c->max_body_bytes == 200);  // the later argument wins
@@ -128,6 +150,7 @@ TEST_CASE("Reparse applies defaults, then flag files and arguments in order") {
   CHECK_FALSE(c->kernel_skip_bodies);
   CHECK_FALSE(c->unix_sockets);
   CHECK_FALSE(c->decode_bodies);
+  CHECK(c->unix_paths == std::vector<std::string>{"/run/a.sock", "@b"});
   CHECK(c->log_max_size_mb == 100);  // untouched: default
 
   // A second reload starts from the defaults again: removed lines revert.
@@ -139,6 +162,7 @@ TEST_CASE("Reparse applies defaults, then flag files and arguments in order") {
   CHECK(c->kernel_skip_bodies);
   CHECK(c->unix_sockets);
   CHECK(c->decode_bodies);
+  CHECK(c->unix_paths.empty());
   CHECK(c->ports.empty());
   CHECK(c->to_stdout);
   unlink(file.c_str());
@@ -176,6 +200,9 @@ TEST_CASE("RestartOnlyChanges lists the kernel-side flags that differ") {
   b.unix_sockets = false;  // a load-time constant of the kernel side
   CHECK(RestartOnlyChanges(a, b) ==
         std::vector<std::string>{"port", "unix_sockets", "fast_fd_filter", "ring_buffer_mb"});
+  b.unix_paths = {"/run/app.sock"};  // whether the kernel lets Unix sockets past --port
+  CHECK(RestartOnlyChanges(a, b) == std::vector<std::string>{"port", "unix_sockets", "unix_path",
+                                                             "fast_fd_filter", "ring_buffer_mb"});
 }
 
 }  // namespace

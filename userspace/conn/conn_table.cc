@@ -60,6 +60,26 @@ uint64_t FdOf(const ConnKey& key) {
 }  // namespace
 
 void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable, std::string container_id) {
+  if (ev.info.family == AF_UNIX && !options_.unix_names.empty() &&
+      !UnixNameListed(ev.info.local.text) && !UnixNameListed(ev.info.remote.text)) {
+    // Not a socket --unix_path names: the kernel stops copying it, and what
+    // it sent already (raced ahead of this event, or on its way) is dropped
+    // by an ignored tracker, kept until the close as a not-HTTP one is.
+    auto& slot = conns_[ev.info.key];
+    if (slot == nullptr) {
+      slot = std::make_unique<Tracker>(ev.info, options_);
+      newest_gen_[FdOf(ev.info.key)] = ev.info.key.gen;
+      ++stats_.opened;  // a tracker like any other, until its close
+    }
+    slot->last_event_ns_ = ev.info.open_ts_ns;
+    if (!slot->ignored_) {
+      slot->ignored_ = true;
+      ++stats_.unix_filtered;
+      controller_.StopTracing(ev.info.key);
+    }
+    if (conns_.size() > options_.max_connections) EvictIdlest(conns_.size() / 10 + 1);
+    return;
+  }
   // Data raced ahead of its open event: keep what we have.
   if (conns_.contains(ev.info.key)) return;
   if (ev.info.origin == Origin::kDiscovered && TryResume(ev)) return;
@@ -80,6 +100,14 @@ void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable, std::st
   slot->streams_[1].StartAt(ev.start_pos[1]);
   ++stats_.opened;
   if (conns_.size() > options_.max_connections) EvictIdlest(conns_.size() / 10 + 1);
+}
+
+bool ConnTable::UnixNameListed(std::string_view name) const {
+  if (name.empty()) return false;
+  for (const std::string& listed : options_.unix_names) {
+    if (listed == name) return true;
+  }
+  return false;
 }
 
 ConnTable::Tracker& ConnTable::GetOrCreate(const ConnKey& key, uint64_t ts_ns) {

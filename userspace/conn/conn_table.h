@@ -70,6 +70,10 @@ struct ConnTableOptions {
   // gets a ConnController::SkipBody (a map update costs a syscall; the
   // kernel copies up to 64 KiB per syscall). 0: never.
   uint64_t skip_body_min_bytes = 64 * 1024;
+  // Non-empty: a Unix connection is followed only when either end's name
+  // (Endpoint::text, @ for an abstract name's NUL) is one of these; the others
+  // are stopped at their open event (--unix_path).
+  std::vector<std::string> unix_names;
 };
 
 struct ConnTableStats {
@@ -85,6 +89,7 @@ struct ConnTableStats {
   uint64_t expired = 0;        // forgotten after conn_idle_timeout
   uint64_t process_exited = 0;  // ended with their process (no close() was seen)
   uint64_t not_http = 0;       // given up by the parser
+  uint64_t unix_filtered = 0;  // Unix connections whose names --unix_path does not list
   uint64_t switched = 0;       // Upgrade / CONNECT: no longer HTTP/1.x
   uint64_t unknown_conn = 0;   // data for a connection whose open event never came
   uint64_t stale_events = 0;   // events for a connection already forgotten
@@ -134,6 +139,7 @@ class ConnTable {
   // Events for key that arrive from now on are dropped as stale (bounded
   // memory: the oldest keys are let go first).
   void IgnoreLateEvents(const ConnKey& key);
+  bool UnixNameListed(std::string_view name) const;
   // Removes a connection from the table and its indexes.
   void Erase(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it);
   void Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns);

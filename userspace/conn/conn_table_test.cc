@@ -19,6 +19,7 @@ using testing::ConnIdSpec;
 using testing::DataSample;
 using testing::ExitSample;
 using testing::OpenSample;
+using testing::UnixOpenSample;
 
 struct Captured {
   ConnInfo conn;
@@ -382,6 +383,62 @@ TEST_CASE("ConnTable stops tracing what is not HTTP") {
   CHECK(table.size() == 1);
   table.OnClose(Decode<bpf::CloseEvent>(CloseSample(id, 232, 0, HT_CLOSE_DISABLED)));
   CHECK(table.size() == 0);
+}
+
+TEST_CASE("ConnTable follows only the Unix sockets --unix_path names") {
+  using namespace std::string_literals;
+  ConnTableOptions o = TestOptions();
+  o.unix_names = {"/run/app.sock", "@admin"};
+  Fixture f(o);
+  // A listed name at either end (the server's own, or the one a client
+  // connected to, abstract names with @), and an unlisted one.
+  const ConnIdSpec server{.tgid = 10, .fd = 5, .gen = 1};
+  const ConnIdSpec client{.tgid = 11, .fd = 6, .gen = 2};
+  const ConnIdSpec other{.tgid = 12, .fd = 7, .gen = 3};
+  const ConnIdSpec tcp{.tgid = 13, .fd = 8, .gen = 4};
+  f.table.OnOpen(Decode<bpf::OpenEvent>(
+                     UnixOpenSample(server, HT_ROLE_SERVER, "/run/app.sock\0"s, "")),
+                 "");
+  f.table.OnOpen(Decode<bpf::OpenEvent>(UnixOpenSample(client, HT_ROLE_CLIENT, "", "\0admin"s)),
+                 "");
+  f.table.OnOpen(Decode<bpf::OpenEvent>(
+                     UnixOpenSample(other, HT_ROLE_SERVER, "/run/docker.sock\0"s, "")),
+                 "");
+  f.table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(tcp, HT_ROLE_SERVER, 8080, 40000)), "");
+  REQUIRE(f.sink.stopped.size() == 1);
+  CHECK(f.sink.stopped[0] == ConnKey{12, 7, 3});
+  CHECK(f.table.stats().unix_filtered == 1);
+  CHECK(f.table.stats().opened == 4);  // the ignored one's tracker too, until its close
+  for (const ConnIdSpec& id : {server, client, other, tcp}) {
+    const bool is_client = id.tgid == client.tgid;
+    f.Data(id, is_client ? HT_DIR_EGRESS : HT_DIR_INGRESS, 0, kReq, 1000, 0,
+           HT_DATA_F_STREAM_START);
+    f.Data(id, is_client ? HT_DIR_INGRESS : HT_DIR_EGRESS, 0, kResp, 2000, 0,
+           HT_DATA_F_STREAM_START);
+  }
+  // TCP is not --unix_path's business: it is recorded.
+  REQUIRE(f.sink.got.size() == 3);
+  CHECK(f.sink.got[0].conn.key == ConnKey{10, 5, 1});
+  CHECK(f.sink.got[0].conn.local.text == "/run/app.sock");
+  CHECK(f.sink.got[1].conn.key == ConnKey{11, 6, 2});
+  CHECK(f.sink.got[1].conn.remote.text == "@admin");
+  CHECK(f.sink.got[2].conn.key == ConnKey{13, 8, 4});
+  CHECK(f.sink.stopped.size() == 1);  // asked once
+
+  // Bytes that raced ahead of the open event are dropped too, and no record
+  // comes of them.
+  const ConnIdSpec raced{.tgid = 14, .fd = 9, .gen = 5};
+  f.Data(raced, HT_DIR_INGRESS, 0, kReq, 3000, 0, HT_DATA_F_STREAM_START);
+  f.table.OnOpen(Decode<bpf::OpenEvent>(
+                     UnixOpenSample(raced, HT_ROLE_SERVER, "/run/other.sock\0"s, "")),
+                 "");
+  f.Data(raced, HT_DIR_EGRESS, 0, kResp, 4000, 0, HT_DATA_F_STREAM_START);
+  CHECK(f.sink.got.size() == 3);
+  CHECK(f.sink.stopped.size() == 2);
+  CHECK(f.table.stats().unix_filtered == 2);
+  f.table.OnClose(Decode<bpf::CloseEvent>(CloseSample(raced, 32, 40)));
+  f.table.OnClose(Decode<bpf::CloseEvent>(CloseSample(other, 32, 40)));
+  CHECK(f.sink.got.size() == 3);
 }
 
 TEST_CASE("ConnTable writes unanswered requests as incomplete after the timeout") {

@@ -38,6 +38,7 @@ conn::ConnTableOptions TableOptions(const config::Config& c) {
   o.conn_idle_timeout_ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(c.conn_idle_timeout));
   o.max_connections = c.max_connections;
   if (!c.kernel_skip_bodies) o.skip_body_min_bytes = 0;
+  o.unix_names = c.unix_paths;
   return o;
 }
 
@@ -202,6 +203,7 @@ absl::Status Daemon::Reconfigure(const config::Config& next) {
   // Kernel-side settings stay as loaded until a restart.
   applied.pids = config_.pids;
   applied.ports = config_.ports;
+  applied.unix_paths = config_.unix_paths;
   applied.max_capture_bytes = config_.max_capture_bytes;
   applied.ring_buffer_mb = config_.ring_buffer_mb;
   applied.max_connections = config_.max_connections;
@@ -252,11 +254,12 @@ std::string Daemon::StatsLine() const {
   return absl::StrFormat(
       "httptraced: stats events=%d bytes=%d records=%d written=%d lost=%d kernel_drops=%d "
       "kernel_drop_bytes=%d parse_errors=%d gaps=%d connections=%d opened=%d evicted=%d "
-      "resumed=%d hibernated=%d not_http=%d decode_errors=%d body_skips=%d "
+      "resumed=%d hibernated=%d not_http=%d unix_filtered=%d decode_errors=%d body_skips=%d "
       "kernel_skipped_bytes=%d",
       stats_.events, stats_.payload_bytes, stats_.records, o.records_written, o.records_lost,
       k.ring_drops, k.ring_drop_bytes, t.parse_errors, t.gaps, table_.size(), t.opened,
-      t.evicted, t.resumed, t.hibernated, t.not_http + k.not_http, stats_.decode_errors,
+      t.evicted, t.resumed, t.hibernated, t.not_http + k.not_http, t.unix_filtered,
+      stats_.decode_errors,
       t.body_skips, k.body_skipped);
 }
 
