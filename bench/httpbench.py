@@ -51,10 +51,12 @@ WORKLOADS = {
             "passes through user memory and is recorded)",
     "gzip": "GET /api.json with Accept-Encoding: gzip (nginx gzip level 1, chunked; the "
             "daemon decodes it for the record)",
+    "tls": "GET /index.html over HTTPS (TLS 1.3, keep-alive; nginx and wrk both use "
+           "Debian's libssl, whose SSL_read/SSL_write the daemon probes)",
 }
 LARGE_BYTES = 1 << 20
 PATHS = {"get": "index.html", "post": "echo", "large": "large.bin", "close": "index.html",
-         "unix": "unix/", "json": "api.json", "gzip": "api.json"}
+         "unix": "unix/", "json": "api.json", "gzip": "api.json", "tls": "index.html"}
 
 
 class Interrupted(Exception):
@@ -382,6 +384,13 @@ http {{
         }}
     }}
     server {{
+        listen 127.0.0.1:{tls_port} ssl backlog=16384;
+        ssl_certificate {prefix}/cert.pem;
+        ssl_certificate_key {prefix}/key.pem;
+        root {prefix}/www;
+        location = /index.html {{ }}
+    }}
+    server {{
         listen unix:{prefix}/back.sock;
         location = /echo {{
             default_type text/plain;
@@ -410,10 +419,17 @@ class Nginx:
                 '{"id":%d,"name":"item %d","tags":["alpha","beta"],"price":%d}' % (i, i, 100 + i * 7)
                 for i in range(60)) + "]")
         self.port = free_port()
+        self.tls_port = free_port()
         self.status_port = free_port()
+        # A self-signed certificate for the tls workload.
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-keyout", os.path.join(self.prefix, "key.pem"),
+                        "-out", os.path.join(self.prefix, "cert.pem")],
+                       check=True, capture_output=True)
         # 1 KiB response body, printable.
         body = ("0123456789abcdef" * 64)[:1023] + "\n"
-        conf = NGINX_CONF.format(prefix=self.prefix, port=self.port, status_port=self.status_port,
+        conf = NGINX_CONF.format(prefix=self.prefix, port=self.port, tls_port=self.tls_port,
+                                 status_port=self.status_port,
                                  workers=workers, worker_connections=worker_connections,
                                  body=body.replace("\n", "\\n"))
         self.conf = os.path.join(self.prefix, "nginx.conf")
@@ -426,6 +442,7 @@ class Nginx:
             ["nginx", "-p", self.prefix, "-c", self.conf, "-e", os.path.join(self.prefix, "error.log")],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.prefix, "stderr.log"), "w"))
         wait_port(self.port)
+        wait_port(self.tls_port)
         wait_port(self.status_port)
         deadline = time.monotonic() + 5
         while not self.workers() and time.monotonic() < deadline:
@@ -653,7 +670,12 @@ class Bench:
         self.seq = 0
 
     def url(self, workload):
+        if workload == "tls":
+            return f"https://127.0.0.1:{self.nginx.tls_port}/" + PATHS[workload]
         return f"http://127.0.0.1:{self.nginx.port}/" + PATHS[workload]
+
+    def port(self, workload):
+        return self.nginx.tls_port if workload == "tls" else self.nginx.port
 
     def script(self, workload):
         return os.path.join(BENCH_DIR, "post.lua") if workload == "post" else None
@@ -666,7 +688,7 @@ class Bench:
     def measure(self, config, workload, conns, rep):
         self.seq += 1
         name = f"{self.seq:03d}-{config}-{workload}-c{conns}"
-        port = self.nginx.port
+        port = self.port(workload)
         res = {"config": config, "workload": workload, "conns": conns, "rep": rep,
                "duration_s": self.o.duration}
         daemon = tshark = grep = None

@@ -12,6 +12,7 @@ BENCH_DEPS=(
   linux-perf valgrind bpftool
   gcc libc6-dev python3 procps iproute2
   zstd                 # counting records in rotated logs (zstd -dc)
+  openssl              # the tls workload's self-signed certificate
 )
 
 if [ "$(id -u)" -ne 0 ]; then

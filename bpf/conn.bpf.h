@@ -154,6 +154,64 @@ static __always_inline void conn__forget(const struct ht_conn_key *key)
 	bpf_map_delete_elem(&conns, key);
 }
 
+/*
+ * Makes key's socket a TLS connection: a fresh entry (new identity, the old
+ * one closed if userspace knew it) whose positions and payload will be the
+ * plaintext seen at libssl, keeping how the socket was opened. The port
+ * filter applies as to any connection. NULL if the fd is not a socket.
+ */
+static __always_inline struct ht_conn_state *tls__convert(struct task_struct *task,
+							 const struct ht_conn_key *key,
+							 struct ht_conn_state *c)
+{
+	__u8 origin = HT_ORIGIN_DISCOVERED, role = HT_ROLE_UNKNOWN;
+
+	if (c) {
+		origin = c->origin;
+		role = c->role;
+		conn__forget(key);
+	}
+	c = conn__create(task, key, origin, role);
+	if (c)
+		c->tls = 1;
+	return c;
+}
+
+/*
+ * A payload syscall on fd, a connection that is not plain HTTP: if the
+ * thread is inside a libssl call, these are that call's TLS records on its
+ * socket. The call learns its socket, the SSL object is remembered on it,
+ * and the connection becomes a TLS one. Returns 1 when the syscall's bytes
+ * are ciphertext and must not be traced as payload.
+ *
+ * A global function: the verifier checks it once, on its own, and the
+ * payload program past the call sees only its result. Inlined, it doubled
+ * the states the verifier walked through the payload path after it.
+ */
+__attribute__((noinline)) int tls__nested(__u32 tgid, __s32 fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct ht_conn_key key = {.tgid = tgid, .fd = fd};
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tls_call *call = bpf_map_lookup_elem(&tls_calls, &id);
+	struct ht_conn_state *c = bpf_map_lookup_elem(&conns, &key);
+	struct tls_fd_key fk = {.tgid = tgid};
+	__s32 *known;
+
+	if (!c)
+		return 0;
+	if (!call)
+		return c->tls ? 1 : 0;
+	call->fd = fd;
+	fk.ssl = call->ssl;
+	known = bpf_map_lookup_elem(&tls_fds, &fk);
+	if (!known || *known != fd)
+		bpf_map_update_elem(&tls_fds, &fk, &fd, BPF_ANY);
+	if (!c->tls)
+		tls__convert(task, &key, c);
+	return 1;
+}
+
 static __always_inline void conn__ignore(const struct ht_conn_key *key, struct ht_conn_state *c,
 					 __u32 reason)
 {
@@ -401,7 +459,8 @@ static __always_inline void conn__splice(struct task_struct *task, const struct 
 	}
 	if (c && c->proto == PROTO_ALIAS)
 		c = conn__primary(task, &key, c);
-	if (c && c->proto != PROTO_IGNORED)
+	/* On a TLS connection these are ciphertext bytes: not the plaintext stream. */
+	if (c && c->proto != PROTO_IGNORED && !c->tls)
 		conn__data(&key, c, dir, HT_SYS_SPLICE, &src);
 }
 
@@ -448,7 +507,19 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 		c = conn__create(task, &key, HT_ORIGIN_DISCOVERED, HT_ROLE_UNKNOWN);
 	if (c && c->proto == PROTO_ALIAS)
 		c = conn__primary(task, &key, c);
-	if (!c || c->proto == PROTO_IGNORED)
+	if (!c)
+		return 0;
+	/* Plain HTTP connections pass on: only a TLS or undecided one may be
+	 * carrying a libssl call's records. */
+	if (targ_tls && (c->tls || (tls_calls_active && c->proto != PROTO_HTTP))) {
+		/* Ciphertext outside any libssl call (a handshake before we
+		 * started, close_notify) is dropped without a lookup. */
+		if (c->tls && !tls_calls_active)
+			return 0;
+		if (tls__nested(key.tgid, key.fd))
+			return 0;
+	}
+	if (c->proto == PROTO_IGNORED)
 		return 0;
 	a.dir = (a.sys == HT_SYS_READ || a.sys == HT_SYS_READV || a.sys == HT_SYS_RECVFROM ||
 		 a.sys == HT_SYS_RECVMSG || a.sys == HT_SYS_RECVMMSG)

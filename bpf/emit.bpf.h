@@ -370,6 +370,7 @@ static __always_inline long emit__open(const struct ht_conn_key *key, const stru
 	ev->start_pos[(dir & 1) ^ 1] = st->pos[(dir & 1) ^ 1];
 	ev->proc_start = st->proc_start;
 	ev->exec_id = st->exec_id;
+	ev->tls = st->tls;
 	return ringbuf__output(ev, sizeof(*ev));
 }
 

@@ -13,6 +13,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include "conn.bpf.h"
+#include "tls.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -198,4 +199,52 @@ int sched_process_exit(void *ctx)
 	ev.proc_start = task__proc_start(task);
 	ringbuf__output(&ev, sizeof(ev));
 	return 0;
+}
+
+/*
+ * libssl (tls.bpf.h). Attached by the daemon to each libssl it finds, for
+ * every process that maps it; not loaded with --tls=false.
+ */
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_enter)
+{
+	return tls__enter(ctx, TLS_OP_READ);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_enter)
+{
+	return tls__enter(ctx, TLS_OP_WRITE);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_read_ex_enter)
+{
+	return tls__enter(ctx, TLS_OP_READ_EX);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_write_ex_enter)
+{
+	return tls__enter(ctx, TLS_OP_WRITE_EX);
+}
+
+SEC("uprobe")
+int BPF_KPROBE(ssl_handshake_enter)
+{
+	return tls__enter(ctx, TLS_OP_HANDSHAKE);
+}
+
+/* SSL_read, SSL_write and their _ex forms. */
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_data_return)
+{
+	return tls__data_return(ctx);
+}
+
+/* SSL_do_handshake, SSL_connect, SSL_accept. */
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_handshake_return)
+{
+	return tls__handshake_return();
 }

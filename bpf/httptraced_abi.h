@@ -79,6 +79,8 @@ enum ht_syscall {
 	HT_SYS_SENDMMSG,
 	HT_SYS_SENDFILE,
 	HT_SYS_SPLICE,
+	HT_SYS_SSL_READ,  /* plaintext returned by SSL_read/SSL_read_ex (uprobe) */
+	HT_SYS_SSL_WRITE, /* plaintext taken by SSL_write/SSL_write_ex (uprobe) */
 };
 
 enum ht_close_reason {
@@ -96,6 +98,7 @@ enum ht_counter {
 	HT_CNT_CONNS_SEEN = 4,    /* connections entered into the map */
 	HT_CNT_STALE = 5,         /* entries left by an exited process or a previous exec, replaced */
 	HT_CNT_BODY_SKIPPED = 6,  /* payload bytes not copied: past what userspace keeps of a body */
+	HT_CNT_TLS_NO_FD = 7,     /* SSL_read/SSL_write calls whose socket was not found (memory BIOs) */
 	HT_CNT_MAX = 8,
 };
 
@@ -133,7 +136,10 @@ struct ht_conn_state {
 	__u32 exec_id;    /* the process's exec count: identity across execve */
 	__u32 big_bytes;  /* kernel-private: bytes of large syscalls since the last forced wake-up */
 	__s32 alias_fd;   /* kernel-private: PROTO_ALIAS: the fd whose entry this one shares */
-	__u32 pad2;
+	/* The socket carries TLS: its positions and payload are the plaintext
+	 * seen at libssl's SSL_read/SSL_write, its ciphertext syscalls ignored. */
+	__u8 tls;
+	__u8 pad2[3];
 };
 
 /*
@@ -190,7 +196,8 @@ struct ht_conn_event {
 	 */
 	__u8 local_path_len;
 	__u8 remote_path_len;
-	__u8 pad[6];
+	__u8 tls;     /* the payload is TLS plaintext, taken at libssl (ht_conn_state.tls) */
+	__u8 pad[5];
 	char local_path[HT_UNIX_PATH_MAX];
 	char remote_path[HT_UNIX_PATH_MAX];
 };

@@ -15,6 +15,7 @@ const volatile __u32 targ_nports = 0;
 const volatile __u16 targ_ports[HT_MAX_FILTER] = {};
 const volatile __u32 targ_unix_sockets = 1; /* Unix domain stream sockets too */
 const volatile __u32 targ_unix_by_name = 0; /* --unix_path: past the port filter */
+const volatile __u32 targ_tls = 0; /* the libssl uprobes are attached (tls.bpf.h) */
 const volatile __u32 targ_max_capture = 65536; /* payload bytes per syscall */
 const volatile __u64 targ_wakeup_bytes = 1 << 20; /* wake the reader at each multiple of this backlog */
 /* Syscall number -> enum ht_syscall (0: not a payload syscall), filled by the daemon. */
@@ -30,6 +31,13 @@ volatile __u64 skips_pending = 0;
  * destroyed (which left one-sided exchanges behind).
  */
 volatile __u32 tracing_stopped = 0;
+/*
+ * Threads inside a libssl call (tls_calls entries this side inserted and has
+ * not deleted): while 0, a syscall on an undecided connection costs no
+ * lookup there. A thread killed inside a call leaves it higher, which costs
+ * only those lookups.
+ */
+volatile __u64 tls_calls_active = 0;
 /* The kernel's socket_file_ops, learned from the first traced socket seen (sock.bpf.h). */
 volatile __u64 sock_fops = 0;
 /*
@@ -145,6 +153,52 @@ struct {
 	__type(key, struct ht_skip_key);
 	__type(value, struct ht_skip_range);
 } skips SEC(".maps");
+
+/* What a thread inside SSL_read/SSL_write (or a handshake) called it with. */
+enum tls_op {
+	TLS_OP_HANDSHAKE = 1, /* SSL_do_handshake, SSL_connect, SSL_accept: no payload */
+	TLS_OP_READ,          /* SSL_read(ssl, buf, num): returns the bytes read */
+	TLS_OP_WRITE,         /* SSL_write(ssl, buf, num): returns the bytes written */
+	TLS_OP_READ_EX,       /* SSL_read_ex(ssl, buf, num, &readbytes): returns 1 */
+	TLS_OP_WRITE_EX,      /* SSL_write_ex(ssl, buf, num, &written): returns 1 */
+};
+
+struct tls_call {
+	__u64 ssl;      /* the SSL object */
+	__u64 buf;      /* user buffer of the plaintext */
+	__u64 done_ptr; /* _ex calls: where the byte count is stored */
+	__s32 fd;       /* socket of a syscall made during the call; -1 if none yet */
+	__u8 op;        /* enum tls_op */
+	__u8 pad[3];
+};
+
+/* Per thread (pid_tgid): the libssl call it is in. LRU: a call whose return
+ * was never seen (the thread was killed inside it) ages out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+struct tls_fd_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ssl;
+};
+
+/*
+ * The socket each SSL object was last seen using: an SSL_read served from
+ * libssl's own buffer makes no syscall to learn it from. Learned again at
+ * every handshake, so an SSL object's address reused for another connection
+ * is not attributed to the old socket.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct tls_fd_key);
+	__type(value, __s32);
+} tls_fds SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

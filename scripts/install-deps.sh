@@ -17,6 +17,7 @@ TEST_DEPS=(
   libnginx-mod-http-brotli-filter             # nginx answering with br bodies
   haproxy                                     # a proxy that forwards bodies with splice()
   procps iproute2 ca-certificates
+  openssl                                     # certificates for the HTTPS tests
   zstd                                        # reading rotated logs back (zstd -dc)
 )
 OPS_DEPS=(

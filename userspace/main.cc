@@ -14,6 +14,8 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "bpf/tls_libraries.h"
 #include "bpf/tracer.h"
 #include "config/config.h"
 #include "daemon/daemon.h"
@@ -121,8 +123,25 @@ int main(int argc, char** argv) {
   topts.tracefs = config->tracefs;
   topts.fast_fd_filter = config->fast_fd_filter;
   topts.verbosity = config->verbosity;
+  if (config->tls) {
+    absl::StatusOr<std::vector<std::string>> libs =
+        config->tls_libraries.empty()
+            ? httptraced::bpf::FindTlsLibraries(httptraced::bpf::DefaultTlsLibraryDirs())
+            : httptraced::bpf::CheckTlsLibraries(config->tls_libraries);
+    if (!libs.ok()) return Fail(libs.status(), 2);
+    if (libs->empty()) {
+      std::fprintf(stderr,
+                   "httptraced: no libssl found in the system library directories: HTTPS is "
+                   "not traced (name the files with --tls_libraries)\n");
+    }
+    topts.tls_libraries = *std::move(libs);
+  }
   auto tracer = httptraced::bpf::Tracer::Start(topts, &daemon);
   if (!tracer.ok()) return Fail(tracer.status(), 1);
+  if (!topts.tls_libraries.empty()) {
+    std::fprintf(stderr, "httptraced: TLS: %d libssl functions probed in %s\n",
+                 (*tracer)->tls_probes(), absl::StrJoin(topts.tls_libraries, ", ").c_str());
+  }
   std::fprintf(stderr, "httptraced: tracing (%d tracepoints attached), writing to %s\n",
                (*tracer)->attached_programs(),
                config->to_stdout ? "standard output"

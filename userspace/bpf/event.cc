@@ -67,6 +67,7 @@ absl::StatusOr<Event> DecodeEvent(std::string_view sample) {
         info.remote.text = conn::UnixNameText(
             ev->remote_path, std::min<size_t>(ev->remote_path_len, sizeof(ev->remote_path)));
       }
+      info.tls = ev->tls != 0;
       info.comm.assign(ev->comm, strnlen(ev->comm, sizeof(ev->comm)));
       info.proc_start = ev->proc_start;
       info.exec_id = ev->exec_id;

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include <catch2/catch.hpp>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <variant>
@@ -37,6 +38,17 @@ TEST_CASE("DecodeEvent: open event carries identity, role, endpoints and comm") 
   CHECK(open.info.open_ts_ns == 100);
   CHECK(open.info.proc_start == 987654321);
   CHECK(open.info.exec_id == 3);
+  CHECK(open.info.tls == false);
+}
+
+TEST_CASE("DecodeEvent: an open event's tls byte marks a TLS connection") {
+  const ConnIdSpec id{.tgid = 4242, .fd = 9, .gen = 123456789};
+  std::string sample = OpenSample(id, HT_ROLE_CLIENT, 51000, 443, "curl", 100, 0, 0, 1, 0);
+  sample[offsetof(ht_conn_event, tls)] = 1;
+  absl::StatusOr<Event> ev = DecodeEvent(sample);
+  REQUIRE(ev.ok());
+  CHECK(std::get<OpenEvent>(*ev).info.tls == true);
+  CHECK(std::get<OpenEvent>(*ev).info.remote.port == 443);
 }
 
 TEST_CASE("DecodeEvent: a Unix socket's open event carries the sockets' names") {

@@ -217,6 +217,7 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
     }
   }
   if (absl::Status s = t->Attach(options.tracefs); !s.ok()) return s;
+  if (absl::Status s = t->AttachTls(options.tls_libraries); !s.ok()) return s;
   if (options.verbosity >= 1) {
     std::fprintf(stderr, "httptraced: payload syscalls traced by %s\n",
                  bpf_program__name(t->payload_prog_));
@@ -242,6 +243,7 @@ absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
   for (size_t i = 0; i < o.ports.size(); ++i) ro->targ_ports[i] = o.ports[i];
   ro->targ_unix_sockets = o.unix_sockets ? 1 : 0;
   ro->targ_unix_by_name = o.unix_by_name ? 1 : 0;
+  ro->targ_tls = o.tls_libraries.empty() ? 0 : 1;
   ro->targ_max_capture = o.max_capture_bytes;
   ro->targ_wakeup_bytes = o.ring_buffer_bytes / 16;
   for (const PayloadSyscall& sc : kPayloadSyscalls) {
@@ -285,6 +287,10 @@ absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
   // Probe the hooks: a syscall this kernel lacks is skipped with a warning.
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
+    if (IsTlsProgram(prog)) {
+      bpf_program__set_autoload(prog, !o.tls_libraries.empty());
+      continue;
+    }
     absl::string_view tp = TracepointOf(prog);
     if (!tp.empty() && !IsDir(absl::StrCat(o.tracefs, "/events/", tp))) {
       std::fprintf(stderr, "httptraced: warning: tracepoint %.*s is missing; not traced\n",
@@ -311,7 +317,7 @@ absl::Status Tracer::AttachOne(bpf_program* prog, const char* category, const ch
 absl::Status Tracer::Attach(const std::string& tracefs) {
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
-    if (!bpf_program__autoload(prog) || prog == payload_prog_) continue;
+    if (!bpf_program__autoload(prog) || prog == payload_prog_ || IsTlsProgram(prog)) continue;
     if (absl::Status s = AttachOne(prog, nullptr, nullptr); !s.ok()) return s;
   }
   for (const PayloadSyscall& sc : kPayloadSyscalls) {
@@ -323,6 +329,64 @@ absl::Status Tracer::Attach(const std::string& tracefs) {
     }
     if (absl::Status s = AttachOne(payload_prog_, "syscalls", name.c_str()); !s.ok()) {
       return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+bool Tracer::IsTlsProgram(const bpf_program* prog) const {
+  const auto& p = skel_->progs;
+  for (const bpf_program* tls :
+       {p.ssl_read_enter, p.ssl_write_enter, p.ssl_read_ex_enter, p.ssl_write_ex_enter,
+        p.ssl_handshake_enter, p.ssl_data_return, p.ssl_handshake_return}) {
+    if (prog == tls) return true;
+  }
+  return false;
+}
+
+absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries) {
+  const auto& p = skel_->progs;
+  const struct {
+    const char* function;
+    bpf_program* enter;
+    bpf_program* exit;
+  } probes[] = {
+      {"SSL_read", p.ssl_read_enter, p.ssl_data_return},
+      {"SSL_write", p.ssl_write_enter, p.ssl_data_return},
+      {"SSL_read_ex", p.ssl_read_ex_enter, p.ssl_data_return},
+      {"SSL_write_ex", p.ssl_write_ex_enter, p.ssl_data_return},
+      {"SSL_do_handshake", p.ssl_handshake_enter, p.ssl_handshake_return},
+      {"SSL_connect", p.ssl_handshake_enter, p.ssl_handshake_return},
+      {"SSL_accept", p.ssl_handshake_enter, p.ssl_handshake_return},
+  };
+  for (const std::string& lib : libraries) {
+    int found = 0;
+    for (const auto& probe : probes) {
+      bpf_link* links[2] = {};
+      for (int ret = 0; ret < 2; ++ret) {
+        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret == 1, .func_name = probe.function);
+        links[ret] = bpf_program__attach_uprobe_opts(ret == 1 ? probe.exit : probe.enter,
+                                                     /*pid=*/-1, lib.c_str(), 0, &opts);
+        if (links[ret] == nullptr) break;
+      }
+      if (links[0] == nullptr || links[1] == nullptr) {
+        // Not exported by this version (SSL_read_ex before OpenSSL 1.1.1).
+        if (links[0] != nullptr) bpf_link__destroy(links[0]);
+        if (libbpf_verbosity.load(std::memory_order_relaxed) >= 1) {
+          std::fprintf(stderr, "httptraced: %s: no uprobe on %s (%s)\n", lib.c_str(),
+                       probe.function, Errno(errno).c_str());
+        }
+        continue;
+      }
+      links_.push_back(links[0]);
+      links_.push_back(links[1]);
+      ++found;
+      ++tls_probes_;
+    }
+    if (found == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot attach to SSL_read or SSL_write in ", lib,
+          " (is it libssl?); name the right file with --tls_libraries or pass --tls=false"));
     }
   }
   return absl::OkStatus();
@@ -404,7 +468,8 @@ int Tracer::epoll_fd() const { return ring_buffer__epoll_fd(ring_); }
 KernelCounters Tracer::ReadCounters() const {
   KernelCounters out;
   uint64_t* fields[] = {&out.ring_drops, &out.ring_drop_bytes, &out.read_faults, &out.not_http,
-                        &out.conns_seen, &out.stale,           &out.body_skipped};
+                        &out.conns_seen, &out.stale,           &out.body_skipped,
+                        &out.tls_no_fd};
   std::vector<uint64_t> values(static_cast<size_t>(ncpus_));
   for (uint32_t i = 0; i < std::size(fields); ++i) {
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.counters), &i, values.data()) != 0) continue;

@@ -33,6 +33,9 @@ struct TracerOptions {
   bool fast_fd_filter = true;              // sys_exit_payload_fast where the kernel allows it
   uint32_t ring_buffer_bytes = 16u << 20;  // power of two, multiple of the page size
   uint32_t max_connections = 65536;        // kernel connection map entries
+  // libssl files whose SSL_read/SSL_write plaintext is traced (uprobes);
+  // empty: TLS connections are not traced (their ciphertext never is).
+  std::vector<std::string> tls_libraries;
   std::string tracefs = "/sys/kernel/tracing";
   int verbosity = 0;  // libbpf messages: 0 warnings, 1 info, 2 debug
 };
@@ -52,6 +55,7 @@ struct KernelCounters {
   uint64_t conns_seen = 0;       // connections entered into the kernel map
   uint64_t stale = 0;            // entries left by exited processes or before an exec, replaced
   uint64_t body_skipped = 0;     // payload bytes not copied: past what the daemon keeps of a body
+  uint64_t tls_no_fd = 0;        // SSL_read/SSL_write calls whose socket was not found
 };
 
 // Checks what tracing needs before anything is loaded: privileges, kernel BTF,
@@ -105,6 +109,8 @@ class Tracer {
   // Detaches every tracepoint; the ring buffer stays readable for a final Drain().
   void Detach();
   int attached_programs() const { return attached_; }
+  // libssl functions probed (entry and return each count once).
+  int tls_probes() const { return tls_probes_; }
 
  private:
   Tracer() = default;
@@ -113,6 +119,10 @@ class Tracer {
   // refused program is then loaded again to show).
   absl::Status Configure(const TracerOptions& options, bool verifier_stats = true);
   absl::Status Attach(const std::string& tracefs);
+  // The uprobes on each library's SSL_read/SSL_write and handshake functions.
+  // A function a library lacks is passed over; a library with none is an error.
+  absl::Status AttachTls(const std::vector<std::string>& libraries);
+  bool IsTlsProgram(const bpf_program* prog) const;
   // Attaches prog to its own section's hook (name null) or to category:name.
   absl::Status AttachOne(bpf_program* prog, const char* category, const char* name);
   static int OnRingSample(void* ctx, void* data, size_t size);
@@ -129,6 +139,7 @@ class Tracer {
   // program, and the one near the verifier's limits), printed once loaded.
   std::vector<char> verifier_stats_;
   int attached_ = 0;
+  int tls_probes_ = 0;
   int ncpus_ = 1;
   int budget_left_ = 0;
   bool more_pending_ = false;

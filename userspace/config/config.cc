@@ -45,6 +45,14 @@ ABSL_FLAG(std::string, unix_path, "",
           "Comma-separated Unix socket names (at most 16; @name for an abstract one): a Unix "
           "domain connection is traced only when either end has one of them, whatever --port "
           "says. Empty traces every Unix connection (none when --port is set).");
+ABSL_FLAG(bool, tls, true,
+          "Also trace HTTPS: the plaintext that processes pass to OpenSSL's libssl "
+          "(SSL_read/SSL_write, through uprobes on the library file). Programs with their own "
+          "TLS stack (Go, statically linked OpenSSL) are not seen.");
+ABSL_FLAG(std::string, tls_libraries, "",
+          "Comma-separated libssl files to probe for --tls (at most 16; absolute paths, e.g. a "
+          "container's or an application's own copy). Empty: the libssl.so.* files in the "
+          "system library directories.");
 ABSL_FLAG(uint32_t, max_body_bytes, 16384,
           "Body bytes kept per request and per response (0..1048576); records keep the true "
           "size and a truncated flag.");
@@ -140,6 +148,32 @@ absl::StatusOr<std::vector<uint32_t>> ParsePidList(absl::string_view text) {
 
 absl::StatusOr<std::vector<uint16_t>> ParsePortList(absl::string_view text) {
   return ParseNumberList<uint16_t>(text, "port", 65535);
+}
+
+absl::StatusOr<std::vector<std::string>> ParseLibraryList(absl::string_view text) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    part = absl::StripAsciiWhitespace(part);
+    if (part.front() != '/') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tls_libraries: \"", absl::CEscape(part), "\" is not an absolute path"));
+    }
+    if (std::any_of(part.begin(), part.end(),
+                    [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--tls_libraries: \"", absl::CEscape(part), "\" has a control character"));
+    }
+    if (std::find(out.begin(), out.end(), part) != out.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tls_libraries: ", part, " is listed twice"));
+    }
+    out.emplace_back(part);
+  }
+  if (out.size() > HT_MAX_FILTER) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls_libraries: at most ", HT_MAX_FILTER, " files, got ", out.size()));
+  }
+  return out;
 }
 
 absl::StatusOr<std::vector<std::string>> ParseUnixPathList(absl::string_view text) {
@@ -317,6 +351,8 @@ std::vector<std::string> RestartOnlyChanges(const Config& a, const Config& b) {
   if (a.ports != b.ports) out.push_back("port");
   if (a.unix_sockets != b.unix_sockets) out.push_back("unix_sockets");
   if (a.unix_paths != b.unix_paths) out.push_back("unix_path");
+  if (a.tls != b.tls) out.push_back("tls");
+  if (a.tls_libraries != b.tls_libraries) out.push_back("tls_libraries");
   if (a.max_capture_bytes != b.max_capture_bytes) out.push_back("max_capture_bytes");
   if (a.fast_fd_filter != b.fast_fd_filter) out.push_back("fast_fd_filter");
   if (a.ring_buffer_mb != b.ring_buffer_mb) out.push_back("ring_buffer_mb");
@@ -348,6 +384,11 @@ absl::StatusOr<Config> FromFlags() {
       ParseUnixPathList(absl::GetFlag(FLAGS_unix_path));
   if (!unix_paths.ok()) return unix_paths.status();
   c.unix_paths = *std::move(unix_paths);
+  c.tls = absl::GetFlag(FLAGS_tls);
+  absl::StatusOr<std::vector<std::string>> tls_libraries =
+      ParseLibraryList(absl::GetFlag(FLAGS_tls_libraries));
+  if (!tls_libraries.ok()) return tls_libraries.status();
+  c.tls_libraries = *std::move(tls_libraries);
   c.max_body_bytes = absl::GetFlag(FLAGS_max_body_bytes);
   c.max_header_bytes = absl::GetFlag(FLAGS_max_header_bytes);
   c.capture_bodies = absl::GetFlag(FLAGS_capture_bodies);

@@ -31,6 +31,10 @@ struct Config {
   // Only Unix connections with an end of one of these names (empty: all);
   // they then pass whatever --port says.
   std::vector<std::string> unix_paths;
+  // TLS plaintext at libssl's SSL_read/SSL_write (uprobes), in these files
+  // (empty: the distribution's libssl files, found at start).
+  bool tls = true;
+  std::vector<std::string> tls_libraries;
   // What records hold.
   uint32_t max_body_bytes = 16384;
   uint32_t max_header_bytes = 65536;
@@ -59,6 +63,9 @@ absl::StatusOr<std::vector<uint16_t>> ParsePortList(absl::string_view text);
 // as records write them (@ for an abstract name's leading NUL). Rejects names
 // longer than sun_path holds, control characters, duplicates, more than 16.
 absl::StatusOr<std::vector<std::string>> ParseUnixPathList(absl::string_view text);
+// "/usr/lib/x86_64-linux-gnu/libssl.so.3,/opt/app/lib/libssl.so.1.1" -> the
+// paths. Each must be absolute; at most 16, no duplicates.
+absl::StatusOr<std::vector<std::string>> ParseLibraryList(absl::string_view text);
 // "zstd", "gzip", "none"; "true" and "false" (the flag was a bool) mean zstd
 // and none. Case-insensitive.
 absl::StatusOr<LogCompression> ParseLogCompression(absl::string_view text);

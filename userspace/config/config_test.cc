@@ -55,6 +55,22 @@ TEST_CASE("ParseUnixPathList") {
         "--unix_path: at most 16 names, got 17");
 }
 
+TEST_CASE("ParseLibraryList") {
+  CHECK(ParseLibraryList("").value().empty());
+  CHECK(ParseLibraryList(" /usr/lib/libssl.so.3 , /opt/app/libssl.so.1.1").value() ==
+        std::vector<std::string>{"/usr/lib/libssl.so.3", "/opt/app/libssl.so.1.1"});
+  CHECK(ParseLibraryList("libssl.so.3").status().message() ==
+        "--tls_libraries: \"libssl.so.3\" is not an absolute path");
+  CHECK(ParseLibraryList("/a/libssl.so.3,/a/libssl.so.3").status().message() ==
+        "--tls_libraries: /a/libssl.so.3 is listed twice");
+  CHECK(ParseLibraryList("/a\tb").status().message() ==
+        "--tls_libraries: \"/a\\tb\" has a control character");
+  std::string seventeen;
+  for (int i = 0; i < 17; ++i) seventeen += "/lib" + std::to_string(i) + ",";
+  CHECK(ParseLibraryList(seventeen).status().message() ==
+        "--tls_libraries: at most 16 files, got 17");
+}
+
 TEST_CASE("ParseHeaderList lowercases and rejects invalid names") {
   CHECK(ParseHeaderList("Authorization, X-Api-Key,authorization").value() ==
         std::vector<std::string>{"authorization", "x-api-key"});
@@ -203,6 +219,10 @@ TEST_CASE("RestartOnlyChanges lists the kernel-side flags that differ") {
   b.unix_paths = {"/run/app.sock"};  // whether the kernel lets Unix sockets past --port
   CHECK(RestartOnlyChanges(a, b) == std::vector<std::string>{"port", "unix_sockets", "unix_path",
                                                              "fast_fd_filter", "ring_buffer_mb"});
+  Config c, d;
+  d.tls = false;  // whether the uprobes are attached
+  d.tls_libraries = {"/opt/lib/libssl.so.3"};
+  CHECK(RestartOnlyChanges(c, d) == std::vector<std::string>{"tls", "tls_libraries"});
 }
 
 }  // namespace

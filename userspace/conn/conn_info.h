@@ -63,6 +63,7 @@ enum class Origin { kAccept, kConnect, kDiscovered };
 struct ConnInfo {
   ConnKey key;
   int family = 0;  // AF_INET, AF_INET6 or AF_UNIX
+  bool tls = false;  // the payload is TLS plaintext, taken at libssl
   http::Role role = http::Role::kUnknown;
   Origin origin = Origin::kDiscovered;
   Endpoint local;   // this process's end

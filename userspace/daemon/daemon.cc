@@ -204,6 +204,8 @@ absl::Status Daemon::Reconfigure(const config::Config& next) {
   applied.pids = config_.pids;
   applied.ports = config_.ports;
   applied.unix_paths = config_.unix_paths;
+  applied.tls = config_.tls;
+  applied.tls_libraries = config_.tls_libraries;
   applied.max_capture_bytes = config_.max_capture_bytes;
   applied.ring_buffer_mb = config_.ring_buffer_mb;
   applied.max_connections = config_.max_connections;
@@ -255,12 +257,12 @@ std::string Daemon::StatsLine() const {
       "httptraced: stats events=%d bytes=%d records=%d written=%d lost=%d kernel_drops=%d "
       "kernel_drop_bytes=%d parse_errors=%d gaps=%d connections=%d opened=%d evicted=%d "
       "resumed=%d hibernated=%d not_http=%d unix_filtered=%d decode_errors=%d body_skips=%d "
-      "kernel_skipped_bytes=%d",
+      "kernel_skipped_bytes=%d tls_unattributed=%d",
       stats_.events, stats_.payload_bytes, stats_.records, o.records_written, o.records_lost,
       k.ring_drops, k.ring_drop_bytes, t.parse_errors, t.gaps, table_.size(), t.opened,
       t.evicted, t.resumed, t.hibernated, t.not_http + k.not_http, t.unix_filtered,
       stats_.decode_errors,
-      t.body_skips, k.body_skipped);
+      t.body_skips, k.body_skipped, k.tls_no_fd);
 }
 
 absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {

@@ -493,6 +493,8 @@ void RecordBuilder::WriteProcessPart(JsonWriter& w, const conn::ConnInfo& conn,
     // Its open event was lost: TCP or Unix, not known.
     w.RawMembers(R"("network":{"protocol":"http"})");
   }
+  // ECS tls.established: the exchange went over TLS (read at libssl, in the clear).
+  if (conn.tls) w.RawMembers(R"("tls":{"established":true})");
 
   w.Key("process");
   w.BeginObject();

@@ -562,6 +562,16 @@ TEST_CASE("Unix domain socket: the socket's name as server.address, no transport
   CHECK(client["httptraced"]["connection"].count("peer_pid") == 0);  // not known: absent
 }
 
+TEST_CASE("TLS: tls.established on exchanges read at libssl, absent otherwise") {
+  const json tls = RenderJson(samples::TlsClient());
+  CHECK(tls["tls"] == json{{"established", true}});
+  CHECK(tls["server"] == json{{"ip", "93.184.216.34"}, {"port", 443}});
+  CHECK(tls["network"] == json{{"transport", "tcp"}, {"type", "ipv4"}, {"protocol", "http"}});
+  CHECK(tls["http"]["response"]["body"] == json{{"bytes", 5}, {"content", "[1,2]"}});
+  CHECK(RenderJson(samples::UnixServer()).count("tls") == 0);
+  CHECK(RenderJson(samples::UnknownFamily()).count("tls") == 0);
+}
+
 TEST_CASE("Absolute-form target: scheme, authority over Host, fragment, HTTP/1.0") {
   const json j = RenderJson(samples::AbsoluteFormProxyRequest());
   CHECK(j["url"] == R"({"original": "http://user:pw@example.org:8081/p/a?x=1#frag",
@@ -662,7 +672,7 @@ TEST_CASE("ClockOffset moves every timestamp, durations stay") {
 
 TEST_CASE("Every sample record is one valid line") {
   const std::vector<samples::Sample> all = samples::AllSamples();
-  CHECK(all.size() == 26);
+  CHECK(all.size() == 27);
   for (const samples::Sample& s : all) {
     CAPTURE(s.name);
     const json j = RenderJson(s);

@@ -410,6 +410,21 @@ Sample UnixUnknownRole() {
   return s;
 }
 
+// HTTPS, taken at libssl: the client's view of a JSON API over TLS.
+Sample TlsClient() {
+  conn::ConnInfo c = ClientConnV4();
+  c.tls = true;
+  c.remote.port = 443;
+  Sample s = Make("tls_client", std::move(c), "/usr/bin/curl");
+  http::Message req = Request("GET", "/v1/items", {{"Host", "api.example.org"}});
+  SetTiming(req, 0, 6161, 0, 6161);
+  http::Message resp = Response(200, {{"Content-Type", "application/json"}}, "[1,2]");
+  SetTiming(resp, 2'000, 6161, 2'000, 6161);
+  s.exchange.request = std::move(req);
+  s.exchange.response = std::move(resp);
+  return s;
+}
+
 Sample UnknownFamily() {
   Sample s = ServerGetWithQuery();
   s.name = "unknown_family";
@@ -484,6 +499,7 @@ std::vector<Sample> AllSamples() {
       UnixServer(),
       UnixClientAbstract(),
       UnixUnknownRole(),
+      TlsClient(),
       UnknownFamily(),
   };
   for (Sample& s : Pipelined()) all.push_back(std::move(s));

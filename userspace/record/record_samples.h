@@ -69,6 +69,7 @@ Sample UnknownRole();
 Sample UnixServer();          // AF_UNIX: the server's socket file, the client's end unnamed
 Sample UnixClientAbstract();  // AF_UNIX: curl to an abstract name
 Sample UnixUnknownRole();
+Sample TlsClient();      // HTTPS, read at libssl: tls.established
 Sample UnknownFamily();  // the open event was lost
 Sample AbsoluteFormProxyRequest();
 Sample InterimResponses();

@@ -3,6 +3,7 @@
 
 Prints its port on stdout once listening; with --unix PATH it listens on that
 Unix domain socket instead ("@name": an abstract one) and prints the path.
+With --tls CERT,KEY it speaks HTTPS (Python's ssl module: OpenSSL's libssl).
 Endpoints:
   GET  /hello            -> 200 "hello world\n"
   GET  /path/<x>         -> 200 "path=/path/<x>\n" (pipelining checks)
@@ -127,6 +128,7 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--unix", help="listen on this Unix socket path (@name: abstract)")
+    ap.add_argument("--tls", help="CERT,KEY: serve HTTPS with this certificate and key")
     args = ap.parse_args()
     if args.unix:
         name = "\0" + args.unix[1:] if args.unix.startswith("@") else args.unix
@@ -139,6 +141,12 @@ def main():
     cls = V6Server if ":" in args.host else ThreadingHTTPServer
     cls.daemon_threads = True
     srv = cls((args.host, args.port), Handler)
+    if args.tls:
+        import ssl
+        cert, key = args.tls.split(",")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print(srv.server_address[1], flush=True)
     srv.serve_forever()
 
