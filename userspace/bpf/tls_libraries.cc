@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <gelf.h>
+#include <libelf.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <memory>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
@@ -85,6 +88,162 @@ absl::StatusOr<std::vector<std::string>> CheckTlsLibraries(const std::vector<std
           absl::StrCat("--tls_libraries: ", path, " is not a readable file"));
     }
     AddUnique(path, st, seen, out);
+  }
+  return out;
+}
+
+std::vector<uint64_t> SharedCallTargets(const CodeAt& a, const CodeAt& b) {
+  auto targets = [](const CodeAt& f) {
+    std::vector<uint64_t> out;
+    for (size_t i = 0; i + 5 <= f.code.size(); ++i) {
+      if (f.code[i] != 0xe8) continue;
+      int32_t rel;
+      std::memcpy(&rel, &f.code[i + 1], sizeof(rel));
+      const uint64_t t = f.addr + i + 5 + static_cast<uint64_t>(static_cast<int64_t>(rel));
+      if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+    }
+    return out;
+  };
+  const std::vector<uint64_t> ta = targets(a), tb = targets(b);
+  std::vector<uint64_t> out;
+  for (uint64_t t : ta) {
+    if (std::find(tb.begin(), tb.end(), t) != tb.end()) out.push_back(t);
+  }
+  return out;
+}
+
+std::optional<uint64_t> EmulatedEntrySkip(std::span<const uint8_t> code) {
+  size_t i = 0;
+  constexpr uint8_t kEndbr64[] = {0xf3, 0x0f, 0x1e, 0xfa};
+  if (code.size() >= 4 && std::equal(code.begin(), code.begin() + 4, kEndbr64)) i = 4;
+  auto is_push = [](uint8_t op) { return op >= 0x50 && op <= 0x57; };
+  if (i < code.size() && is_push(code[i])) return i;                       // push %rbx ...
+  if (i + 1 < code.size() && code[i] == 0x41 && is_push(code[i + 1])) return i;  // push %r12 ...
+  return std::nullopt;
+}
+
+namespace {
+
+struct ElfFile {
+  int fd = -1;
+  Elf* elf = nullptr;
+  ~ElfFile() {
+    if (elf != nullptr) elf_end(elf);
+    if (fd >= 0) close(fd);
+  }
+};
+
+struct FuncSym {
+  uint64_t addr = 0;
+  uint64_t size = 0;
+  // The section holding it: its address and file offset.
+  uint64_t sec_addr = 0;
+  uint64_t sec_size = 0;
+  uint64_t sec_offset = 0;
+
+  bool Holds(uint64_t a) const { return a >= sec_addr && a < sec_addr + sec_size; }
+  uint64_t FileOffset(uint64_t a) const { return a - sec_addr + sec_offset; }
+};
+
+// Up to n bytes of code at address a (in sym's section).
+std::vector<uint8_t> ReadCode(int fd, const FuncSym& sym, uint64_t a, size_t n) {
+  if (!sym.Holds(a)) return {};
+  n = std::min<uint64_t>(n, sym.sec_addr + sym.sec_size - a);
+  std::vector<uint8_t> out(n);
+  const ssize_t got = pread(fd, out.data(), n, static_cast<off_t>(sym.FileOffset(a)));
+  out.resize(got > 0 ? static_cast<size_t>(got) : 0);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<TlsProbe>> FindTlsProbes(const std::string& path) {
+  constexpr const char* kWanted[] = {"SSL_read",         "SSL_write",   "SSL_read_ex", "SSL_write_ex",
+                                     "SSL_do_handshake", "SSL_connect", "SSL_accept"};
+  if (elf_version(EV_CURRENT) == EV_NONE) return absl::InternalError("libelf is unusable");
+  ElfFile f;
+  f.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0) return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
+  f.elf = elf_begin(f.fd, ELF_C_READ, nullptr);
+  if (f.elf == nullptr || elf_kind(f.elf) != ELF_K_ELF) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not an ELF file"));
+  }
+  // The exported functions wanted, from the dynamic symbol table.
+  absl::flat_hash_map<std::string, FuncSym> syms;
+  Elf_Scn* scn = nullptr;
+  while ((scn = elf_nextscn(f.elf, scn)) != nullptr) {
+    GElf_Shdr sh;
+    if (gelf_getshdr(scn, &sh) == nullptr || sh.sh_type != SHT_DYNSYM || sh.sh_entsize == 0) {
+      continue;
+    }
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    if (data == nullptr) continue;
+    const size_t n = sh.sh_size / sh.sh_entsize;
+    for (size_t i = 0; i < n; ++i) {
+      GElf_Sym sym;
+      if (gelf_getsym(data, static_cast<int>(i), &sym) == nullptr ||
+          GELF_ST_TYPE(sym.st_info) != STT_FUNC || sym.st_shndx == SHN_UNDEF ||
+          sym.st_shndx >= SHN_LORESERVE) {
+        continue;
+      }
+      const char* name = elf_strptr(f.elf, sh.sh_link, sym.st_name);
+      if (name == nullptr ||
+          std::none_of(std::begin(kWanted), std::end(kWanted),
+                       [&](const char* w) { return std::strcmp(w, name) == 0; }) ||
+          syms.contains(name)) {
+        continue;
+      }
+      GElf_Shdr text;
+      if (gelf_getshdr(elf_getscn(f.elf, sym.st_shndx), &text) == nullptr) continue;
+      FuncSym fs{.addr = sym.st_value, .size = sym.st_size, .sec_addr = text.sh_addr,
+                 .sec_size = text.sh_size, .sec_offset = text.sh_offset};
+      if (fs.Holds(fs.addr)) syms.emplace(name, fs);
+    }
+  }
+
+  std::vector<TlsProbe> out;
+  const struct {
+    const char* api;
+    const char* api_ex;
+    TlsProbeKind kind, kind_ex;
+  } dirs[] = {{"SSL_read", "SSL_read_ex", TlsProbeKind::kRead, TlsProbeKind::kReadEx},
+              {"SSL_write", "SSL_write_ex", TlsProbeKind::kWrite, TlsProbeKind::kWriteEx}};
+  for (const auto& d : dirs) {
+    const auto api = syms.find(d.api), ex = syms.find(d.api_ex);
+    if (api != syms.end() && ex != syms.end()) {
+      constexpr uint64_t kMaxScan = 256;
+      const std::vector<uint8_t> a = ReadCode(f.fd, api->second, api->second.addr,
+                                              std::clamp<uint64_t>(api->second.size, 16, kMaxScan));
+      const std::vector<uint8_t> b = ReadCode(f.fd, ex->second, ex->second.addr,
+                                              std::clamp<uint64_t>(ex->second.size, 16, kMaxScan));
+      std::vector<uint64_t> sites;
+      for (uint64_t t : SharedCallTargets({api->second.addr, a}, {ex->second.addr, b})) {
+        const std::vector<uint8_t> head = ReadCode(f.fd, api->second, t, 8);
+        if (std::optional<uint64_t> skip = EmulatedEntrySkip(head)) {
+          sites.push_back(api->second.FileOffset(t + *skip));
+        }
+      }
+      if (sites.size() == 1) {
+        out.push_back({absl::StrCat("the function ", d.api, " and ", d.api_ex, " call"), sites[0],
+                       d.kind_ex});
+        continue;
+      }
+    }
+    if (api != syms.end()) {
+      out.push_back({d.api, api->second.FileOffset(api->second.addr), d.kind});
+    }
+    if (ex != syms.end()) {
+      out.push_back({d.api_ex, ex->second.FileOffset(ex->second.addr), d.kind_ex});
+    }
+  }
+  if (out.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat(path, " exports neither SSL_read nor SSL_write (is it libssl?)"));
+  }
+  for (const char* name : {"SSL_do_handshake", "SSL_connect", "SSL_accept"}) {
+    if (auto it = syms.find(name); it != syms.end()) {
+      out.push_back({name, it->second.FileOffset(it->second.addr), TlsProbeKind::kHandshake});
+    }
   }
   return out;
 }

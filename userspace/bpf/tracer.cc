@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bpf/tls_libraries.h"
 #include "httptraced.skel.h"
 #include "httptraced_abi.h"
 
@@ -346,47 +347,37 @@ bool Tracer::IsTlsProgram(const bpf_program* prog) const {
 
 absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries) {
   const auto& p = skel_->progs;
-  const struct {
-    const char* function;
-    bpf_program* enter;
-    bpf_program* exit;
-  } probes[] = {
-      {"SSL_read", p.ssl_read_enter, p.ssl_data_return},
-      {"SSL_write", p.ssl_write_enter, p.ssl_data_return},
-      {"SSL_read_ex", p.ssl_read_ex_enter, p.ssl_data_return},
-      {"SSL_write_ex", p.ssl_write_ex_enter, p.ssl_data_return},
-      {"SSL_do_handshake", p.ssl_handshake_enter, p.ssl_handshake_return},
-      {"SSL_connect", p.ssl_handshake_enter, p.ssl_handshake_return},
-      {"SSL_accept", p.ssl_handshake_enter, p.ssl_handshake_return},
-  };
   for (const std::string& lib : libraries) {
-    int found = 0;
-    for (const auto& probe : probes) {
-      bpf_link* links[2] = {};
-      for (int ret = 0; ret < 2; ++ret) {
-        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret == 1, .func_name = probe.function);
-        links[ret] = bpf_program__attach_uprobe_opts(ret == 1 ? probe.exit : probe.enter,
-                                                     /*pid=*/-1, lib.c_str(), 0, &opts);
-        if (links[ret] == nullptr) break;
-      }
-      if (links[0] == nullptr || links[1] == nullptr) {
-        // Not exported by this version (SSL_read_ex before OpenSSL 1.1.1).
-        if (links[0] != nullptr) bpf_link__destroy(links[0]);
-        if (libbpf_verbosity.load(std::memory_order_relaxed) >= 1) {
-          std::fprintf(stderr, "httptraced: %s: no uprobe on %s (%s)\n", lib.c_str(),
-                       probe.function, Errno(errno).c_str());
-        }
-        continue;
-      }
-      links_.push_back(links[0]);
-      links_.push_back(links[1]);
-      ++found;
-      ++tls_probes_;
+    absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(lib);
+    if (!probes.ok()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("TLS: ", probes.status().message(),
+                       "; name the right file with --tls_libraries or pass --tls=false"));
     }
-    if (found == 0) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot attach to SSL_read or SSL_write in ", lib,
-          " (is it libssl?); name the right file with --tls_libraries or pass --tls=false"));
+    for (const TlsProbe& probe : *probes) {
+      bpf_program* enter = probe.kind == TlsProbeKind::kRead      ? p.ssl_read_enter
+                           : probe.kind == TlsProbeKind::kWrite   ? p.ssl_write_enter
+                           : probe.kind == TlsProbeKind::kReadEx  ? p.ssl_read_ex_enter
+                           : probe.kind == TlsProbeKind::kWriteEx ? p.ssl_write_ex_enter
+                                                                  : p.ssl_handshake_enter;
+      bpf_program* exit =
+          probe.kind == TlsProbeKind::kHandshake ? p.ssl_handshake_return : p.ssl_data_return;
+      for (bpf_program* prog : {enter, exit}) {
+        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = prog == exit);
+        bpf_link* link = bpf_program__attach_uprobe_opts(prog, /*pid=*/-1, lib.c_str(),
+                                                         probe.offset, &opts);
+        if (link == nullptr) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("TLS: cannot attach a uprobe to ", probe.name, " in ", lib, " (",
+                           Errno(errno), "); pass --tls=false to trace without HTTPS"));
+        }
+        links_.push_back(link);
+      }
+      if (libbpf_verbosity.load(std::memory_order_relaxed) >= 1) {
+        std::fprintf(stderr, "httptraced: TLS: %s: probing %s at offset 0x%llx\n", lib.c_str(),
+                     probe.name.c_str(), static_cast<unsigned long long>(probe.offset));
+      }
+      ++tls_probes_;
     }
   }
   return absl::OkStatus();

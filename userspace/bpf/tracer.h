@@ -109,7 +109,7 @@ class Tracer {
   // Detaches every tracepoint; the ring buffer stays readable for a final Drain().
   void Detach();
   int attached_programs() const { return attached_; }
-  // libssl functions probed (entry and return each count once).
+  // libssl functions probed (entry and return together count once).
   int tls_probes() const { return tls_probes_; }
 
  private:
@@ -119,8 +119,8 @@ class Tracer {
   // refused program is then loaded again to show).
   absl::Status Configure(const TracerOptions& options, bool verifier_stats = true);
   absl::Status Attach(const std::string& tracefs);
-  // The uprobes on each library's SSL_read/SSL_write and handshake functions.
-  // A function a library lacks is passed over; a library with none is an error.
+  // The uprobes on each library's SSL_read/SSL_write and handshake functions
+  // (FindTlsProbes: where). A library with none of them is an error.
   absl::Status AttachTls(const std::vector<std::string>& libraries);
   bool IsTlsProgram(const bpf_program* prog) const;
   // Attaches prog to its own section's hook (name null) or to category:name.
