@@ -363,7 +363,9 @@ absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries) {
       bpf_program* exit =
           probe.kind == TlsProbeKind::kHandshake ? p.ssl_handshake_return : p.ssl_data_return;
       for (bpf_program* prog : {enter, exit}) {
-        LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = prog == exit);
+        bpf_uprobe_opts opts{};
+        opts.sz = sizeof(opts);
+        opts.retprobe = prog == exit;
         bpf_link* link = bpf_program__attach_uprobe_opts(prog, /*pid=*/-1, lib.c_str(),
                                                          probe.offset, &opts);
         if (link == nullptr) {
