@@ -135,10 +135,13 @@ int main(int argc, char** argv) {
                    "not traced (name the files with --tls_libraries)\n");
     }
     topts.tls_libraries = *std::move(libs);
+    topts.tls_libraries_found = config->tls_libraries.empty();
   }
   auto tracer = httptraced::bpf::Tracer::Start(topts, &daemon);
   if (!tracer.ok()) return Fail(tracer.status(), 1);
-  if (!topts.tls_libraries.empty()) {
+  if (!(*tracer)->tls_warning().empty()) {
+    std::fprintf(stderr, "httptraced: warning: %s\n", (*tracer)->tls_warning().c_str());
+  } else if (!topts.tls_libraries.empty()) {
     std::fprintf(stderr, "httptraced: TLS: %d libssl functions probed in %s\n",
                  (*tracer)->tls_probes(), absl::StrJoin(topts.tls_libraries, ", ").c_str());
   }

@@ -219,3 +219,37 @@ def test_four_capabilities_are_enough(server):
     ], got
     for r in recs:
         assert r["http"]["response"]["status_code"] == 200
+
+
+TLS_REFUSED = ("httptraced: warning: TLS: the kernel refused a uprobe on libssl (uprobes need "
+               "CAP_SYS_ADMIN); HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false")
+
+
+def test_https_needs_sys_admin_for_its_uprobes():
+    """Linux requires CAP_SYS_ADMIN for uprobes (since 6.16 and the stable
+    kernels it went back to): with the service's four capabilities the daemon
+    says HTTPS is not traced and traces the rest; with CAP_SYS_ADMIN it
+    probes libssl; naming the library makes the refusal an error."""
+    four = ["bpf", "perfmon", "dac_read_search", "sys_ptrace"]
+    d, started = run_case(four)
+    try:
+        assert started, d.stderr()
+    finally:
+        rc = d.close()
+    assert rc == 0, d.stderr()
+    assert TLS_REFUSED in d.lines, d.stderr()
+    assert not any("libbpf" in l for l in d.lines), d.stderr()
+
+    d, started = run_case(four + ["sys_admin"])
+    try:
+        assert started, d.stderr()
+    finally:
+        rc = d.close()
+    assert rc == 0, d.stderr()
+    assert "httptraced: TLS: 5 libssl functions probed in /usr/lib/x86_64-linux-gnu/libssl.so.3" \
+        in d.lines, d.stderr()
+
+    d, started = run_case(four, extra=["--tls_libraries=/usr/lib/x86_64-linux-gnu/libssl.so.3"])
+    rc = d.close()
+    assert not started and rc == 1, d.stderr()
+    assert d.lines[-1] == TLS_REFUSED.replace("warning: ", ""), d.stderr()

@@ -218,7 +218,15 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
     }
   }
   if (absl::Status s = t->Attach(options.tracefs); !s.ok()) return s;
-  if (absl::Status s = t->AttachTls(options.tls_libraries); !s.ok()) return s;
+  // Its failures are reported here, in one sentence, in place of libbpf's.
+  libbpf_quiet.store(true, std::memory_order_relaxed);
+  absl::Status tls = t->AttachTls(options.tls_libraries);
+  libbpf_quiet.store(false, std::memory_order_relaxed);
+  if (absl::Status s = tls; !s.ok()) {
+    t->DetachTls();
+    if (!options.tls_libraries_found) return s;
+    t->tls_warning_ = std::string(s.message());
+  }
   if (options.verbosity >= 1) {
     std::fprintf(stderr, "httptraced: payload syscalls traced by %s\n",
                  bpf_program__name(t->payload_prog_));
@@ -368,12 +376,20 @@ absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries) {
         opts.retprobe = prog == exit;
         bpf_link* link = bpf_program__attach_uprobe_opts(prog, /*pid=*/-1, lib.c_str(),
                                                          probe.offset, &opts);
+        if (link == nullptr && (errno == EACCES || errno == EPERM)) {
+          // Linux requires CAP_SYS_ADMIN for uprobes since mid-2025 (6.16,
+          // and the stable kernels it was backported to); tracepoints and
+          // BPF need only CAP_BPF and CAP_PERFMON.
+          return absl::PermissionDeniedError(
+              "TLS: the kernel refused a uprobe on libssl (uprobes need CAP_SYS_ADMIN); HTTPS "
+              "is not traced: grant CAP_SYS_ADMIN, or pass --tls=false");
+        }
         if (link == nullptr) {
           return absl::FailedPreconditionError(
               absl::StrCat("TLS: cannot attach a uprobe to ", probe.name, " in ", lib, " (",
                            Errno(errno), "); pass --tls=false to trace without HTTPS"));
         }
-        links_.push_back(link);
+        tls_links_.push_back(link);
       }
       if (libbpf_verbosity.load(std::memory_order_relaxed) >= 1) {
         std::fprintf(stderr, "httptraced: TLS: %s: probing %s at offset 0x%llx\n", lib.c_str(),
@@ -382,7 +398,15 @@ absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries) {
       ++tls_probes_;
     }
   }
+  links_.insert(links_.end(), tls_links_.begin(), tls_links_.end());
+  tls_links_.clear();
   return absl::OkStatus();
+}
+
+void Tracer::DetachTls() {
+  for (bpf_link* link : tls_links_) bpf_link__destroy(link);
+  tls_links_.clear();
+  tls_probes_ = 0;
 }
 
 // libbpf's consume loop runs until the ring is empty; a sample callback that
@@ -527,6 +551,7 @@ void Tracer::ClearSkips(const conn::ConnKey& key) {
 }
 
 void Tracer::Detach() {
+  DetachTls();
   for (bpf_link* link : links_) bpf_link__destroy(link);
   links_.clear();
 }

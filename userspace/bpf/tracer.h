@@ -36,6 +36,10 @@ struct TracerOptions {
   // libssl files whose SSL_read/SSL_write plaintext is traced (uprobes);
   // empty: TLS connections are not traced (their ciphertext never is).
   std::vector<std::string> tls_libraries;
+  // The list was found on the system, not named by the operator: a library
+  // that cannot be probed, or a kernel that refuses uprobes (they need
+  // CAP_SYS_ADMIN), is a warning and tracing goes on without HTTPS.
+  bool tls_libraries_found = false;
   std::string tracefs = "/sys/kernel/tracing";
   int verbosity = 0;  // libbpf messages: 0 warnings, 1 info, 2 debug
 };
@@ -111,6 +115,8 @@ class Tracer {
   int attached_programs() const { return attached_; }
   // libssl functions probed (entry and return together count once).
   int tls_probes() const { return tls_probes_; }
+  // Why HTTPS is not traced though --tls asked for it ("" when it is, or not asked).
+  const std::string& tls_warning() const { return tls_warning_; }
 
  private:
   Tracer() = default;
@@ -122,6 +128,7 @@ class Tracer {
   // The uprobes on each library's SSL_read/SSL_write and handshake functions
   // (FindTlsProbes: where). A library with none of them is an error.
   absl::Status AttachTls(const std::vector<std::string>& libraries);
+  void DetachTls();
   bool IsTlsProgram(const bpf_program* prog) const;
   // Attaches prog to its own section's hook (name null) or to category:name.
   absl::Status AttachOne(bpf_program* prog, const char* category, const char* name);
@@ -140,6 +147,8 @@ class Tracer {
   std::vector<char> verifier_stats_;
   int attached_ = 0;
   int tls_probes_ = 0;
+  std::vector<::bpf_link*> tls_links_;  // the uprobes, also in links_ once all attached
+  std::string tls_warning_;
   int ncpus_ = 1;
   int budget_left_ = 0;
   bool more_pending_ = false;
