@@ -190,3 +190,65 @@ def test_not_libssl_refused(tmp_path, lib, message):
     assert p.stderr.splitlines()[-1] == (
         f"httptraced: TLS: {message}; name the right file with --tls_libraries or pass "
         "--tls=false")
+
+
+def test_session_established_before_the_daemon_is_picked_up(tmp_path, tls_py_server):
+    """A keep-alive HTTPS connection whose handshake (and first exchange) came
+    before the daemon started: its next calls that reach the socket tie it to
+    its TLS session, and the exchanges from there on are recorded in the clear,
+    as a discovered connection."""
+    port = tls_py_server.port
+    client = subprocess.Popen([PYTHON, "-c", f"""
+import http.client, os, ssl, sys
+c = http.client.HTTPSConnection("127.0.0.1", {port}, context=ssl._create_unverified_context())
+print(os.getpid(), flush=True)
+for line in sys.stdin:
+    c.request("GET", "/path/" + line.strip())
+    r = c.getresponse()
+    print(r.status, r.read().decode().strip(), flush=True)
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        client_pid = int(client.stdout.readline())
+
+        def ask(x):
+            client.stdin.write(x + "\n")
+            client.stdin.flush()
+            assert client.stdout.readline().strip() == f"200 path=/path/{x}"
+
+        ask("before")
+        d = Daemon(tmp_path / "logs", f"--port={port}").start()
+        try:
+            for x in ("one", "two", "three"):
+                ask(x)
+            mine = d.wait_for(lambda r: r["process"]["pid"] == client_pid, 3)
+            d.wait_for(lambda r: r["process"]["pid"] == tls_py_server.pid, 3)
+            time.sleep(1.0)
+            every = d.records()
+        finally:
+            assert d.stop() == 0, d.stderr()
+    finally:
+        client.stdin.close()
+        client.wait(10)
+    assert [r["url"]["path"] for r in mine] == ["/path/one", "/path/two", "/path/three"]
+    for r in mine:
+        assert r["tls"] == {"established": True}
+        assert r["httptraced"]["connection"]["origin"] == "discovered"
+        assert r["http"]["response"]["body"]["content"] == f"path={r['url']['path']}\n"
+    # The server was already inside SSL_read for "one" when the probes went in:
+    # that call's return is not seen, so its request is missing; its answer is
+    # recorded alone, incomplete, and the next exchanges whole.
+    theirs = [r for r in every if r["process"]["pid"] == tls_py_server.pid]
+    assert len(theirs) == 3, theirs
+    first = theirs[0]
+    assert "request" not in first["http"] and first["httptraced"]["incomplete"] is True
+    assert first["httptraced"]["response"] == {"gap_before": True}
+    assert first["http"]["response"]["body"] == {"bytes": 15, "content": "path=/path/one\n"}
+    assert [r["url"]["path"] for r in theirs[1:]] == ["/path/two", "/path/three"]
+    for r in theirs:
+        assert r["tls"] == {"established": True}
+        assert r["httptraced"]["role"] == "server"
+        assert r["httptraced"]["connection"]["origin"] == "discovered"
+    for r in theirs[1:]:
+        assert r["httptraced"]["incomplete"] is False
+        assert r["http"]["response"]["body"]["content"] == f"path={r['url']['path']}\n"
+    assert len(every) == 6, every
