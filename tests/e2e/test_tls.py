@@ -252,3 +252,34 @@ for line in sys.stdin:
         assert r["httptraced"]["incomplete"] is False
         assert r["http"]["response"]["body"]["content"] == f"path={r['url']['path']}\n"
     assert len(every) == 6, every
+
+
+def test_pid_filter_probes_only_those_processes(tmp_path, tls_py_server):
+    """With --pid the uprobes go into the listed processes only (the others'
+    libssl code keeps no breakpoint): the server's HTTPS exchanges are
+    recorded, its client's are not."""
+    d = Daemon(tmp_path / "logs", f"--pid={tls_py_server.pid}").start()
+    try:
+        assert "httptraced: TLS: 5 libssl functions probed in " \
+               "/usr/lib/x86_64-linux-gnu/libssl.so.3" in d.stderr_lines, d.stderr()
+        client = subprocess.run([PYTHON, "-c", f"""
+import http.client, os, ssl
+c = http.client.HTTPSConnection("127.0.0.1", {tls_py_server.port},
+                                context=ssl._create_unverified_context())
+for p in ("/hello", "/path/pid"):
+    c.request("GET", p)
+    c.getresponse().read()
+print(os.getpid())
+"""], capture_output=True, text=True, check=True)
+        client_pid = int(client.stdout)
+        theirs = d.wait_for(lambda r: r["process"]["pid"] == tls_py_server.pid, 2)
+        time.sleep(1.0)
+        every = d.records()
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert [r["url"]["path"] for r in theirs] == ["/hello", "/path/pid"]
+    assert [r["http"]["response"]["body"]["content"] for r in theirs] == \
+        ["hello world\n", "path=/path/pid\n"]
+    assert all(r["tls"] == {"established": True} for r in theirs)
+    assert [r for r in every if r["process"]["pid"] == client_pid] == []
+    assert len(every) == 2, every

@@ -168,6 +168,9 @@ absl::StatusOr<std::vector<TlsProbe>> FindTlsProbes(const std::string& path) {
   if (f.elf == nullptr || elf_kind(f.elf) != ELF_K_ELF) {
     return absl::InvalidArgumentError(absl::StrCat(path, " is not an ELF file"));
   }
+  struct stat st;
+  if (fstat(f.fd, &st) != 0) return absl::InternalError(absl::StrCat(path, ": cannot stat"));
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   // The exported functions wanted, from the dynamic symbol table.
   absl::flat_hash_map<std::string, FuncSym> syms;
   Elf_Scn* scn = nullptr;
@@ -194,7 +197,12 @@ absl::StatusOr<std::vector<TlsProbe>> FindTlsProbes(const std::string& path) {
         continue;
       }
       GElf_Shdr text;
-      if (gelf_getshdr(elf_getscn(f.elf, sym.st_shndx), &text) == nullptr) continue;
+      // Code in the file: a probe offset is a file offset.
+      if (gelf_getshdr(elf_getscn(f.elf, sym.st_shndx), &text) == nullptr ||
+          text.sh_type != SHT_PROGBITS || text.sh_offset > file_size ||
+          text.sh_size > file_size - text.sh_offset) {
+        continue;
+      }
       FuncSym fs{.addr = sym.st_value, .size = sym.st_size, .sec_addr = text.sh_addr,
                  .sec_size = text.sh_size, .sec_offset = text.sh_offset};
       if (fs.Holds(fs.addr)) syms.emplace(name, fs);

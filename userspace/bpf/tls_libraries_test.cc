@@ -8,7 +8,9 @@
 #include <cstring>
 #include <initializer_list>
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <tuple>
 
 #include <catch2/catch.hpp>
 
@@ -138,6 +140,56 @@ TEST_CASE("FindTlsProbes: Debian's libssl.so.3, through its internal read and wr
     CHECK(EmulatedEntrySkip(head) == 0u);
   }
   CHECK((*probes)[0].offset != (*probes)[1].offset);
+}
+
+std::vector<std::tuple<std::string, uint64_t, TlsProbeKind>> Summary(
+    const std::vector<TlsProbe>& probes) {
+  std::vector<std::tuple<std::string, uint64_t, TlsProbeKind>> out;
+  for (const TlsProbe& p : probes) out.emplace_back(p.name, p.offset, p.kind);
+  return out;
+}
+
+TEST_CASE("FindTlsProbes: shared callees starting with a push are probed once for both") {
+  absl::StatusOr<std::vector<TlsProbe>> probes =
+      FindTlsProbes(HTTPTRACED_TLS_FIXTURES "/shared.so");
+  REQUIRE(probes.ok());
+  using K = TlsProbeKind;
+  CHECK(Summary(*probes) ==
+        std::vector<std::tuple<std::string, uint64_t, TlsProbeKind>>{
+            {"the function SSL_read and SSL_read_ex call", 0x100, K::kReadEx},
+            {"the function SSL_write and SSL_write_ex call", 0x114, K::kWriteEx},  // past endbr64
+            {"SSL_do_handshake", 0x1a0, K::kHandshake}});
+}
+
+TEST_CASE("FindTlsProbes: no shared callee, the public functions") {
+  absl::StatusOr<std::vector<TlsProbe>> probes =
+      FindTlsProbes(HTTPTRACED_TLS_FIXTURES "/plain.so");
+  REQUIRE(probes.ok());
+  using K = TlsProbeKind;
+  CHECK(Summary(*probes) == std::vector<std::tuple<std::string, uint64_t, TlsProbeKind>>{
+                                {"SSL_read", 0x120, K::kRead},
+                                {"SSL_read_ex", 0x140, K::kReadEx},
+                                {"SSL_write", 0x160, K::kWrite},
+                                {"SSL_write_ex", 0x180, K::kWriteEx},
+                                {"SSL_do_handshake", 0x1a0, K::kHandshake}});
+}
+
+TEST_CASE("FindTlsProbes: code the file does not hold is not probed") {
+  TempDir t;
+  std::ifstream in(HTTPTRACED_TLS_FIXTURES "/shared.so", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(bytes.size() == 1048);
+  // .text's section header (the second, at e_shoff + 64) claims its code at
+  // file offset 0x10000, past the end of the file.
+  uint64_t shoff;
+  std::memcpy(&shoff, bytes.data() + 0x28, 8);
+  const uint64_t far = 0x10000;
+  bytes.replace(shoff + 64 + 24, 8, reinterpret_cast<const char*>(&far), 8);
+  const std::string path = t.path + "/cut.so";
+  std::ofstream(path, std::ios::binary) << bytes;
+  absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(path);
+  REQUIRE(!probes.ok());
+  CHECK(probes.status().message() == path + " exports neither SSL_read nor SSL_write (is it libssl?)");
 }
 
 TEST_CASE("FindTlsProbes: files that are not libssl") {

@@ -220,7 +220,7 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
   if (absl::Status s = t->Attach(options.tracefs); !s.ok()) return s;
   // Its failures are reported here, in one sentence, in place of libbpf's.
   libbpf_quiet.store(true, std::memory_order_relaxed);
-  absl::Status tls = t->AttachTls(options.tls_libraries);
+  absl::Status tls = t->AttachTls(options.tls_libraries, options.pids);
   libbpf_quiet.store(false, std::memory_order_relaxed);
   if (absl::Status s = tls; !s.ok()) {
     t->DetachTls();
@@ -353,8 +353,12 @@ bool Tracer::IsTlsProgram(const bpf_program* prog) const {
   return false;
 }
 
-absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries) {
+absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries,
+                               const std::vector<uint32_t>& pids) {
   const auto& p = skel_->progs;
+  std::vector<pid_t> targets;  // -1: every process
+  for (uint32_t pid : pids) targets.push_back(static_cast<pid_t>(pid));
+  if (targets.empty()) targets.push_back(-1);
   for (const std::string& lib : libraries) {
     absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(lib);
     if (!probes.ok()) {
@@ -371,25 +375,28 @@ absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries) {
       bpf_program* exit =
           probe.kind == TlsProbeKind::kHandshake ? p.ssl_handshake_return : p.ssl_data_return;
       for (bpf_program* prog : {enter, exit}) {
-        bpf_uprobe_opts opts{};
-        opts.sz = sizeof(opts);
-        opts.retprobe = prog == exit;
-        bpf_link* link = bpf_program__attach_uprobe_opts(prog, /*pid=*/-1, lib.c_str(),
-                                                         probe.offset, &opts);
-        if (link == nullptr && (errno == EACCES || errno == EPERM)) {
-          // Linux requires CAP_SYS_ADMIN for uprobes since mid-2025 (6.16,
-          // and the stable kernels it was backported to); tracepoints and
-          // BPF need only CAP_BPF and CAP_PERFMON.
-          return absl::PermissionDeniedError(
-              "TLS: the kernel refused a uprobe on libssl (uprobes need CAP_SYS_ADMIN); HTTPS "
-              "is not traced: grant CAP_SYS_ADMIN, or pass --tls=false");
+        for (pid_t target : targets) {
+          bpf_uprobe_opts opts{};
+          opts.sz = sizeof(opts);
+          opts.retprobe = prog == exit;
+          bpf_link* link =
+              bpf_program__attach_uprobe_opts(prog, target, lib.c_str(), probe.offset, &opts);
+          if (link == nullptr && errno == ESRCH) continue;  // a --pid process that is gone
+          if (link == nullptr && (errno == EACCES || errno == EPERM)) {
+            // Linux requires CAP_SYS_ADMIN for uprobes since mid-2025 (6.16,
+            // and the stable kernels it was backported to); tracepoints and
+            // BPF need only CAP_BPF and CAP_PERFMON.
+            return absl::PermissionDeniedError(
+                "TLS: the kernel refused a uprobe on libssl (uprobes need CAP_SYS_ADMIN); "
+                "HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false");
+          }
+          if (link == nullptr) {
+            return absl::FailedPreconditionError(
+                absl::StrCat("TLS: cannot attach a uprobe to ", probe.name, " in ", lib, " (",
+                             Errno(errno), "); pass --tls=false to trace without HTTPS"));
+          }
+          tls_links_.push_back(link);
         }
-        if (link == nullptr) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("TLS: cannot attach a uprobe to ", probe.name, " in ", lib, " (",
-                           Errno(errno), "); pass --tls=false to trace without HTTPS"));
-        }
-        tls_links_.push_back(link);
       }
       if (libbpf_verbosity.load(std::memory_order_relaxed) >= 1) {
         std::fprintf(stderr, "httptraced: TLS: %s: probing %s at offset 0x%llx\n", lib.c_str(),

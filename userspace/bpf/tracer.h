@@ -127,7 +127,11 @@ class Tracer {
   absl::Status Attach(const std::string& tracefs);
   // The uprobes on each library's SSL_read/SSL_write and handshake functions
   // (FindTlsProbes: where). A library with none of them is an error.
-  absl::Status AttachTls(const std::vector<std::string>& libraries);
+  // With `pids`, only in those processes: others keep their libssl code
+  // untouched (no trap), where the --pid filter in the programs would only
+  // have made the trap return early.
+  absl::Status AttachTls(const std::vector<std::string>& libraries,
+                         const std::vector<uint32_t>& pids);
   void DetachTls();
   bool IsTlsProgram(const bpf_program* prog) const;
   // Attaches prog to its own section's hook (name null) or to category:name.
