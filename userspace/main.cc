@@ -132,10 +132,12 @@ int main(int argc, char** argv) {
     if (libs->empty()) {
       std::fprintf(stderr,
                    "httptraced: no libssl found in the system library directories: HTTPS is "
-                   "not traced (name the files with --tls_libraries)\n");
+                   "traced only in processes that map a libssl of their own (name other "
+                   "files with --tls_libraries)\n");
     }
     topts.tls_libraries = *std::move(libs);
     topts.tls_libraries_found = config->tls_libraries.empty();
+    topts.tls_scan_processes = config->tls_libraries.empty();
   }
   auto tracer = httptraced::bpf::Tracer::Start(topts, &daemon);
   if (!tracer.ok()) return Fail(tracer.status(), 1);

@@ -7,8 +7,11 @@ exact, marked tls.established; the TLS records on the wire are never traced
 as payload.
 """
 import json
+import os
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -74,7 +77,8 @@ def test_daemon_probes_libssl(tracer):
     function, and so do the writes; the daemon probes those two (cheaper than
     the public functions, whose first instruction the kernel single-steps)
     and the three handshake functions."""
-    probed = [l for l in tracer.stderr_lines if l.startswith("httptraced: TLS: ")]
+    probed = [l for l in tracer.stderr_lines
+              if l.startswith("httptraced: TLS: ") and "mapped by pid" not in l]
     assert probed == ["httptraced: TLS: 5 libssl functions probed in "
                       "/usr/lib/x86_64-linux-gnu/libssl.so.3"], tracer.stderr()
 
@@ -283,3 +287,149 @@ print(os.getpid())
     assert all(r["tls"] == {"established": True} for r in theirs)
     assert [r for r in every if r["process"]["pid"] == client_pid] == []
     assert len(every) == 2, every
+
+
+SYSTEM_LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+
+
+def https_get(port, path):
+    """curl over HTTPS; returns curl's pid."""
+    out, pid = curl("-k", f"https://127.0.0.1:{port}{path}")
+    assert out == f"path={path}\n".encode(), out
+    return pid
+
+
+def maps_of(pid):
+    return [l.split(None, 5)[5] for l in Path(f"/proc/{pid}/maps").read_text().splitlines()
+            if "libssl" in l and len(l.split(None, 5)) == 6]
+
+
+def wait_line(daemon, line, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while line not in daemon.stderr_lines and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert line in daemon.stderr_lines, daemon.stderr()
+
+
+@pytest.fixture
+def own_libssl_servers(tmp_path, cert):
+    """Two HTTPS servers that do not map the system's libssl:
+    - `deleted`: a copy loaded from its own directory, then deleted, as a
+      server still running after its libssl package was upgraded;
+    - `private`: a copy on a tmpfs mounted in the server's own mount
+      namespace, which the daemon's namespace cannot see (a container's)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(SYSTEM_LIBSSL, lib / "libssl.so.3")
+    tls = f"{cert[0]},{cert[1]}"
+    env = dict(os.environ, LD_LIBRARY_PATH=str(lib))
+    deleted = subprocess.Popen([PYTHON, str(SERVERS / "py_server.py"), "--tls", tls],
+                               stdout=subprocess.PIPE, text=True, env=env)
+    deleted_port = int(deleted.stdout.readline())
+    (lib / "libssl.so.3").unlink()
+    priv = tmp_path / "private"
+    priv.mkdir()
+
+    def start_private():
+        # unshare and sh exec in place: the server keeps the pid Popen gave.
+        p = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             f'mount -t tmpfs none "{priv}" && cp {SYSTEM_LIBSSL} "{priv}/" && '
+             f'LD_LIBRARY_PATH="{priv}" exec "$0" "$@"',
+             PYTHON, str(SERVERS / "py_server.py"), "--tls", tls],
+            stdout=subprocess.PIPE, text=True)
+        return p, int(p.stdout.readline())
+
+    servers = {"deleted": (deleted, deleted_port)}
+    try:
+        yield servers, start_private
+    finally:
+        for p, _ in servers.values():
+            p.terminate()
+            p.wait(5)
+
+
+def test_libssl_mapped_by_processes_is_found_deleted_or_in_another_mount_namespace(
+        tmp_path, own_libssl_servers):
+    """The daemon probes every libssl file that a process maps, found through
+    /proc: a deleted file (a library upgraded under a running server) at
+    start, and one in another mount namespace (a container's own) when its
+    process appears; each reached through /proc/<pid>/map_files. Both
+    servers' exchanges are recorded exactly, as are their clients'."""
+    servers, start_private = own_libssl_servers
+    deleted, deleted_port = servers["deleted"]
+    assert maps_of(deleted.pid)[0] == f"{tmp_path}/lib/libssl.so.3 (deleted)"
+    assert not any(SYSTEM_LIBSSL in m for m in maps_of(deleted.pid))
+    d = Daemon(tmp_path / "logs").start()
+    try:
+        wait_line(d, f"httptraced: TLS: 5 libssl functions probed in {tmp_path}/lib/libssl.so.3 "
+                     f"(deleted), mapped by pid {deleted.pid}")
+        servers["private"] = start_private()
+        private, private_port = servers["private"]
+        assert maps_of(private.pid)[0] == f"{tmp_path}/private/libssl.so.3"
+        assert list((tmp_path / "private").iterdir()) == []  # not in the daemon's namespace
+        wait_line(d, f"httptraced: TLS: 5 libssl functions probed in {tmp_path}/private/"
+                     f"libssl.so.3, mapped by pid {private.pid}")
+        clients = {}
+        for name, port, proc in (("deleted", deleted_port, deleted),
+                                 ("private", private_port, private)):
+            clients[name] = [https_get(port, f"/path/{name}{i}") for i in range(2)]
+            theirs = d.wait_for(lambda r: r["process"]["pid"] == proc.pid, 2)
+            assert [r["url"]["path"] for r in theirs] == [f"/path/{name}0", f"/path/{name}1"]
+            for r in theirs:
+                assert r["tls"] == {"established": True}
+                assert r["httptraced"]["role"] == "server"
+                assert r["httptraced"]["incomplete"] is False
+                assert r["http"]["response"]["status_code"] == 200
+                assert r["http"]["response"]["body"]["content"] == f"path={r['url']['path']}\n"
+            for pid, path in zip(clients[name], (f"/path/{name}0", f"/path/{name}1")):
+                mine = d.wait_for(lambda r: r["process"]["pid"] == pid)
+                assert [(r["url"]["path"], r["httptraced"]["role"], r["tls"]) for r in mine] == \
+                    [(path, "client", {"established": True})]
+        time.sleep(1.0)
+        ports = {deleted_port, private_port}
+        assert len([r for r in d.records() if server_port(r) in ports]) == 8
+    finally:
+        assert d.stop() == 0, d.stderr()
+    probed = [l for l in d.stderr_lines if l.startswith("httptraced: TLS: ")]
+    assert len(probed) == 3, d.stderr()  # the system's, and the two copies, each once
+    assert final_stats(d)["tls_unattributed"] == 0
+
+
+def test_named_tls_libraries_are_the_only_ones_probed(tmp_path, own_libssl_servers):
+    """--tls_libraries names exactly the files to probe: no process's own copy
+    is looked for. The server on the deleted copy goes unrecorded; its client,
+    on the system's libssl, is recorded."""
+    servers, _ = own_libssl_servers
+    deleted, port = servers["deleted"]
+    d = Daemon(tmp_path / "logs", f"--tls_libraries={SYSTEM_LIBSSL}").start()
+    try:
+        client = https_get(port, "/path/named")
+        mine = d.wait_for(lambda r: r["process"]["pid"] == client)
+        time.sleep(1.5)
+        every = d.records()
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert [r["url"]["path"] for r in mine] == ["/path/named"]
+    assert [r for r in every if r["process"]["pid"] == deleted.pid] == []
+    assert not any("mapped by pid" in l for l in d.stderr_lines), d.stderr()
+
+
+def test_pid_filter_probes_a_listed_process_own_libssl(tmp_path, own_libssl_servers):
+    """With --pid, the listed process's own libssl is probed in it alone."""
+    servers, _ = own_libssl_servers
+    deleted, port = servers["deleted"]
+    d = Daemon(tmp_path / "logs", f"--pid={deleted.pid}").start()
+    try:
+        wait_line(d, f"httptraced: TLS: 5 libssl functions probed in {tmp_path}/lib/libssl.so.3 "
+                     f"(deleted), mapped by pid {deleted.pid}")
+        client = https_get(port, "/path/listed")
+        theirs = d.wait_for(lambda r: r["process"]["pid"] == deleted.pid)
+        time.sleep(1.0)
+        every = d.records()
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert [(r["url"]["path"], r["tls"]) for r in theirs] == \
+        [("/path/listed", {"established": True})]
+    assert [r for r in every if r["process"]["pid"] == client] == []
+    assert len(every) == 1, every

@@ -227,6 +227,25 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
     if (!options.tls_libraries_found) return s;
     t->tls_warning_ = std::string(s.message());
   }
+  if (options.tls_scan_processes && t->tls_warning_.empty()) {
+    Tracer* self = t.get();
+    t->tls_scanner_ = std::make_unique<TlsScanner>(
+        "/proc", options.pids, [self](const std::string& path, pid_t target) {
+          const int before = self->tls_probes_;
+          absl::StatusOr<int> probed = self->AttachTlsLibrary(path, {target});
+          if (probed.ok()) {
+            self->links_.insert(self->links_.end(), self->tls_links_.begin(),
+                                self->tls_links_.end());
+            self->tls_links_.clear();
+          } else {
+            self->DetachTls();
+            self->tls_probes_ = before;
+          }
+          return probed;
+        });
+    // The first scan is the daemon's, once it runs (Daemon::Run).
+    for (const std::string& lib : options.tls_libraries) t->tls_scanner_->AlreadyProbed(lib);
+  }
   if (options.verbosity >= 1) {
     std::fprintf(stderr, "httptraced: payload syscalls traced by %s\n",
                  bpf_program__name(t->payload_prog_));
@@ -252,7 +271,7 @@ absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
   for (size_t i = 0; i < o.ports.size(); ++i) ro->targ_ports[i] = o.ports[i];
   ro->targ_unix_sockets = o.unix_sockets ? 1 : 0;
   ro->targ_unix_by_name = o.unix_by_name ? 1 : 0;
-  ro->targ_tls = o.tls_libraries.empty() ? 0 : 1;
+  ro->targ_tls = o.tls_libraries.empty() && !o.tls_scan_processes ? 0 : 1;
   ro->targ_max_capture = o.max_capture_bytes;
   ro->targ_wakeup_bytes = o.ring_buffer_bytes / 16;
   for (const PayloadSyscall& sc : kPayloadSyscalls) {
@@ -297,7 +316,7 @@ absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
     if (IsTlsProgram(prog)) {
-      bpf_program__set_autoload(prog, !o.tls_libraries.empty());
+      bpf_program__set_autoload(prog, !o.tls_libraries.empty() || o.tls_scan_processes);
       continue;
     }
     absl::string_view tp = TracepointOf(prog);
@@ -355,59 +374,93 @@ bool Tracer::IsTlsProgram(const bpf_program* prog) const {
 
 absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries,
                                const std::vector<uint32_t>& pids) {
-  const auto& p = skel_->progs;
   std::vector<pid_t> targets;  // -1: every process
   for (uint32_t pid : pids) targets.push_back(static_cast<pid_t>(pid));
   if (targets.empty()) targets.push_back(-1);
   for (const std::string& lib : libraries) {
-    absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(lib);
-    if (!probes.ok()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("TLS: ", probes.status().message(),
-                       "; name the right file with --tls_libraries or pass --tls=false"));
-    }
-    for (const TlsProbe& probe : *probes) {
-      bpf_program* enter = probe.kind == TlsProbeKind::kRead      ? p.ssl_read_enter
-                           : probe.kind == TlsProbeKind::kWrite   ? p.ssl_write_enter
-                           : probe.kind == TlsProbeKind::kReadEx  ? p.ssl_read_ex_enter
-                           : probe.kind == TlsProbeKind::kWriteEx ? p.ssl_write_ex_enter
-                                                                  : p.ssl_handshake_enter;
-      bpf_program* exit =
-          probe.kind == TlsProbeKind::kHandshake ? p.ssl_handshake_return : p.ssl_data_return;
-      for (bpf_program* prog : {enter, exit}) {
-        for (pid_t target : targets) {
-          bpf_uprobe_opts opts{};
-          opts.sz = sizeof(opts);
-          opts.retprobe = prog == exit;
-          bpf_link* link =
-              bpf_program__attach_uprobe_opts(prog, target, lib.c_str(), probe.offset, &opts);
-          if (link == nullptr && errno == ESRCH) continue;  // a --pid process that is gone
-          if (link == nullptr && (errno == EACCES || errno == EPERM)) {
-            // Linux requires CAP_SYS_ADMIN for uprobes since mid-2025 (6.16,
-            // and the stable kernels it was backported to); tracepoints and
-            // BPF need only CAP_BPF and CAP_PERFMON.
-            return absl::PermissionDeniedError(
-                "TLS: the kernel refused a uprobe on libssl (uprobes need CAP_SYS_ADMIN); "
-                "HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false");
-          }
-          if (link == nullptr) {
-            return absl::FailedPreconditionError(
-                absl::StrCat("TLS: cannot attach a uprobe to ", probe.name, " in ", lib, " (",
-                             Errno(errno), "); pass --tls=false to trace without HTTPS"));
-          }
-          tls_links_.push_back(link);
-        }
-      }
-      if (libbpf_verbosity.load(std::memory_order_relaxed) >= 1) {
-        std::fprintf(stderr, "httptraced: TLS: %s: probing %s at offset 0x%llx\n", lib.c_str(),
-                     probe.name.c_str(), static_cast<unsigned long long>(probe.offset));
-      }
-      ++tls_probes_;
+    absl::StatusOr<int> probed = AttachTlsLibrary(lib, targets);
+    if (!probed.ok()) {
+      if (absl::IsPermissionDenied(probed.status())) return probed.status();
+      return absl::FailedPreconditionError(absl::StrCat(
+          probed.status().message(), "; name the right file with --tls_libraries or pass --tls=false"));
     }
   }
   links_.insert(links_.end(), tls_links_.begin(), tls_links_.end());
   tls_links_.clear();
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
+                                             const std::vector<pid_t>& targets) {
+  const auto& p = skel_->progs;
+  absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(lib);
+  if (!probes.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("TLS: ", probes.status().message()));
+  }
+  for (const TlsProbe& probe : *probes) {
+    bpf_program* enter = probe.kind == TlsProbeKind::kRead      ? p.ssl_read_enter
+                         : probe.kind == TlsProbeKind::kWrite   ? p.ssl_write_enter
+                         : probe.kind == TlsProbeKind::kReadEx  ? p.ssl_read_ex_enter
+                         : probe.kind == TlsProbeKind::kWriteEx ? p.ssl_write_ex_enter
+                                                                : p.ssl_handshake_enter;
+    bpf_program* exit =
+        probe.kind == TlsProbeKind::kHandshake ? p.ssl_handshake_return : p.ssl_data_return;
+    for (bpf_program* prog : {enter, exit}) {
+      for (pid_t target : targets) {
+        bpf_uprobe_opts opts{};
+        opts.sz = sizeof(opts);
+        opts.retprobe = prog == exit;
+        bpf_link* link =
+            bpf_program__attach_uprobe_opts(prog, target, lib.c_str(), probe.offset, &opts);
+        if (link == nullptr && errno == ESRCH) continue;  // a --pid process that is gone
+        if (link == nullptr && (errno == EACCES || errno == EPERM)) {
+          // Linux requires CAP_SYS_ADMIN for uprobes since mid-2025 (6.16,
+          // and the stable kernels it was backported to); tracepoints and
+          // BPF need only CAP_BPF and CAP_PERFMON.
+          return absl::PermissionDeniedError(
+              "TLS: the kernel refused a uprobe on libssl (uprobes need CAP_SYS_ADMIN); "
+              "HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false");
+        }
+        if (link == nullptr) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("TLS: cannot attach a uprobe to ", probe.name, " in ", lib, " (",
+                           Errno(errno), ")"));
+        }
+        tls_links_.push_back(link);
+      }
+    }
+    if (libbpf_verbosity.load(std::memory_order_relaxed) >= 1) {
+      std::fprintf(stderr, "httptraced: TLS: %s: probing %s at offset 0x%llx\n", lib.c_str(),
+                   probe.name.c_str(), static_cast<unsigned long long>(probe.offset));
+    }
+    ++tls_probes_;
+  }
+  return static_cast<int>(probes->size());
+}
+
+void Tracer::ScanTls(uint64_t now_ns) {
+  if (tls_scanner_ == nullptr || now_ns - last_tls_scan_ns_ < kTlsScanEveryNs) return;
+  last_tls_scan_ns_ = now_ns;
+  libbpf_quiet.store(true, std::memory_order_relaxed);
+  std::vector<TlsScanner::Found> found = tls_scanner_->Scan(now_ns);
+  libbpf_quiet.store(false, std::memory_order_relaxed);
+  for (const TlsScanner::Found& f : found) {
+    const std::string where =
+        absl::StrCat(f.path, f.deleted ? " (deleted)" : "", ", mapped by pid ", f.pid);
+    if (f.probes.ok()) {
+      std::fprintf(stderr, "httptraced: TLS: %d libssl functions probed in %s\n", *f.probes,
+                   where.c_str());
+      continue;
+    }
+    if (absl::IsPermissionDenied(f.probes.status())) {
+      tls_warning_ = std::string(f.probes.status().message());
+      std::fprintf(stderr, "httptraced: warning: %s\n", tls_warning_.c_str());
+      tls_scanner_.reset();
+      return;
+    }
+    std::fprintf(stderr, "httptraced: warning: %s (%s); its HTTPS is not traced\n",
+                 std::string(f.probes.status().message()).c_str(), where.c_str());
+  }
 }
 
 void Tracer::DetachTls() {

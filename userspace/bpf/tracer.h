@@ -4,6 +4,8 @@
 #ifndef HTTPTRACED_BPF_TRACER_H_
 #define HTTPTRACED_BPF_TRACER_H_
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,6 +14,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "bpf/tls_scanner.h"
 #include "conn/conn_info.h"
 
 struct httptraced_bpf;
@@ -40,6 +43,10 @@ struct TracerOptions {
   // that cannot be probed, or a kernel that refuses uprobes (they need
   // CAP_SYS_ADMIN), is a warning and tracing goes on without HTTPS.
   bool tls_libraries_found = false;
+  // Also probe the libssl files that running processes map (containers'
+  // own, bundled copies, deleted files still in use), found in /proc at
+  // start and as processes come (TlsScanner). Only with found libraries.
+  bool tls_scan_processes = false;
   std::string tracefs = "/sys/kernel/tracing";
   int verbosity = 0;  // libbpf messages: 0 warnings, 1 info, 2 debug
 };
@@ -117,6 +124,11 @@ class Tracer {
   int tls_probes() const { return tls_probes_; }
   // Why HTTPS is not traced though --tls asked for it ("" when it is, or not asked).
   const std::string& tls_warning() const { return tls_warning_; }
+  // With TracerOptions::tls_scan_processes: looks for libssl files mapped by
+  // processes and probes the new ones, at most every kTlsScanEveryNs (each
+  // process on TlsScanner's schedule); each is reported on stderr.
+  void ScanTls(uint64_t now_ns);
+  static constexpr uint64_t kTlsScanEveryNs = 1'000'000'000;
 
  private:
   Tracer() = default;
@@ -132,6 +144,9 @@ class Tracer {
   // have made the trap return early.
   absl::Status AttachTls(const std::vector<std::string>& libraries,
                          const std::vector<uint32_t>& pids);
+  // One library's probes, in `targets` (-1: every process); its links go to
+  // tls_links_. Returns the functions probed.
+  absl::StatusOr<int> AttachTlsLibrary(const std::string& lib, const std::vector<pid_t>& targets);
   void DetachTls();
   bool IsTlsProgram(const bpf_program* prog) const;
   // Attaches prog to its own section's hook (name null) or to category:name.
@@ -153,6 +168,8 @@ class Tracer {
   int tls_probes_ = 0;
   std::vector<::bpf_link*> tls_links_;  // the uprobes, also in links_ once all attached
   std::string tls_warning_;
+  std::unique_ptr<TlsScanner> tls_scanner_;
+  uint64_t last_tls_scan_ns_ = 0;
   int ncpus_ = 1;
   int budget_left_ = 0;
   bool more_pending_ = false;

@@ -51,8 +51,10 @@ ABSL_FLAG(bool, tls, true,
           "TLS stack (Go, statically linked OpenSSL) are not seen.");
 ABSL_FLAG(std::string, tls_libraries, "",
           "Comma-separated libssl files to probe for --tls (at most 16; absolute paths, e.g. a "
-          "container's or an application's own copy). Empty: the libssl.so.* files in the "
-          "system library directories.");
+          "container's or an application's own copy), and no other. Empty: the libssl.so.* files "
+          "in the system library directories, and every other libssl file a process maps "
+          "(found in /proc as processes start: containers' and bundled copies, deleted files "
+          "still in use).");
 ABSL_FLAG(uint32_t, max_body_bytes, 16384,
           "Body bytes kept per request and per response (0..1048576); records keep the true "
           "size and a truncated flag.");

@@ -295,6 +295,7 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
         Reload();
       }
     }
+    tracer.ScanTls(now_ns_);  // at most every Tracer::kTlsScanEveryNs
     if (now_ns_ - last_tick >= kTickNs) {
       Tick(now_ns_);
       last_tick = now_ns_;

@@ -1,0 +1,111 @@
+// The libssl files that running processes map, found in /proc. The system's
+// libssl (FindTlsLibraries) is not the only one in use on a host: containers
+// bring their own, applications bundle theirs (/opt, Python wheels' renamed
+// copies), and after a package upgrade a long-running server still maps the
+// deleted old file. A uprobe is set on a file (its inode), so each of those
+// needs its own: the scanner finds them through /proc/<pid>/maps and
+// reaches each one through /proc/<pid>/map_files, which opens the very file
+// the process maps, from any mount namespace, deleted or not.
+#ifndef HTTPTRACED_BPF_TLS_SCANNER_H_
+#define HTTPTRACED_BPF_TLS_SCANNER_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+
+namespace httptraced::bpf {
+
+// A libssl file mapped by a process, from its /proc/<pid>/maps.
+struct MappedLibrary {
+  std::string range;  // "7f3a1c000000-7f3a1c020000": its /proc/<pid>/map_files entry
+  std::string path;   // as the process sees it (" (deleted)" removed)
+  bool deleted = false;
+  bool operator==(const MappedLibrary&) const = default;
+};
+
+// Whether a file name is OpenSSL's libssl: "libssl.so", "libssl.so.3",
+// "libssl.so.1.1", and the renamed copies wheels bundle
+// ("libssl-1a2b3c4d.so.1.1"); not NSS's "libssl3.so".
+bool IsLibsslName(std::string_view name);
+
+// The libssl files in a /proc/<pid>/maps text, each file (device and inode)
+// once, with the range of its first mapping. Lines that do not parse are
+// passed over.
+std::vector<MappedLibrary> ParseMappedTlsLibraries(std::string_view maps);
+
+// Finds, in the processes under a procfs root, the libssl files not yet
+// probed, and has them probed. Each process is scanned when first seen, then
+// looked at again after 1, 2, 4 and then every 8 seconds (kMaxRescanNs): a
+// process that execs after its fork, or loads libssl late (Python imports ssl
+// on first use), is seen again soon. A look reads /proc/<pid>/statm, whose
+// size of the address space changes with every exec and every library
+// loaded; only then are its maps, much dearer to read, read again.
+class TlsScanner {
+ public:
+  static constexpr uint64_t kFirstRescanNs = 1'000'000'000;
+  static constexpr uint64_t kMaxRescanNs = 8'000'000'000;
+
+  // Probes the file at `path` in process `target` (-1: every process that
+  // maps it); returns how many functions were probed.
+  using Probe = std::function<absl::StatusOr<int>(const std::string& path, pid_t target)>;
+
+  struct Found {
+    uint32_t pid = 0;
+    std::string path;  // as the process sees it
+    bool deleted = false;
+    absl::StatusOr<int> probes = 0;  // or why it could not be probed
+  };
+
+  // `pids`: only these processes, and each file is probed in each of them
+  // (empty: every process, each file probed once for all).
+  TlsScanner(std::string proc_root, std::vector<uint32_t> pids, Probe probe);
+
+  // A file already probed (the system's libssl), so it is not probed again.
+  void AlreadyProbed(const std::string& path);
+
+  // Scans the processes due at `now_ns` (monotonic); returns the files probed
+  // (or that failed) in this call.
+  std::vector<Found> Scan(uint64_t now_ns);
+
+  // Processes currently tracked, and maps read so far (for tests).
+  size_t tracked() const { return due_.size(); }
+  uint64_t maps_read() const { return maps_read_; }
+
+ private:
+  struct FileKey {
+    dev_t dev;
+    ino_t ino;
+    pid_t target;
+    bool operator==(const FileKey&) const = default;
+    template <typename H>
+    friend H AbslHashValue(H h, const FileKey& k) {
+      return H::combine(std::move(h), k.dev, k.ino, k.target);
+    }
+  };
+  struct Due {
+    uint64_t at_ns;
+    uint64_t interval_ns;
+    uint64_t vm_pages;  // statm's size when its maps were last read (0: never read)
+  };
+  void ScanProcess(uint32_t pid, Due& due, std::vector<Found>& found);
+
+  std::string proc_root_;
+  std::vector<uint32_t> pids_;
+  Probe probe_;
+  absl::flat_hash_set<FileKey> known_;  // probed, or failed: never tried again
+  absl::flat_hash_map<uint32_t, Due> due_;
+  std::string maps_;  // reused read buffer
+  uint64_t maps_read_ = 0;
+};
+
+}  // namespace httptraced::bpf
+
+#endif  // HTTPTRACED_BPF_TLS_SCANNER_H_

@@ -1,0 +1,281 @@
+#include "bpf/tls_scanner.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "absl/status/status.h"
+
+namespace httptraced::bpf {
+namespace {
+
+TEST_CASE("IsLibsslName: OpenSSL's libssl and its renamed copies, nothing else") {
+  for (const char* yes : {"libssl.so", "libssl.so.3", "libssl.so.1.1", "libssl.so.1.0.2",
+                          "libssl-1a2b3c4d.so.1.1", "libssl-8b4a1c.so.3", "libssl-x.so"}) {
+    INFO(yes);
+    CHECK(IsLibsslName(yes));
+  }
+  for (const char* no : {"libssl3.so", "libssl.so.3.bak", "libssl.so.", "libssl.so.3x",
+                         "libssl-.so.3", "libssl-abc", "libssl", "libcrypto.so.3", "libssl.a",
+                         "xlibssl.so.3", "libssl.so3", ""}) {
+    INFO(no);
+    CHECK_FALSE(IsLibsslName(no));
+  }
+}
+
+TEST_CASE("ParseMappedTlsLibraries: each libssl file once, deleted ones too") {
+  const std::string maps =
+      "55d0c0a00000-55d0c0a28000 r--p 00000000 fe:01 1835045                    "
+      "/usr/bin/python3.11\n"
+      "7f3a1c000000-7f3a1c020000 r--p 00000000 fe:01 1837321                    "
+      "/usr/lib/x86_64-linux-gnu/libssl.so.3\n"
+      "7f3a1c020000-7f3a1c07e000 r-xp 00020000 fe:01 1837321                    "
+      "/usr/lib/x86_64-linux-gnu/libssl.so.3\n"
+      "7f3a1d000000-7f3a1d001000 rw-p 00000000 00:00 0 \n"
+      "7f3a1e000000-7f3a1e010000 r--p 00000000 00:2a 44                         "
+      "/opt/my app/lib/libssl.so.1.1 (deleted)\n"
+      "7f3a1f000000-7f3a1f010000 r--p 00000000 00:2b 44                         "
+      "/wheel/libssl-1a2b3c4d.so.1.1\n"
+      "7f3a20000000-7f3a20010000 r--p 00000000 fe:01 99                         "
+      "/usr/lib/x86_64-linux-gnu/libssl3.so\n"
+      "7ffd8e5e9000-7ffd8e60a000 rw-p 00000000 00:00 0                          [stack]\n"
+      "garbage line\n"
+      "zz-yy r--p 00000000 fe:01 5 /lib/libssl.so.3\n"
+      "7f3a21000000-7f3a21010000 r--p 00000000 fe:01 7 libssl.so.3\n"
+      "7f3a22000000-7f3a22010000 r--p";  // cut, no newline
+  CHECK(ParseMappedTlsLibraries(maps) ==
+        std::vector<MappedLibrary>{
+            {"7f3a1c000000-7f3a1c020000", "/usr/lib/x86_64-linux-gnu/libssl.so.3", false},
+            {"7f3a1e000000-7f3a1e010000", "/opt/my app/lib/libssl.so.1.1", true},
+            {"7f3a1f000000-7f3a1f010000", "/wheel/libssl-1a2b3c4d.so.1.1", false},
+        });
+  CHECK(ParseMappedTlsLibraries("").empty());
+  CHECK(ParseMappedTlsLibraries("\n\n\n").empty());
+}
+
+// A procfs tree in a scratch directory: <pid>/maps and <pid>/map_files/<range>
+// (a symbolic link to a file, as in /proc).
+struct FakeProc {
+  std::string root;
+  FakeProc() {
+    char tmpl[] = "/tmp/tls_scanner_test.XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    root = tmpl;
+    REQUIRE(mkdir((root + "/files").c_str(), 0755) == 0);
+  }
+  ~FakeProc() { std::system(("rm -rf '" + root + "'").c_str()); }
+  std::string File(const std::string& name) const {
+    const std::string p = root + "/files/" + name;
+    std::ofstream(p) << name;
+    return p;
+  }
+  // Process pid maps these files, at ranges of its own.
+  void Process(uint32_t pid, const std::vector<std::string>& files) const {
+    const std::string dir = root + "/" + std::to_string(pid);
+    std::system(("rm -rf '" + dir + "'").c_str());
+    REQUIRE(mkdir(dir.c_str(), 0755) == 0);
+    REQUIRE(mkdir((dir + "/map_files").c_str(), 0755) == 0);
+    std::ofstream maps(dir + "/maps");
+    for (size_t i = 0; i < files.size(); ++i) {
+      const std::string range = std::to_string(1000 + i) + "000-" + std::to_string(1000 + i) + "fff";
+      struct stat st;
+      REQUIRE(stat(files[i].c_str(), &st) == 0);
+      maps << range << " r--p 00000000 fe:01 " << st.st_ino << "   /usr/lib/"
+           << files[i].substr(files[i].rfind('/') + 1) << "\n";
+      REQUIRE(symlink(files[i].c_str(), (dir + "/map_files/" + range).c_str()) == 0);
+    }
+  }
+  void Exit(uint32_t pid) const {
+    std::system(("rm -rf '" + root + "/" + std::to_string(pid) + "'").c_str());
+  }
+};
+
+struct ProbeCall {
+  std::string target_of;  // the file the probed path leads to
+  pid_t pid;
+  bool operator==(const ProbeCall&) const = default;
+};
+
+std::string Resolve(const std::string& path) {
+  char buf[4096];
+  const ssize_t n = readlink(path.c_str(), buf, sizeof(buf));
+  return n < 0 ? path : std::string(buf, static_cast<size_t>(n));
+}
+
+constexpr uint64_t kSec = 1'000'000'000;
+
+TEST_CASE("TlsScanner: every process's libssl files, each probed once") {
+  FakeProc proc;
+  const std::string system = proc.File("libssl.so.3");
+  const std::string bundled = proc.File("libssl-abc.so.1.1");
+  const std::string other = proc.File("libcrypto.so.3");
+  std::vector<ProbeCall> calls;
+  TlsScanner scanner(proc.root, {}, [&](const std::string& path, pid_t target) {
+    calls.push_back({Resolve(path), target});
+    return absl::StatusOr<int>(5);
+  });
+  scanner.AlreadyProbed(system);
+  proc.Process(10, {system, other});
+  proc.Process(11, {bundled, system});
+  proc.Process(12, {bundled});
+
+  std::vector<TlsScanner::Found> found = scanner.Scan(0);
+  CHECK(calls == std::vector<ProbeCall>{{bundled, -1}});
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].pid == 11);
+  CHECK(found[0].path == "/usr/lib/libssl-abc.so.1.1");
+  CHECK_FALSE(found[0].deleted);
+  CHECK(*found[0].probes == 5);
+  CHECK(scanner.tracked() == 3);
+
+  // Process 10 loads a library late; it is seen at its rescan, 1 s after
+  // the first scan, not before.
+  const std::string late = proc.File("libssl.so.1.1");
+  proc.Process(10, {system, other, late});
+  CHECK(scanner.Scan(kSec / 2).empty());
+  found = scanner.Scan(kSec);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].pid == 10);
+  CHECK(calls.back() == ProbeCall{late, -1});
+
+  // Then 2 s later (at 3 s), then 4 s later (at 7 s).
+  const std::string later = proc.File("libssl.so.1.0.2");
+  proc.Process(12, {bundled, later});
+  CHECK(scanner.Scan(3 * kSec - 1).empty());
+  CHECK(scanner.Scan(3 * kSec).size() == 1);
+  const std::string latest = proc.File("libssl.so");
+  proc.Process(12, {latest});
+  CHECK(scanner.Scan(7 * kSec - 1).empty());
+  CHECK(scanner.Scan(7 * kSec).size() == 1);
+  CHECK(calls.size() == 4);
+
+  // A process gone is forgotten; a new one is scanned when first seen.
+  proc.Exit(11);
+  const std::string fresh = proc.File("libssl-fresh.so.3");
+  proc.Process(13, {fresh});
+  found = scanner.Scan(7 * kSec + 1);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].pid == 13);
+  CHECK(scanner.tracked() == 3);
+}
+
+TEST_CASE("TlsScanner: the rescan interval stops doubling at its cap") {
+  FakeProc proc;
+  const std::string lib = proc.File("libssl.so.3");
+  int calls = 0;
+  TlsScanner scanner(proc.root, {}, [&](const std::string&, pid_t) {
+    ++calls;
+    return absl::StatusOr<int>(5);
+  });
+  proc.Process(20, {});
+  uint64_t t = 0;
+  scanner.Scan(t);
+  for (uint64_t interval = TlsScanner::kFirstRescanNs; interval < TlsScanner::kMaxRescanNs;
+       interval *= 2) {
+    t += interval;
+    scanner.Scan(t);
+  }
+  // Now every kMaxRescanNs: a library mapped now is found no later than that.
+  proc.Process(20, {lib});
+  CHECK(scanner.Scan(t + TlsScanner::kMaxRescanNs - 1).empty());
+  CHECK(scanner.Scan(t + TlsScanner::kMaxRescanNs).size() == 1);
+  CHECK(calls == 1);
+}
+
+TEST_CASE("TlsScanner: maps are read again only when the address space changed size") {
+  FakeProc proc;
+  const std::string lib = proc.File("libssl.so.3");
+  int calls = 0;
+  TlsScanner scanner(proc.root, {}, [&](const std::string&, pid_t) {
+    ++calls;
+    return absl::StatusOr<int>(5);
+  });
+  auto statm = [&](uint32_t pid, const char* text) {
+    std::ofstream(proc.root + "/" + std::to_string(pid) + "/statm") << text;
+  };
+  proc.Process(60, {});
+  statm(60, "2000 300 200 10 0 150 0\n");
+  proc.Process(61, {});
+  statm(61, "0 0 0 0 0 0 0\n");  // a kernel thread: no maps to read
+  CHECK(scanner.Scan(0).empty());
+  CHECK(scanner.maps_read() == 1);
+  // The maps change but not the size (a test's trick; the kernel would
+  // change both): not read again.
+  proc.Process(60, {lib});
+  statm(60, "2000 300 200 10 0 150 0\n");
+  CHECK(scanner.Scan(TlsScanner::kFirstRescanNs).empty());
+  CHECK(scanner.maps_read() == 1);
+  // A library loaded: the size grows, the maps are read at the next look.
+  statm(60, "2400 310 210 10 0 150 0\n");
+  CHECK(scanner.Scan(3 * TlsScanner::kFirstRescanNs).size() == 1);
+  CHECK(scanner.maps_read() == 2);
+  CHECK(calls == 1);
+}
+
+TEST_CASE("TlsScanner: with --pid, only those processes, each file probed in each") {
+  FakeProc proc;
+  const std::string system = proc.File("libssl.so.3");
+  const std::string bundled = proc.File("libssl.so.1.1");
+  std::vector<ProbeCall> calls;
+  TlsScanner scanner(proc.root, {30, 31, 33}, [&](const std::string& path, pid_t target) {
+    calls.push_back({Resolve(path), target});
+    return absl::StatusOr<int>(3);
+  });
+  scanner.AlreadyProbed(system);  // in 30, 31 and 33
+  proc.Process(30, {system, bundled});
+  proc.Process(31, {bundled});
+  proc.Process(32, {bundled});  // not listed
+  // 33 is not running.
+  scanner.Scan(0);
+  CHECK(calls == std::vector<ProbeCall>{{bundled, 30}, {bundled, 31}});
+  CHECK(scanner.tracked() == 3);
+}
+
+TEST_CASE("TlsScanner: a file that cannot be probed is reported once, not retried") {
+  FakeProc proc;
+  const std::string lib = proc.File("libssl.so.3");
+  int calls = 0;
+  TlsScanner scanner(proc.root, {}, [&](const std::string&, pid_t) {
+    ++calls;
+    return absl::StatusOr<int>(absl::FailedPreconditionError("no SSL_read"));
+  });
+  proc.Process(40, {lib});
+  proc.Process(41, {lib});
+  std::vector<TlsScanner::Found> found = scanner.Scan(0);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].probes.status().message() == "no SSL_read");
+  CHECK(scanner.Scan(10 * kSec).empty());
+  CHECK(calls == 1);
+}
+
+TEST_CASE("TlsScanner: a missing procfs root or unreadable entries find nothing") {
+  int calls = 0;
+  TlsScanner scanner("/nonexistent/proc", {}, [&](const std::string&, pid_t) {
+    ++calls;
+    return absl::StatusOr<int>(1);
+  });
+  CHECK(scanner.Scan(0).empty());
+  FakeProc proc;
+  // A maps line whose map_files entry is missing (unmapped since), and a
+  // directory named like a process without maps.
+  REQUIRE(mkdir((proc.root + "/50").c_str(), 0755) == 0);
+  std::ofstream(proc.root + "/50/maps") << "1000-2000 r--p 00000000 fe:01 9 /lib/libssl.so.3\n";
+  REQUIRE(mkdir((proc.root + "/51").c_str(), 0755) == 0);
+  TlsScanner fake(proc.root, {}, [&](const std::string&, pid_t) {
+    ++calls;
+    return absl::StatusOr<int>(1);
+  });
+  CHECK(fake.Scan(0).empty());
+  CHECK(fake.tracked() == 2);
+  CHECK(calls == 0);
+}
+
+}  // namespace
+}  // namespace httptraced::bpf
