@@ -33,6 +33,7 @@ SERVER = REPO / "tests" / "e2e" / "servers" / "py_server.py"
 PYTHON = "/usr/bin/python3"
 UID = 64123  # no such user: the daemon needs none, only a uid that is not root's
 TRACEFS = "/sys/kernel/tracing"
+SYSTEM_LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
 
 
 def setpriv(caps, uid=UID):
@@ -240,14 +241,47 @@ def test_https_needs_sys_admin_for_its_uprobes():
     assert TLS_REFUSED in d.lines, d.stderr()
     assert not any("libbpf" in l for l in d.lines), d.stderr()
 
-    d, started = run_case(four + ["sys_admin"])
-    try:
-        assert started, d.stderr()
-    finally:
-        rc = d.close()
-    assert rc == 0, d.stderr()
-    assert "httptraced: TLS: 5 libssl functions probed in /usr/lib/x86_64-linux-gnu/libssl.so.3" \
-        in d.lines, d.stderr()
+    # A root process that runs from a deleted copy of libssl: with CAP_SYS_PTRACE
+    # the daemon reads its maps, with CAP_SYS_ADMIN it opens the copy through
+    # /proc/<pid>/map_files.
+    with tempfile.TemporaryDirectory() as lib:
+        shutil.copy(SYSTEM_LIBSSL, f"{lib}/libssl.so.3")
+        holder = subprocess.Popen(
+            [PYTHON, "-c", "import ssl, sys; print(ssl.OPENSSL_VERSION, flush=True); "
+                           "sys.stdin.read()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=dict(os.environ, LD_LIBRARY_PATH=lib))
+        holder.stdout.readline()
+        os.unlink(f"{lib}/libssl.so.3")
+        found = (f"httptraced: TLS: 5 libssl functions probed in {lib}/libssl.so.3 "
+                 f"(deleted), mapped by pid {holder.pid}")
+        denied = ("httptraced: warning: TLS: without CAP_SYS_PTRACE the memory maps of other "
+                  "users' processes cannot be read: a libssl of their own is not probed")
+        try:
+            d, started = run_case(four + ["sys_admin"])
+            try:
+                assert started, d.stderr()
+                deadline = time.monotonic() + 10
+                while found not in d.lines and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            finally:
+                rc = d.close()
+            assert rc == 0, d.stderr()
+            assert f"httptraced: TLS: 5 libssl functions probed in {SYSTEM_LIBSSL}" in d.lines, \
+                d.stderr()
+            assert found in d.lines and denied not in d.lines, d.stderr()
+            # Without CAP_SYS_PTRACE root's processes' maps stay closed: said at start.
+            d, started = run_case(["bpf", "perfmon", "dac_read_search", "sys_admin"])
+            try:
+                assert started, d.stderr()
+                time.sleep(2.5)  # scans at once and a second later: the holder not found
+            finally:
+                rc = d.close()
+            assert rc == 0, d.stderr()
+            assert d.lines.count(denied) == 1 and found not in d.lines, d.stderr()
+        finally:
+            holder.stdin.close()
+            holder.wait(10)
 
     d, started = run_case(four, extra=["--tls_libraries=/usr/lib/x86_64-linux-gnu/libssl.so.3"])
     rc = d.close()

@@ -43,18 +43,21 @@ bool IsHexRange(std::string_view range) {
 bool ReadAll(const std::string& path, std::string& out) {
   out.clear();
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return false;  // errno says why
   size_t used = 0;
   for (;;) {
     if (out.size() - used < 4096) out.resize(std::max<size_t>(out.size() * 2, 16384));
     const ssize_t n = read(fd, out.data() + used, out.size() - used);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : 0;
+      close(fd);
+      out.resize(used);
+      errno = err;
+      return n == 0;  // reading maps may also be refused (EACCES) at read time
+    }
     used += static_cast<size_t>(n);
   }
-  close(fd);
-  out.resize(used);
-  return true;
 }
 
 }  // namespace
@@ -159,11 +162,15 @@ void TlsScanner::ScanProcess(uint32_t pid, Due& due, std::vector<Found>& found) 
   // the maps are read (and again at every look).
   // 0: no address space (a kernel thread, a zombie), nothing mapped.
   uint64_t pages = 0;
-  const bool sized = ReadAll(dir + "/statm", maps_) &&
-                     absl::SimpleAtoi(absl::string_view(maps_.data(), std::min(maps_.find(' '), maps_.size())), &pages);
+  const bool sized =
+      ReadAll(dir + "/statm", maps_) &&
+      absl::SimpleAtoi(absl::string_view(maps_.data(), std::min(maps_.find(' '), maps_.size())),
+                       &pages);
   if (sized && (pages == 0 || pages == due.vm_pages)) return;
   due.vm_pages = sized ? pages : 0;
-  if (!ReadAll(dir + "/maps", maps_)) return;  // gone, or a kernel thread's empty maps
+  // Gone, a kernel thread's empty maps, or refused: another user's process
+  // without CAP_SYS_PTRACE (which the daemon says once, at start).
+  if (!ReadAll(dir + "/maps", maps_)) return;
   ++maps_read_;
   for (MappedLibrary& lib : ParseMappedTlsLibraries(maps_)) {
     const std::string file = absl::StrCat(dir, "/map_files/", lib.range);

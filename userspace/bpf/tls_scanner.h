@@ -79,6 +79,7 @@ class TlsScanner {
   size_t tracked() const { return due_.size(); }
   uint64_t maps_read() const { return maps_read_; }
 
+
  private:
   struct FileKey {
     dev_t dev;
@@ -104,6 +105,7 @@ class TlsScanner {
   absl::flat_hash_map<uint32_t, Due> due_;
   std::string maps_;  // reused read buffer
   uint64_t maps_read_ = 0;
+
 };
 
 }  // namespace httptraced::bpf

@@ -95,6 +95,7 @@ bool HasCapability(int cap) {
   return (data[cap / 32].effective & (1u << (cap % 32))) != 0;
 }
 
+constexpr int kCapSysPtrace = 19;
 constexpr int kCapSysAdmin = 21;
 constexpr int kCapPerfmon = 38;
 constexpr int kCapBpf = 39;
@@ -243,6 +244,11 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
           }
           return probed;
         });
+    if (!HasCapability(kCapSysPtrace)) {
+      std::fprintf(stderr,
+                   "httptraced: warning: TLS: without CAP_SYS_PTRACE the memory maps of other "
+                   "users' processes cannot be read: a libssl of their own is not probed\n");
+    }
     // The first scan is the daemon's, once it runs (Daemon::Run).
     for (const std::string& lib : options.tls_libraries) t->tls_scanner_->AlreadyProbed(lib);
   }
@@ -444,6 +450,7 @@ void Tracer::ScanTls(uint64_t now_ns) {
   libbpf_quiet.store(true, std::memory_order_relaxed);
   std::vector<TlsScanner::Found> found = tls_scanner_->Scan(now_ns);
   libbpf_quiet.store(false, std::memory_order_relaxed);
+
   for (const TlsScanner::Found& f : found) {
     const std::string where =
         absl::StrCat(f.path, f.deleted ? " (deleted)" : "", ", mapped by pid ", f.pid);
