@@ -1,5 +1,6 @@
 // httptraced: records every HTTP/1.x exchange on this host as one JSON line.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -92,6 +93,15 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<Config> config = httptraced::config::FromFlags();
   if (!config.ok()) return Fail(config.status(), 2);
+
+  // Every tracepoint and uprobe holds a file descriptor: about 100 at start,
+  // 10 more for each libssl file found later (per --pid process with --pid).
+  // The soft limit (often 1024) goes up to the hard one; nothing here uses
+  // select(), which the soft limit protects.
+  if (rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
 
   // Signals are taken synchronously by the event loop.
   sigset_t mask;

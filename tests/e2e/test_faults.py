@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -397,3 +398,22 @@ def test_fifo_as_log_file_is_refused(tmp_path):
     assert rc == 1
     assert err == (f"httptraced: active log file {logs}/httptraced.json is not a regular file; "
                    f"remove it")
+
+
+def test_low_open_file_soft_limit_is_raised_to_the_hard_one(tmp_path, py_server):
+    """Each tracepoint and uprobe holds a file descriptor (about 100 at start):
+    under a soft limit of 64 the daemon would fail to attach; it raises the
+    soft limit to the hard one and traces."""
+    d = Daemon(tmp_path / "logs", f"--port={py_server.port}")
+    d.args = ["prlimit", "--nofile=64:4096", *d.args]  # prlimit execs: the same pid
+    d.start()
+    try:
+        limits = Path(f"/proc/{d.pid()}/limits").read_text()
+        assert [l.split()[3:5] for l in limits.splitlines() if l.startswith("Max open files")] \
+            == [["4096", "4096"]], limits
+        assert len(os.listdir(f"/proc/{d.pid()}/fd")) > 64
+        _, pid = curl(py_server.url("/hello"))
+        got = d.wait_for(lambda r: r["process"]["pid"] == pid)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert [r["url"]["path"] for r in got] == ["/hello"]
