@@ -94,8 +94,9 @@ int main(int argc, char** argv) {
   absl::StatusOr<Config> config = httptraced::config::FromFlags();
   if (!config.ok()) return Fail(config.status(), 2);
 
-  // Every tracepoint and uprobe holds a file descriptor: about 100 at start,
-  // 10 more for each libssl file found later (per --pid process with --pid).
+  // Every tracepoint and uprobe holds two file descriptors (its perf event
+  // and BPF link): about 100 at start, 20 more for each libssl file found
+  // later (per --pid process with --pid).
   // The soft limit (often 1024) goes up to the hard one; nothing here uses
   // select(), which the soft limit protects.
   if (rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {

@@ -389,9 +389,18 @@ def test_libssl_mapped_by_processes_is_found_deleted_or_in_another_mount_namespa
         time.sleep(1.0)
         ports = {deleted_port, private_port}
         assert len([r for r in d.records() if server_port(r) in ports]) == 8
+        # The private server exits: no process maps its libssl any more, and
+        # the file's 10 uprobes (5 functions, entry and return) are removed,
+        # each held by two descriptors (the perf event and its BPF link).
+        fds = len(os.listdir(f"/proc/{d.pid()}/fd"))
+        private.terminate()
+        private.wait(5)
+        wait_line(d, f"httptraced: TLS: probes removed from {tmp_path}/private/libssl.so.3: "
+                     "no process maps it")
+        assert len(os.listdir(f"/proc/{d.pid()}/fd")) == fds - 20
     finally:
         assert d.stop() == 0, d.stderr()
-    probed = [l for l in d.stderr_lines if l.startswith("httptraced: TLS: ")]
+    probed = [l for l in d.stderr_lines if l.startswith("httptraced: TLS: ") and " probed in " in l]
     assert len(probed) == 3, d.stderr()  # the system's, and the two copies, each once
     assert final_stats(d)["tls_unattributed"] == 0
 

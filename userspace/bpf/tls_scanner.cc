@@ -107,8 +107,27 @@ std::vector<MappedLibrary> ParseMappedTlsLibraries(std::string_view maps) {
   return out;
 }
 
-TlsScanner::TlsScanner(std::string proc_root, std::vector<uint32_t> pids, Probe probe)
-    : proc_root_(std::move(proc_root)), pids_(std::move(pids)), probe_(std::move(probe)) {}
+TlsScanner::TlsScanner(std::string proc_root, std::vector<uint32_t> pids, Probe probe,
+                       Release release)
+    : proc_root_(std::move(proc_root)),
+      pids_(std::move(pids)),
+      probe_(std::move(probe)),
+      release_(std::move(release)) {}
+
+void TlsScanner::Forget(uint32_t pid) {
+  auto files = files_of_.find(pid);
+  if (files == files_of_.end()) return;
+  for (const FileKey& key : files->second) {
+    auto users = users_.find(key);
+    if (users == users_.end()) continue;
+    users->second.pids.erase(pid);
+    if (!users->second.pids.empty()) continue;
+    release_(users->second.id);
+    users_.erase(users);
+    known_.erase(key);
+  }
+  files_of_.erase(files);
+}
 
 void TlsScanner::AlreadyProbed(const std::string& path) {
   struct stat st;
@@ -141,7 +160,10 @@ std::vector<TlsScanner::Found> TlsScanner::Scan(uint64_t now_ns) {
   std::sort(present.begin(), present.end());
   for (auto it = due_.begin(); it != due_.end();) {
     auto next = std::next(it);
-    if (!std::binary_search(present.begin(), present.end(), it->first)) due_.erase(it);
+    if (!std::binary_search(present.begin(), present.end(), it->first)) {
+      Forget(it->first);
+      due_.erase(it);
+    }
     it = next;
   }
   for (uint32_t pid : present) {
@@ -177,8 +199,21 @@ void TlsScanner::ScanProcess(uint32_t pid, Due& due, std::vector<Found>& found) 
     struct stat st;
     if (stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;  // unmapped since
     const pid_t target = pids_.empty() ? -1 : static_cast<pid_t>(pid);
-    if (!known_.insert(FileKey{st.st_dev, st.st_ino, target}).second) continue;
-    found.push_back(Found{pid, std::move(lib.path), lib.deleted, probe_(file, target)});
+    const FileKey key{st.st_dev, st.st_ino, target};
+    if (!known_.insert(key).second) {
+      // Probed already (or failed): one more process that maps it.
+      if (auto users = users_.find(key); users != users_.end() && users->second.pids.insert(pid).second) {
+        files_of_[pid].push_back(key);
+      }
+      continue;
+    }
+    const uint64_t id = next_id_++;
+    absl::StatusOr<int> probes = probe_(id, file, target);
+    if (probes.ok()) {
+      users_.emplace(key, Users{id, {pid}});
+      files_of_[pid].push_back(key);
+    }
+    found.push_back(Found{pid, id, std::move(lib.path), lib.deleted, std::move(probes)});
   }
 }
 

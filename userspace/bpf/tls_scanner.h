@@ -54,11 +54,17 @@ class TlsScanner {
   static constexpr uint64_t kMaxRescanNs = 8'000'000'000;
 
   // Probes the file at `path` in process `target` (-1: every process that
-  // maps it); returns how many functions were probed.
-  using Probe = std::function<absl::StatusOr<int>(const std::string& path, pid_t target)>;
+  // maps it), under the handle `id`; returns how many functions were probed.
+  using Probe =
+      std::function<absl::StatusOr<int>(uint64_t id, const std::string& path, pid_t target)>;
+  // Removes the probes made under `id`: no process that mapped the file is
+  // left (a container's libssl once its processes exited). Were the file
+  // mapped again, it would be found and probed anew.
+  using Release = std::function<void(uint64_t id)>;
 
   struct Found {
     uint32_t pid = 0;
+    uint64_t id = 0;   // the Probe's handle
     std::string path;  // as the process sees it
     bool deleted = false;
     absl::StatusOr<int> probes = 0;  // or why it could not be probed
@@ -66,7 +72,7 @@ class TlsScanner {
 
   // `pids`: only these processes, and each file is probed in each of them
   // (empty: every process, each file probed once for all).
-  TlsScanner(std::string proc_root, std::vector<uint32_t> pids, Probe probe);
+  TlsScanner(std::string proc_root, std::vector<uint32_t> pids, Probe probe, Release release);
 
   // A file already probed (the system's libssl), so it is not probed again.
   void AlreadyProbed(const std::string& path);
@@ -75,8 +81,10 @@ class TlsScanner {
   // (or that failed) in this call.
   std::vector<Found> Scan(uint64_t now_ns);
 
-  // Processes currently tracked, and maps read so far (for tests).
+  // Processes currently tracked, files currently probed (those of
+  // AlreadyProbed aside), and maps read so far (for tests).
   size_t tracked() const { return due_.size(); }
+  size_t probed_files() const { return users_.size(); }
   uint64_t maps_read() const { return maps_read_; }
 
 
@@ -101,7 +109,16 @@ class TlsScanner {
   std::string proc_root_;
   std::vector<uint32_t> pids_;
   Probe probe_;
-  absl::flat_hash_set<FileKey> known_;  // probed, or failed: never tried again
+  struct Users {
+    uint64_t id;                               // the Probe's handle
+    absl::flat_hash_set<uint32_t> pids;        // processes seen mapping it
+  };
+  void Forget(uint32_t pid);
+  Release release_;
+  absl::flat_hash_set<FileKey> known_;  // probed, or failed: not tried again while mapped
+  absl::flat_hash_map<FileKey, Users> users_;  // probed files found by scans
+  absl::flat_hash_map<uint32_t, std::vector<FileKey>> files_of_;  // pid -> files it maps
+  uint64_t next_id_ = 1;
   absl::flat_hash_map<uint32_t, Due> due_;
   std::string maps_;  // reused read buffer
   uint64_t maps_read_ = 0;

@@ -111,16 +111,18 @@ std::string Resolve(const std::string& path) {
 
 constexpr uint64_t kSec = 1'000'000'000;
 
+void NoRelease(uint64_t id) { FAIL("released " << id); }
+
 TEST_CASE("TlsScanner: every process's libssl files, each probed once") {
   FakeProc proc;
   const std::string system = proc.File("libssl.so.3");
   const std::string bundled = proc.File("libssl-abc.so.1.1");
   const std::string other = proc.File("libcrypto.so.3");
   std::vector<ProbeCall> calls;
-  TlsScanner scanner(proc.root, {}, [&](const std::string& path, pid_t target) {
+  TlsScanner scanner(proc.root, {}, [&](uint64_t, const std::string& path, pid_t target) {
     calls.push_back({Resolve(path), target});
     return absl::StatusOr<int>(5);
-  });
+  }, NoRelease);
   scanner.AlreadyProbed(system);
   proc.Process(10, {system, other});
   proc.Process(11, {bundled, system});
@@ -170,10 +172,10 @@ TEST_CASE("TlsScanner: the rescan interval stops doubling at its cap") {
   FakeProc proc;
   const std::string lib = proc.File("libssl.so.3");
   int calls = 0;
-  TlsScanner scanner(proc.root, {}, [&](const std::string&, pid_t) {
+  TlsScanner scanner(proc.root, {}, [&](uint64_t, const std::string&, pid_t) {
     ++calls;
     return absl::StatusOr<int>(5);
-  });
+  }, NoRelease);
   proc.Process(20, {});
   uint64_t t = 0;
   scanner.Scan(t);
@@ -193,10 +195,10 @@ TEST_CASE("TlsScanner: maps are read again only when the address space changed s
   FakeProc proc;
   const std::string lib = proc.File("libssl.so.3");
   int calls = 0;
-  TlsScanner scanner(proc.root, {}, [&](const std::string&, pid_t) {
+  TlsScanner scanner(proc.root, {}, [&](uint64_t, const std::string&, pid_t) {
     ++calls;
     return absl::StatusOr<int>(5);
-  });
+  }, NoRelease);
   auto statm = [&](uint32_t pid, const char* text) {
     std::ofstream(proc.root + "/" + std::to_string(pid) + "/statm") << text;
   };
@@ -224,10 +226,10 @@ TEST_CASE("TlsScanner: with --pid, only those processes, each file probed in eac
   const std::string system = proc.File("libssl.so.3");
   const std::string bundled = proc.File("libssl.so.1.1");
   std::vector<ProbeCall> calls;
-  TlsScanner scanner(proc.root, {30, 31, 33}, [&](const std::string& path, pid_t target) {
+  TlsScanner scanner(proc.root, {30, 31, 33}, [&](uint64_t, const std::string& path, pid_t target) {
     calls.push_back({Resolve(path), target});
     return absl::StatusOr<int>(3);
-  });
+  }, NoRelease);
   scanner.AlreadyProbed(system);  // in 30, 31 and 33
   proc.Process(30, {system, bundled});
   proc.Process(31, {bundled});
@@ -242,10 +244,10 @@ TEST_CASE("TlsScanner: a file that cannot be probed is reported once, not retrie
   FakeProc proc;
   const std::string lib = proc.File("libssl.so.3");
   int calls = 0;
-  TlsScanner scanner(proc.root, {}, [&](const std::string&, pid_t) {
+  TlsScanner scanner(proc.root, {}, [&](uint64_t, const std::string&, pid_t) {
     ++calls;
     return absl::StatusOr<int>(absl::FailedPreconditionError("no SSL_read"));
-  });
+  }, NoRelease);
   proc.Process(40, {lib});
   proc.Process(41, {lib});
   std::vector<TlsScanner::Found> found = scanner.Scan(0);
@@ -255,12 +257,65 @@ TEST_CASE("TlsScanner: a file that cannot be probed is reported once, not retrie
   CHECK(calls == 1);
 }
 
+TEST_CASE("TlsScanner: a file's probes go when the last process mapping it is gone") {
+  FakeProc proc;
+  const std::string lib = proc.File("libssl.so.3");
+  std::vector<uint64_t> probed, released;
+  TlsScanner scanner(
+      proc.root, {},
+      [&](uint64_t id, const std::string&, pid_t) {
+        probed.push_back(id);
+        return absl::StatusOr<int>(5);
+      },
+      [&](uint64_t id) { released.push_back(id); });
+  proc.Process(70, {lib});
+  proc.Process(71, {lib});
+  CHECK(scanner.Scan(0).size() == 1);
+  CHECK(probed == std::vector<uint64_t>{1});
+  CHECK(scanner.probed_files() == 1);
+  proc.Exit(70);
+  CHECK(scanner.Scan(kSec).empty());
+  CHECK(released.empty());  // 71 still maps it
+  proc.Exit(71);
+  CHECK(scanner.Scan(2 * kSec).empty());
+  CHECK(released == std::vector<uint64_t>{1});
+  CHECK(scanner.probed_files() == 0);
+  // Mapped again by a new process: probed anew, under a new handle.
+  proc.Process(72, {lib});
+  CHECK(scanner.Scan(3 * kSec).size() == 1);
+  CHECK(probed == std::vector<uint64_t>{1, 2});
+  CHECK(scanner.tracked() == 1);  // 72 alone
+}
+
+TEST_CASE("TlsScanner: with --pid, a listed process's probes go when it exits") {
+  FakeProc proc;
+  const std::string lib = proc.File("libssl.so.3");
+  std::vector<std::pair<uint64_t, pid_t>> probed;
+  std::vector<uint64_t> released;
+  TlsScanner scanner(
+      proc.root, {80, 81},
+      [&](uint64_t id, const std::string&, pid_t target) {
+        probed.emplace_back(id, target);
+        return absl::StatusOr<int>(5);
+      },
+      [&](uint64_t id) { released.push_back(id); });
+  proc.Process(80, {lib});
+  proc.Process(81, {lib});
+  CHECK(scanner.Scan(0).size() == 2);
+  CHECK(probed == std::vector<std::pair<uint64_t, pid_t>>{{1, 80}, {2, 81}});
+  proc.Exit(81);
+  // A listed process stays tracked; gone, it has no maps and keeps its files
+  // until the daemon stops (--pid lists are fixed).
+  CHECK(scanner.Scan(kSec).empty());
+  CHECK(released.empty());
+}
+
 TEST_CASE("TlsScanner: a missing procfs root or unreadable entries find nothing") {
   int calls = 0;
-  TlsScanner scanner("/nonexistent/proc", {}, [&](const std::string&, pid_t) {
+  TlsScanner scanner("/nonexistent/proc", {}, [&](uint64_t, const std::string&, pid_t) {
     ++calls;
     return absl::StatusOr<int>(1);
-  });
+  }, NoRelease);
   CHECK(scanner.Scan(0).empty());
   FakeProc proc;
   // A maps line whose map_files entry is missing (unmapped since), and a
@@ -268,10 +323,10 @@ TEST_CASE("TlsScanner: a missing procfs root or unreadable entries find nothing"
   REQUIRE(mkdir((proc.root + "/50").c_str(), 0755) == 0);
   std::ofstream(proc.root + "/50/maps") << "1000-2000 r--p 00000000 fe:01 9 /lib/libssl.so.3\n";
   REQUIRE(mkdir((proc.root + "/51").c_str(), 0755) == 0);
-  TlsScanner fake(proc.root, {}, [&](const std::string&, pid_t) {
+  TlsScanner fake(proc.root, {}, [&](uint64_t, const std::string&, pid_t) {
     ++calls;
     return absl::StatusOr<int>(1);
-  });
+  }, NoRelease);
   CHECK(fake.Scan(0).empty());
   CHECK(fake.tracked() == 2);
   CHECK(calls == 0);

@@ -231,18 +231,26 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
   if (options.tls_scan_processes && t->tls_warning_.empty()) {
     Tracer* self = t.get();
     t->tls_scanner_ = std::make_unique<TlsScanner>(
-        "/proc", options.pids, [self](const std::string& path, pid_t target) {
+        "/proc", options.pids,
+        [self](uint64_t id, const std::string& path, pid_t target) {
           const int before = self->tls_probes_;
           absl::StatusOr<int> probed = self->AttachTlsLibrary(path, {target});
           if (probed.ok()) {
-            self->links_.insert(self->links_.end(), self->tls_links_.begin(),
-                                self->tls_links_.end());
+            self->scanned_links_[id] = {path, std::move(self->tls_links_)};  // path: ScanTls
             self->tls_links_.clear();
           } else {
             self->DetachTls();
             self->tls_probes_ = before;
           }
           return probed;
+        },
+        [self](uint64_t id) {
+          auto it = self->scanned_links_.find(id);
+          if (it == self->scanned_links_.end()) return;
+          for (bpf_link* link : it->second.links) bpf_link__destroy(link);
+          std::fprintf(stderr, "httptraced: TLS: probes removed from %s: no process maps it\n",
+                       it->second.found_as.c_str());
+          self->scanned_links_.erase(it);
         });
     if (!HasCapability(kCapSysPtrace)) {
       std::fprintf(stderr,
@@ -457,6 +465,9 @@ void Tracer::ScanTls(uint64_t now_ns) {
     if (f.probes.ok()) {
       std::fprintf(stderr, "httptraced: TLS: %d libssl functions probed in %s\n", *f.probes,
                    where.c_str());
+      if (auto it = scanned_links_.find(f.id); it != scanned_links_.end()) {
+        it->second.found_as = absl::StrCat(f.path, f.deleted ? " (deleted)" : "");
+      }
       continue;
     }
     if (absl::IsPermissionDenied(f.probes.status())) {
@@ -619,6 +630,10 @@ void Tracer::ClearSkips(const conn::ConnKey& key) {
 
 void Tracer::Detach() {
   DetachTls();
+  for (auto& [id, probed] : scanned_links_) {
+    for (bpf_link* link : probed.links) bpf_link__destroy(link);
+  }
+  scanned_links_.clear();
   for (bpf_link* link : links_) bpf_link__destroy(link);
   links_.clear();
 }

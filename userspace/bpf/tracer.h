@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "bpf/tls_scanner.h"
@@ -126,7 +127,8 @@ class Tracer {
   const std::string& tls_warning() const { return tls_warning_; }
   // With TracerOptions::tls_scan_processes: looks for libssl files mapped by
   // processes and probes the new ones, at most every kTlsScanEveryNs (each
-  // process on TlsScanner's schedule); each is reported on stderr.
+  // process on TlsScanner's schedule); each is reported on stderr. A file no
+  // process maps any more loses its probes.
   void ScanTls(uint64_t now_ns);
   static constexpr uint64_t kTlsScanEveryNs = 1'000'000'000;
 
@@ -169,6 +171,13 @@ class Tracer {
   std::vector<::bpf_link*> tls_links_;  // the uprobes, also in links_ once all attached
   std::string tls_warning_;
   std::unique_ptr<TlsScanner> tls_scanner_;
+  // The uprobes on files the scanner found, by its handle: removed when no
+  // process maps the file any more.
+  struct ScannedFile {
+    std::string found_as;  // the path its process saw, for the message
+    std::vector<::bpf_link*> links;
+  };
+  absl::flat_hash_map<uint64_t, ScannedFile> scanned_links_;
   uint64_t last_tls_scan_ns_ = 0;
   int ncpus_ = 1;
   int budget_left_ = 0;
