@@ -113,6 +113,17 @@ constexpr uint64_t kSec = 1'000'000'000;
 
 void NoRelease(uint64_t id) { FAIL("released " << id); }
 
+// A scanner of every process whose probe counts its calls and answers `result`.
+TlsScanner Counting(const std::string& root, int& calls, absl::StatusOr<int> result) {
+  return TlsScanner(
+      root, {},
+      [&calls, result](uint64_t, const std::string&, pid_t) {
+        ++calls;
+        return result;
+      },
+      NoRelease);
+}
+
 TEST_CASE("TlsScanner: every process's libssl files, each probed once") {
   FakeProc proc;
   const std::string system = proc.File("libssl.so.3");
@@ -172,10 +183,7 @@ TEST_CASE("TlsScanner: the rescan interval stops doubling at its cap") {
   FakeProc proc;
   const std::string lib = proc.File("libssl.so.3");
   int calls = 0;
-  TlsScanner scanner(proc.root, {}, [&](uint64_t, const std::string&, pid_t) {
-    ++calls;
-    return absl::StatusOr<int>(5);
-  }, NoRelease);
+  TlsScanner scanner = Counting(proc.root, calls, 5);
   proc.Process(20, {});
   uint64_t t = 0;
   scanner.Scan(t);
@@ -195,10 +203,7 @@ TEST_CASE("TlsScanner: maps are read again only when the address space changed s
   FakeProc proc;
   const std::string lib = proc.File("libssl.so.3");
   int calls = 0;
-  TlsScanner scanner(proc.root, {}, [&](uint64_t, const std::string&, pid_t) {
-    ++calls;
-    return absl::StatusOr<int>(5);
-  }, NoRelease);
+  TlsScanner scanner = Counting(proc.root, calls, 5);
   auto statm = [&](uint32_t pid, const char* text) {
     std::ofstream(proc.root + "/" + std::to_string(pid) + "/statm") << text;
   };
@@ -244,10 +249,7 @@ TEST_CASE("TlsScanner: a file that cannot be probed is reported once, not retrie
   FakeProc proc;
   const std::string lib = proc.File("libssl.so.3");
   int calls = 0;
-  TlsScanner scanner(proc.root, {}, [&](uint64_t, const std::string&, pid_t) {
-    ++calls;
-    return absl::StatusOr<int>(absl::FailedPreconditionError("no SSL_read"));
-  }, NoRelease);
+  TlsScanner scanner = Counting(proc.root, calls, absl::FailedPreconditionError("no SSL_read"));
   proc.Process(40, {lib});
   proc.Process(41, {lib});
   std::vector<TlsScanner::Found> found = scanner.Scan(0);
@@ -312,10 +314,7 @@ TEST_CASE("TlsScanner: with --pid, a listed process's probes go when it exits") 
 
 TEST_CASE("TlsScanner: a missing procfs root or unreadable entries find nothing") {
   int calls = 0;
-  TlsScanner scanner("/nonexistent/proc", {}, [&](uint64_t, const std::string&, pid_t) {
-    ++calls;
-    return absl::StatusOr<int>(1);
-  }, NoRelease);
+  TlsScanner scanner = Counting("/nonexistent/proc", calls, 1);
   CHECK(scanner.Scan(0).empty());
   FakeProc proc;
   // A maps line whose map_files entry is missing (unmapped since), and a
@@ -323,10 +322,7 @@ TEST_CASE("TlsScanner: a missing procfs root or unreadable entries find nothing"
   REQUIRE(mkdir((proc.root + "/50").c_str(), 0755) == 0);
   std::ofstream(proc.root + "/50/maps") << "1000-2000 r--p 00000000 fe:01 9 /lib/libssl.so.3\n";
   REQUIRE(mkdir((proc.root + "/51").c_str(), 0755) == 0);
-  TlsScanner fake(proc.root, {}, [&](uint64_t, const std::string&, pid_t) {
-    ++calls;
-    return absl::StatusOr<int>(1);
-  }, NoRelease);
+  TlsScanner fake = Counting(proc.root, calls, 1);
   CHECK(fake.Scan(0).empty());
   CHECK(fake.tracked() == 2);
   CHECK(calls == 0);
