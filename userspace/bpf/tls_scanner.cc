@@ -135,7 +135,9 @@ void TlsScanner::AlreadyProbed(const std::string& path) {
   if (pids_.empty()) {
     known_.insert(FileKey{st.st_dev, st.st_ino, -1});
   } else {
-    for (uint32_t pid : pids_) known_.insert(FileKey{st.st_dev, st.st_ino, static_cast<pid_t>(pid)});
+    for (uint32_t pid : pids_) {
+      known_.insert(FileKey{st.st_dev, st.st_ino, static_cast<pid_t>(pid)});
+    }
   }
 }
 
@@ -202,7 +204,8 @@ void TlsScanner::ScanProcess(uint32_t pid, Due& due, std::vector<Found>& found) 
     const FileKey key{st.st_dev, st.st_ino, target};
     if (!known_.insert(key).second) {
       // Probed already (or failed): one more process that maps it.
-      if (auto users = users_.find(key); users != users_.end() && users->second.pids.insert(pid).second) {
+      auto users = users_.find(key);
+      if (users != users_.end() && users->second.pids.insert(pid).second) {
         files_of_[pid].push_back(key);
       }
       continue;

@@ -84,7 +84,8 @@ struct FakeProc {
     REQUIRE(mkdir((dir + "/map_files").c_str(), 0755) == 0);
     std::ofstream maps(dir + "/maps");
     for (size_t i = 0; i < files.size(); ++i) {
-      const std::string range = std::to_string(1000 + i) + "000-" + std::to_string(1000 + i) + "fff";
+      const std::string page = std::to_string(1000 + i);
+      const std::string range = page + "000-" + page + "fff";
       struct stat st;
       REQUIRE(stat(files[i].c_str(), &st) == 0);
       maps << range << " r--p 00000000 fe:01 " << st.st_ino << "   /usr/lib/"

@@ -395,8 +395,9 @@ absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries,
     absl::StatusOr<int> probed = AttachTlsLibrary(lib, targets);
     if (!probed.ok()) {
       if (absl::IsPermissionDenied(probed.status())) return probed.status();
-      return absl::FailedPreconditionError(absl::StrCat(
-          probed.status().message(), "; name the right file with --tls_libraries or pass --tls=false"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(probed.status().message(),
+                       "; name the right file with --tls_libraries or pass --tls=false"));
     }
   }
   links_.insert(links_.end(), tls_links_.begin(), tls_links_.end());
