@@ -43,21 +43,17 @@ bool IsHexRange(std::string_view range) {
 bool ReadAll(const std::string& path, std::string& out) {
   out.clear();
   const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;  // errno says why
+  if (fd < 0) return false;
   size_t used = 0;
-  for (;;) {
+  ssize_t n;
+  do {
     if (out.size() - used < 4096) out.resize(std::max<size_t>(out.size() * 2, 16384));
-    const ssize_t n = read(fd, out.data() + used, out.size() - used);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : 0;
-      close(fd);
-      out.resize(used);
-      errno = err;
-      return n == 0;  // reading maps may also be refused (EACCES) at read time
-    }
-    used += static_cast<size_t>(n);
-  }
+    n = read(fd, out.data() + used, out.size() - used);
+    if (n > 0) used += static_cast<size_t>(n);
+  } while (n > 0 || (n < 0 && errno == EINTR));
+  close(fd);
+  out.resize(used);
+  return n == 0;  // maps may also be refused at read time
 }
 
 }  // namespace
