@@ -580,6 +580,43 @@ void JsonWriter::Finish() {
 }
 
 void JsonWriter::KeyLowerAscii(std::string_view key) {
+  // The common case, a header name of plain ASCII (the parser takes tokens):
+  // one room check, eight bytes checked and lowercased at a time, the key's
+  // punctuation written around it. Anything else goes the escaping way.
+  const auto* const p = reinterpret_cast<const unsigned char*>(key.data());
+  const size_t n = key.size();
+  char* const start = Room(n + 4);
+  char* d = start;
+  if (need_comma_) *d++ = ',';
+  *d++ = '"';
+  size_t i = 0;
+  bool plain = true;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, p + i, sizeof(word));
+    if (WordNeedsWork(word)) {
+      plain = false;
+      break;
+    }
+    word = LowerAsciiWord(word);
+    std::memcpy(d + i, &word, sizeof(word));
+  }
+  for (; plain && i < n; ++i) {
+    if (kByteClass[p[i]] != kPlain) {
+      plain = false;
+      break;
+    }
+    d[i] = kLowerAscii[p[i]];
+  }
+  if (plain) {
+    d += n;
+    *d++ = '"';
+    *d++ = ':';
+    Advance(d);
+    need_comma_ = false;
+    return;
+  }
+  Advance(start);
   Separate();
   Put('"');
   WriterOut o{*this};
@@ -589,6 +626,20 @@ void JsonWriter::KeyLowerAscii(std::string_view key) {
 }
 
 void JsonWriter::String(std::string_view s) {
+  if (s.size() < kAvx2MinLength) {
+    // Short (header values, URL parts): one room check for the separator,
+    // the quotes and the most the escaped string can take.
+    char* d = Room(6 * (s.size() + 16) + 3);
+    if (need_comma_) *d++ = ',';
+    *d++ = '"';
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const auto* const end = p + s.size();
+    d = EscapeInto</*kStrict=*/false>(p, end, end, d);
+    *d++ = '"';
+    Advance(d);
+    need_comma_ = true;
+    return;
+  }
   Separate();
   Put('"');
   WriteEscaped</*kStrict=*/false>(s, *this);

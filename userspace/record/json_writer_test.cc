@@ -411,6 +411,39 @@ TEST_CASE("KeyLowerAscii lowercases every printable ASCII byte at every position
   }
 }
 
+TEST_CASE("KeyLowerAscii escapes a special byte at every position, after a comma") {
+  // A key that is not plain ASCII leaves the eight-bytes-at-a-time path for
+  // the escaping one, which starts over from the separator: each special byte
+  // at each offset, as an object's second key, against lowercasing then
+  // AppendJsonString.
+  const std::vector<std::string> specials = {"\"", "\\", "\n", std::string(1, '\x01'),
+                                             "\x7f", "\xc3\x89", "\xff"};
+  for (const std::string& special : specials) {
+    for (size_t len = 1; len <= 40; ++len) {
+      for (size_t at = 0; at < len; ++at) {
+        std::string key(len, 'Q');
+        key.replace(at, 1, special);
+        std::string lower;
+        for (char k : key) {
+          lower += (k >= 'A' && k <= 'Z') ? static_cast<char>(k - 'A' + 'a') : k;
+        }
+        CAPTURE(special, len, at);
+        OutBuffer out;
+        {
+          JsonWriter w(out, /*size_hint=*/4);
+          w.BeginObject();
+          w.KeyLowerAscii("A");
+          w.Int(1);
+          w.KeyLowerAscii(key);
+          w.Int(2);
+          w.EndObject();
+        }
+        REQUIRE(out.view() == "{\"a\":1," + Quoted(lower) + ":2}");
+      }
+    }
+  }
+}
+
 TEST_CASE("Base64 matches the RFC 4648 test vectors") {
   CHECK(Base64("") == "");
   CHECK(Base64("f") == "Zg==");
