@@ -40,6 +40,23 @@ CONFIGS = {
 }
 # Left out unless --configs names them.
 OPT_IN_CONFIGS = {"log_noskip", "log_pid_raw"}
+# The configurations that run httptraced: with --baseline=PATH each also runs as
+# "<config>@base" with that binary, right before it in every repetition (an A/B
+# of two builds in one interleaved run).
+TRACED_CONFIGS = ("log", "log_pid", "stdout", "log_noskip", "log_pid_raw")
+BASELINE_SUFFIX = "@base"
+
+
+def config_kind(config):
+    """The configuration without its @base suffix, and whether it had one."""
+    if config.endswith(BASELINE_SUFFIX):
+        return config[:-len(BASELINE_SUFFIX)], True
+    return config, False
+
+
+def describe_config(config):
+    kind, base = config_kind(config)
+    return CONFIGS[kind] + (" (the --baseline binary)" if base else "")
 WORKLOADS = {
     "get": "GET /index.html (615-byte static file, sendfile on)",
     "post": "POST /echo, 1 KiB request body, 1 KiB response body (nginx return 200)",
@@ -666,6 +683,7 @@ class Bench:
         self.workdir = workdir
         self.procs = procs
         self.binary = opts.binary
+        self.baseline = opts.baseline
         self.nginx = None
         self.seq = 0
 
@@ -693,17 +711,18 @@ class Bench:
                "duration_s": self.o.duration}
         daemon = tshark = grep = None
         nginx_worker = self.nginx.workers()[0]
+        kind, on_baseline = config_kind(config)
         try:
-            if config in ("log", "log_pid", "stdout", "log_noskip", "log_pid_raw"):
+            if kind in TRACED_CONFIGS:
                 args = list(self.o.daemon_args)
-                if config in ("log_pid", "log_pid_raw"):
+                if kind in ("log_pid", "log_pid_raw"):
                     args.append("--pid=" + ",".join(str(p) for p in self.nginx.pids()))
-                if config == "log_noskip":
+                if kind == "log_noskip":
                     args.append("--kernel_skip_bodies=false")
-                if config == "log_pid_raw":
+                if kind == "log_pid_raw":
                     args.append("--decode_bodies=false")
-                daemon = Daemon(self.procs, self.binary, self.workdir, name, args,
-                                to_stdout=(config == "stdout"))
+                daemon = Daemon(self.procs, self.baseline if on_baseline else self.binary,
+                                self.workdir, name, args, to_stdout=(kind == "stdout"))
                 res["daemon_startup_s"] = daemon.startup_s
                 res["daemon_startup_cpu_ms"] = (daemon.startup_cpu_ns or 0) / 1e6
                 own = [daemon.pid]
@@ -800,7 +819,7 @@ class Bench:
                     res["tracer_cpu_us_per_record"] = res["tracer_cpu_ms"] * 1e3 / res["written"]
                 if res.get("daemon_main_cpu_ms") is not None and res["written"]:
                     res["daemon_main_us_per_record"] = res["daemon_main_cpu_ms"] * 1e3 / res["written"]
-                if config != "stdout":
+                if kind != "stdout":
                     c = count_records(daemon.log_dir, port)
                     res["records"] = c
                     res["completeness"] = c["server_records"] / max(1, w["requests"])
@@ -817,7 +836,7 @@ class Bench:
                     res["log_bytes_per_req"] = c["bytes"] / max(1, w["requests"])
                     res["server_log_bytes_per_req"] = c["server_bytes"] / max(1, w["requests"])
                     shutil.rmtree(daemon.log_dir, ignore_errors=True)
-                elif config == "stdout" and "--pid" in " ".join(daemon.argv):
+                elif kind == "stdout" and "--pid" in " ".join(daemon.argv):
                     res["completeness"] = res["written"] / max(1, w["requests"])
                 daemon = None
             if tshark:
@@ -1035,6 +1054,9 @@ def print_table(results, out=sys.stdout):
     w("\n")
     w(f"httptraced benchmark  {results['meta']['timestamp']}  binary {results['meta']['binary_sha256'][:12]}"
       f"  git {results['meta']['git_commit'][:12]}{' (dirty)' if results['meta']['git_dirty'] else ''}\n")
+    if results["meta"].get("baseline_binary_sha256"):
+        w(f"<config>@base: the same with the baseline binary {results['meta']['baseline_binary_sha256'][:12]}"
+          f" ({results['meta']['baseline_binary']}), run right before it in every repetition\n")
     if results["summary"]:
         w(f"nginx {results['meta']['nginx_version']} (1 worker, keep-alive) on 127.0.0.1, "
           f"wrk -t1 -c<conns> -d{o['duration']}s; median of {o['reps']} interleaved runs per cell\n")
@@ -1166,7 +1188,9 @@ def plot(results, png, workdir):
             base = 2 + i * len(cols)
             col = base + cols.index(metric)
             x = f"($0 + ({i} - {(n - 1) / 2.0}) * {width})"
-            parts.append(f"'{dat}' using {x}:{col}:({width * 0.9}) with boxes lc rgb '{COLORS.get(k, '#888888')}' "
+            color = COLORS.get(config_kind(k)[0], "#888888")
+            pattern = " fill pattern 4" if config_kind(k)[1] else ""
+            parts.append(f"'{dat}' using {x}:{col}:({width * 0.9}) with boxes{pattern} lc rgb '{color}' "
                          f"title '{k}'")
             lcol = base + cols.index(label_col or metric)
             label = f"sprintf('{label_fmt}', column({lcol}))"
@@ -1247,6 +1271,9 @@ def parse_args(argv):
     p.add_argument("--quick", action="store_true", help="smoke run of about a minute")
     p.add_argument("--binary", default=os.path.join(REPO_DIR, "build/userspace/httptraced"),
                    help="httptraced binary to measure (copied first, so rebuilds do not disturb the run)")
+    p.add_argument("--baseline", help="a second httptraced binary: every traced configuration also "
+                   "runs with it, as <config>@base, interleaved right before the same configuration "
+                   "(an A/B of two builds in one run)")
     p.add_argument("--git-rev", help="git revision the binary was built from (default: HEAD of the work tree)")
     p.add_argument("--helpers", required=True, help="directory with the compiled syscall_loop and idle_conns")
     p.add_argument("--duration", type=float, help="seconds per wrk run (default 4; quick 2)")
@@ -1274,8 +1301,20 @@ def parse_args(argv):
     o.configs = [x for x in (o.configs or ",".join(
         c for c in CONFIGS if c not in OPT_IN_CONFIGS and not (o.quick and c == "log_pid"))).split(",") if x]
     for c in o.configs:
-        if c not in CONFIGS:
+        kind, on_baseline = config_kind(c)
+        if kind not in CONFIGS or (on_baseline and kind not in TRACED_CONFIGS):
             p.error(f"unknown configuration {c}")
+        if on_baseline and not o.baseline:
+            p.error(f"{c} needs --baseline=PATH")
+    if o.baseline:
+        if not os.access(o.baseline, os.X_OK):
+            p.error(f"--baseline: {o.baseline} is not an executable file")
+        configs = []
+        for c in o.configs:
+            if c in TRACED_CONFIGS and c + BASELINE_SUFFIX not in o.configs:
+                configs.append(c + BASELINE_SUFFIX)
+            configs.append(c)
+        o.configs = configs
     for w in o.workloads:
         if w not in WORKLOADS:
             p.error(f"unknown workload {w}")
@@ -1339,6 +1378,10 @@ def main(argv):
         # A private copy of the binary: others may rebuild build/ during the run.
         binary = os.path.join(workdir, "httptraced")
         shutil.copy2(o.binary, binary)
+        baseline = None
+        if o.baseline:
+            baseline = os.path.join(workdir, "httptraced-baseline")
+            shutil.copy2(o.baseline, baseline)
         for h in ("syscall_loop", "idle_conns"):
             shutil.copy2(os.path.join(o.helpers, h), os.path.join(workdir, h))
         bpf_stats_was = read_file(BPF_STATS).strip()
@@ -1353,6 +1396,8 @@ def main(argv):
             "git_dirty": False if o.git_rev else bool(git("status", "--porcelain", "--", "userspace", "bpf")),
             "binary": o.binary,
             "binary_sha256": sha256(binary),
+            "baseline_binary": o.baseline,
+            "baseline_binary_sha256": sha256(baseline) if baseline else None,
             "kernel": os.uname().release,
             "cpus": os.cpu_count(),
             "nginx_version": sh(["nginx", "-v"]).stderr.strip().split("/")[-1],
@@ -1365,8 +1410,9 @@ def main(argv):
             "loadavg_at_start": read_file("/proc/loadavg").strip(),
         }
         o.binary = binary
+        o.baseline = baseline
         results["options"] = {k: (sorted(v) if isinstance(v, set) else v) for k, v in vars(o).items()}
-        results["options"]["config_descriptions"] = {c: CONFIGS[c] for c in o.configs}
+        results["options"]["config_descriptions"] = {c: describe_config(c) for c in o.configs}
         results["options"]["workload_descriptions"] = {w: WORKLOADS[w] for w in o.workloads}
         f = results["meta"]["foreign_tracers_at_start"]
         if f["processes"] or f["tracing_programs"]:

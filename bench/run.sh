@@ -2,6 +2,7 @@
 # The httptraced benchmark in one command (see bench/README.md):
 #
 #   sudo bash bench/run.sh [--quick] [--rev=GIT_REV | --binary=PATH] [--no-deps]
+#                          [--baseline-rev=GIT_REV | --baseline=PATH]
 #                          [httpbench.py options...]
 #   sudo bash bench/run.sh --profile [--rev=..] [profile.py options...]
 #
@@ -9,7 +10,8 @@
 # (scripts/build.sh, RelWithDebInfo) from the working tree into ./build-bench (not
 # ./build, which developers rebuild at any moment), or with --rev=REV from that git
 # revision into ./build-bench-<sha> (to compare revisions), or takes --binary=PATH
-# as it is; compiles the two helper programs, then runs bench/httpbench.py, which
+# as it is; --baseline-rev=REV builds a second revision the same way, to run every
+# traced configuration with both (an A/B in one run); compiles the two helper programs, then runs bench/httpbench.py, which
 # prints the table and writes bench/results/<timestamp>.json and .png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,12 +24,14 @@ deps=1
 driver=bench/httpbench.py
 binary=
 rev=
+baseline_rev=
 args=()
 for a in "$@"; do
   case "$a" in
     --no-deps) deps=0 ;;
     --binary=*) binary=${a#--binary=} ;;
     --rev=*) rev=${a#--rev=} ;;
+    --baseline-rev=*) baseline_rev=${a#--baseline-rev=} ;;
     --profile) driver=bench/profile.py ;;
     *) args+=("$a") ;;
   esac
@@ -43,17 +47,26 @@ if [ "$deps" = 1 ]; then
   bash bench/install-deps.sh
   [ -n "$binary" ] || bash scripts/install-deps.sh >/dev/null
 fi
-if [ -n "$rev" ]; then
-  sha=$(git rev-parse --verify "$rev^{commit}")
+# A git revision's daemon, built once into ./build-bench-<sha>; prints its path.
+build_rev() {
+  local sha src
+  sha=$(git rev-parse --verify "$1^{commit}")
   src=build-bench-${sha:0:12}/src
   if [ ! -x "build-bench-${sha:0:12}/userspace/httptraced" ]; then
     rm -rf "$src" && mkdir -p "$src"
     git archive "$sha" | tar -x -C "$src"
-    echo "bench/run.sh: building $rev (${sha:0:12}) into build-bench-${sha:0:12}" >&2
+    echo "bench/run.sh: building $1 (${sha:0:12}) into build-bench-${sha:0:12}" >&2
     build_daemon "$src" "build-bench-${sha:0:12}"
   fi
-  binary=build-bench-${sha:0:12}/userspace/httptraced
-  args+=(--git-rev="$sha")
+  echo "build-bench-${sha:0:12}/userspace/httptraced"
+}
+
+if [ -n "$baseline_rev" ]; then
+  args+=(--baseline="$(build_rev "$baseline_rev")")
+fi
+if [ -n "$rev" ]; then
+  binary=$(build_rev "$rev")
+  args+=(--git-rev="$(git rev-parse --verify "$rev^{commit}")")
 elif [ -z "$binary" ]; then
   echo "bench/run.sh: building the working tree into build-bench" >&2
   build_daemon . build-bench
