@@ -12,15 +12,10 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 #include "record/timestamp.h"
 
 namespace httptraced::record {
-
-using internal::EscapeImpl;
 
 namespace {
 
@@ -319,95 +314,24 @@ template <bool kStrict>
   return d;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define HTTPTRACED_HAVE_AVX2_PATH 1
-// EscapeInto for CPUs with AVX2: 32 bytes a step while at least 32 are left,
-// then EscapeInto for the rest. Same contract; a 32-byte store fits the room
-// the caller gives (6 * (limit - p + 16)). Bodies are most of a record's
-// bytes: this halves the steps over plain text.
+// Input bytes escaped per room check: the room asked for (six output bytes
+// per input byte at most) stays bounded whatever the string's size.
+constexpr size_t kSlice = 4096;
+
+// Escapes s into w's room, kSlice bytes of input at a time. False: kStrict
+// and ill-formed.
 template <bool kStrict>
-__attribute__((target("avx2"))) char* EscapeIntoAvx2(const unsigned char*& p,
-                                                     const unsigned char* limit,
-                                                     const unsigned char* end, char* d) {
-  const __m256i space = _mm256_set1_epi8(0x20);
-  const __m256i quote = _mm256_set1_epi8('"');
-  const __m256i backslash = _mm256_set1_epi8('\\');
-  while (p < limit && end - p >= 32) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    // Signed: bytes >= 0x80 are negative, so below ' ' too (checked as UTF-8).
-    const __m256i special = _mm256_or_si256(
-        _mm256_cmpgt_epi8(space, v),
-        _mm256_or_si256(_mm256_cmpeq_epi8(v, quote), _mm256_cmpeq_epi8(v, backslash)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d), v);
-    const auto mask = static_cast<uint32_t>(_mm256_movemask_epi8(special));
-    if (mask == 0) {
-      p += 32;
-      d += 32;
-      continue;
-    }
-    const int plain = __builtin_ctz(mask);
-    p += plain;
-    d += plain;
-    if (!EscapeSpecial<kStrict>(p, end, d)) return nullptr;
-  }
-  if (p >= limit) return d;
-  return EscapeInto<kStrict>(p, limit, end, d);
-}
-
-bool CpuHasAvx2() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2");
-}
-#endif
-
-// Strings at least this long take the AVX2 path where the CPU has it (below,
-// the 32-byte loop would hardly run: header values).
-constexpr size_t kAvx2MinLength = 64;
-
-// Which escaper WriteEscaped uses: decided once per process from the CPU.
-// (Used before its dynamic initialisation, from another file's static
-// initialiser, it would read as zero: kSse2, the escaper every CPU runs.)
-const EscapeImpl kBestEscapeImpl =
-#if defined(HTTPTRACED_HAVE_AVX2_PATH)
-    CpuHasAvx2() ? EscapeImpl::kAvx2 : EscapeImpl::kSse2;
-#else
-    EscapeImpl::kSse2;
-#endif
-
-// Escapes s into w's room with Impl's escaper, 4 KiB of input at a time (so
-// the room asked for stays bounded whatever the string's size). False:
-// kStrict and ill-formed.
-template <bool kStrict, EscapeImpl kImpl>
-bool WriteEscapedWith(std::string_view s, JsonWriter& w) {
+bool WriteEscaped(std::string_view s, JsonWriter& w) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* const end = p + s.size();
-  constexpr size_t kSlice = 4096;
   while (p < end) {
     const size_t n = std::min<size_t>(kSlice, static_cast<size_t>(end - p));
     char* d = w.Room(6 * (n + 16));
-#if defined(HTTPTRACED_HAVE_AVX2_PATH)
-    if constexpr (kImpl == EscapeImpl::kAvx2) {
-      d = EscapeIntoAvx2<kStrict>(p, p + n, end, d);
-    } else {
-      d = EscapeInto<kStrict>(p, p + n, end, d);
-    }
-#else
     d = EscapeInto<kStrict>(p, p + n, end, d);
-#endif
     if (d == nullptr) return false;
     w.Advance(d);
   }
   return true;
-}
-
-template <bool kStrict>
-bool WriteEscaped(std::string_view s, JsonWriter& w) {
-#if defined(HTTPTRACED_HAVE_AVX2_PATH)
-  if (s.size() >= kAvx2MinLength && kBestEscapeImpl == EscapeImpl::kAvx2) {
-    return WriteEscapedWith<kStrict, EscapeImpl::kAvx2>(s, w);
-  }
-#endif
-  return WriteEscapedWith<kStrict, EscapeImpl::kSse2>(s, w);
 }
 
 template <bool kStrict, bool kLower, typename Out>
@@ -454,29 +378,6 @@ constexpr char kBase64Alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 }  // namespace
-
-namespace internal {
-
-bool EscapeImplAvailable(EscapeImpl impl) {
-  return impl == EscapeImpl::kSse2 || kBestEscapeImpl == EscapeImpl::kAvx2;
-}
-
-bool EscapeWith(EscapeImpl impl, std::string_view s, bool strict, OutBuffer& out) {
-  JsonWriter w(out);
-  const size_t mark = w.Mark();
-  bool ok = false;
-  if (impl == EscapeImpl::kAvx2 && EscapeImplAvailable(EscapeImpl::kAvx2)) {
-    ok = strict ? WriteEscapedWith<true, EscapeImpl::kAvx2>(s, w)
-                : WriteEscapedWith<false, EscapeImpl::kAvx2>(s, w);
-  } else {
-    ok = strict ? WriteEscapedWith<true, EscapeImpl::kSse2>(s, w)
-                : WriteEscapedWith<false, EscapeImpl::kSse2>(s, w);
-  }
-  if (!ok) w.Rewind(mark);
-  return ok;
-}
-
-}  // namespace internal
 
 bool IsValidUtf8(std::string_view bytes) {
   const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
@@ -626,9 +527,9 @@ void JsonWriter::KeyLowerAscii(std::string_view key) {
 }
 
 void JsonWriter::String(std::string_view s) {
-  if (s.size() < kAvx2MinLength) {
-    // Short (header values, URL parts): one room check for the separator,
-    // the quotes and the most the escaped string can take.
+  if (s.size() <= kSlice) {
+    // One room check for the separator, the quotes and the most the escaped
+    // string can take (header values, URL parts, most bodies).
     char* d = Room(6 * (s.size() + 16) + 3);
     if (need_comma_) *d++ = ',';
     *d++ = '"';

@@ -197,20 +197,6 @@ class JsonWriter {
   bool need_comma_ = false;
 };
 
-namespace internal {
-
-// The string escapers JsonWriter picks between: SSE2 (every x86-64; portable
-// code elsewhere), and AVX2 for long strings where the CPU has it. Exposed so
-// that tests run each on the same input, whatever CPU runs them.
-enum class EscapeImpl { kSse2 = 0, kAvx2 = 1 };
-bool EscapeImplAvailable(EscapeImpl impl);
-// Writes `s` as JsonWriter::String (strict = false) or StringIfValidUtf8
-// (strict = true) would, with `impl`, to `out`; false when strict and `s` is
-// ill-formed UTF-8.
-bool EscapeWith(EscapeImpl impl, std::string_view s, bool strict, OutBuffer& out);
-
-}  // namespace internal
-
 }  // namespace httptraced::record
 
 #endif  // HTTPTRACED_RECORD_JSON_WRITER_H_
