@@ -16,7 +16,6 @@
 #include "record/timestamp.h"
 
 namespace httptraced::record {
-
 namespace {
 
 // What a byte needs inside a JSON string.
