@@ -59,6 +59,26 @@ std::string DecodeBase64(std::string_view in) {
   return out;
 }
 
+// The writer's String and StringIfValidUtf8 (from a small size hint, so the
+// buffer grows on the way) against AppendJsonString and IsValidUtf8.
+void CheckWriterStrings(const std::string& raw) {
+  const std::string expected = Quoted(raw);
+  OutBuffer out;
+  {
+    JsonWriter w(out, /*size_hint=*/8);
+    w.String(raw);
+  }
+  REQUIRE(out.view() == expected);
+  OutBuffer strict;
+  bool valid = false;
+  {
+    JsonWriter w(strict, /*size_hint=*/8);
+    valid = w.StringIfValidUtf8(raw);
+  }
+  REQUIRE(valid == IsValidUtf8(raw));
+  REQUIRE(strict.view() == (valid ? expected : ""));
+}
+
 // Oracle: nlohmann's parser accepts a JSON string holding raw bytes exactly
 // when they are well-formed UTF-8 (it checks the RFC 3629 ranges).
 bool NlohmannAcceptsUtf8(const std::string& bytes) {
@@ -295,21 +315,7 @@ TEST_CASE("The writer's strings match AppendJsonString's on mixed, long input") 
     const size_t target = round < 200 ? next() % 300 : 4000 + next() % 9000;
     while (raw.size() < target) raw += pieces[next() % pieces.size()];
     CAPTURE(round, raw.size());
-    const std::string expected = Quoted(raw);
-    OutBuffer out;
-    {
-      JsonWriter w(out, /*size_hint=*/8);
-      w.String(raw);
-    }
-    REQUIRE(out.view() == expected);
-    OutBuffer strict;
-    bool valid = false;
-    {
-      JsonWriter w(strict, /*size_hint=*/8);
-      valid = w.StringIfValidUtf8(raw);
-    }
-    REQUIRE(valid == IsValidUtf8(raw));
-    REQUIRE(strict.view() == (valid ? expected : ""));
+    CheckWriterStrings(raw);
   }
 }
 
@@ -323,21 +329,7 @@ TEST_CASE("Strings around the 4 KiB slice escape alike, a UTF-8 sequence across 
         std::string raw(len, 'a');
         raw.replace(at, special.size(), special);
         CAPTURE(len, special, at);
-        const std::string expected = Quoted(raw);
-        OutBuffer out;
-        {
-          JsonWriter w(out, /*size_hint=*/8);
-          w.String(raw);
-        }
-        REQUIRE(out.view() == expected);
-        OutBuffer strict;
-        bool valid = false;
-        {
-          JsonWriter w(strict, /*size_hint=*/8);
-          valid = w.StringIfValidUtf8(raw);
-        }
-        REQUIRE(valid == IsValidUtf8(raw));
-        REQUIRE(strict.view() == (valid ? expected : ""));
+        CheckWriterStrings(raw);
       }
     }
   }
