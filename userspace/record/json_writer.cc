@@ -485,8 +485,7 @@ void JsonWriter::KeyLowerAscii(std::string_view key) {
   // punctuation written around it. Anything else goes the escaping way.
   const auto* const p = reinterpret_cast<const unsigned char*>(key.data());
   const size_t n = key.size();
-  char* const start = Room(n + 4);
-  char* d = start;
+  char* d = Room(n + 4);
   if (need_comma_) *d++ = ',';
   *d++ = '"';
   size_t i = 0;
@@ -516,7 +515,7 @@ void JsonWriter::KeyLowerAscii(std::string_view key) {
     need_comma_ = false;
     return;
   }
-  Advance(start);
+  // Nothing was advanced over: the escaping path writes from the separator on.
   Separate();
   Put('"');
   WriterOut o{*this};
