@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -374,10 +375,21 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   const int64_t duration = static_cast<int64_t>(end_mono - start_mono);
   const int64_t end_wall = start_wall + duration;
 
-  // The three timestamps share one formatting of the start time.
+  // The three timestamps share one formatting of the start time, which
+  // shares the date and time of day with the previous record's when the
+  // cache holds one of the same second.
   char start_buf[kRfc3339NanosSize];
   char end_buf[kRfc3339NanosSize];
-  FormatRfc3339Nanos(start_wall, start_buf);
+  if (cache != nullptr && cache->last_start_wall_ >= 0) {
+    FormatRfc3339NanosAfter(cache->last_start_wall_, cache->last_start_text_, start_wall,
+                            start_buf);
+  } else {
+    FormatRfc3339Nanos(start_wall, start_buf);
+  }
+  if (cache != nullptr) {
+    cache->last_start_wall_ = start_wall;
+    std::memcpy(cache->last_start_text_, start_buf, sizeof(start_buf));
+  }
   FormatRfc3339NanosAfter(start_wall, start_buf, end_wall, end_buf);
   const std::string_view start_text(start_buf, sizeof(start_buf));
   const std::string_view end_text(end_buf, sizeof(end_buf));

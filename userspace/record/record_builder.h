@@ -21,6 +21,7 @@
 #include "conn/conn_info.h"
 #include "http/message.h"
 #include "record/out_buffer.h"
+#include "record/timestamp.h"
 
 namespace httptraced::record {
 
@@ -95,6 +96,10 @@ class ConnPartsCache {
   std::array<Slot, kSlots> slots_;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
+  // The last record's start time and its text: a record that starts in the
+  // same second copies the date and time and formats only the fraction.
+  int64_t last_start_wall_ = -1;  // none yet (times before 1970 never reuse)
+  char last_start_text_[kRfc3339NanosSize] = {};
 };
 
 class RecordBuilder {

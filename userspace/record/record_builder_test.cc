@@ -716,6 +716,33 @@ TEST_CASE("Records built with the per-connection cache are the same bytes") {
   CHECK(cache.hits() >= renders);
 }
 
+TEST_CASE("Start times formatted from the previous record's are the same bytes") {
+  // One cache, records whose start moves within a second, to the next one,
+  // back to an earlier one, across a day and to before 1970: each is the
+  // record built without the cache.
+  ConnPartsCache cache;
+  samples::Sample s = samples::ServerGetWithQuery();
+  const RecordBuilder builder(s.options);
+  const uint64_t first = s.exchange.request->first.ts_ns;
+  const int64_t offsets_ns[] = {0,           1,          999'999'999, 1'000'000'000, 5,
+                                86'400'000'000'000, -1'000'000'000, 2, 0};
+  for (const int64_t offset : offsets_ns) {
+    s.exchange.request->first.ts_ns = first + static_cast<uint64_t>(offset);
+    CAPTURE(offset);
+    REQUIRE(RenderCached(s, cache, builder, s.executable) ==
+            RenderPlain(s, builder, s.executable));
+  }
+  // Before 1970 (a clock offset that puts the start there): formatted afresh.
+  OutBuffer cached;
+  OutBuffer plain;
+  const ClockOffset early{-2'000'000'000'000'000'000};
+  builder.Append(s.conn, s.exchange, ProcessDetails{s.executable}, early, cached, &cache);
+  builder.Append(s.conn, s.exchange, ProcessDetails{s.executable}, early, plain);
+  CHECK(cached.view() == plain.view());
+  builder.Append(s.conn, s.exchange, ProcessDetails{s.executable}, early, cached, &cache);
+  CHECK(cached.view() == std::string(plain.view()) + std::string(plain.view()));
+}
+
 TEST_CASE("The per-connection cache notices what its text depends on") {
   ConnPartsCache cache;
   samples::Sample s = samples::ServerGetWithQuery();
