@@ -114,7 +114,7 @@ class Sink final : public httptraced::conn::ExchangeSink,
     // As the daemon does: coded bodies are decoded (--decode_bodies).
     if (decode_ && exchange.request) decoder_.Decode(*exchange.request);
     if (decode_ && exchange.response) decoder_.Decode(*exchange.response);
-    builder_.Append(conn, exchange, {conn.executable}, clock_, batch_, &parts_);
+    builder_.Append(conn, exchange, {conn.executable}, clock_, batch_, &cache_);
     ++exchanges;
     if (batch_.size() > 256 * 1024) {
       bytes += batch_.size();
@@ -130,11 +130,11 @@ class Sink final : public httptraced::conn::ExchangeSink,
   void ClearSkips(const httptraced::conn::ConnKey&) override {}
   uint64_t exchanges = 0;
   uint64_t bytes = 0;
-  const httptraced::record::ConnPartsCache& parts() const { return parts_; }
+  const httptraced::record::RecordCache& cache() const { return cache_; }
 
  private:
   httptraced::record::RecordBuilder& builder_;
-  httptraced::record::ConnPartsCache parts_;
+  httptraced::record::RecordCache cache_;
   httptraced::http::BodyDecoder decoder_{16384};
   bool decode_;
   httptraced::record::ClockOffset clock_;
@@ -214,11 +214,11 @@ int main(int argc, char** argv) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
   std::printf(
       "exchanges=%llu events=%zu ns_per_exchange=%.0f bytes_per_record=%.0f "
-      "conn_parts_hits=%llu misses=%llu\n",
+      "record_cache_hits=%llu misses=%llu\n",
       static_cast<unsigned long long>(sink.exchanges), samples.size(),
       ns / static_cast<double>(sink.exchanges),
       static_cast<double>(sink.bytes) / static_cast<double>(sink.exchanges),
-      static_cast<unsigned long long>(sink.parts().hits()),
-      static_cast<unsigned long long>(sink.parts().misses()));
+      static_cast<unsigned long long>(sink.cache().hits()),
+      static_cast<unsigned long long>(sink.cache().misses()));
   return sink.exchanges == static_cast<uint64_t>(per_conn) * static_cast<uint64_t>(conns) ? 0 : 2;
 }

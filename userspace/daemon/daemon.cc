@@ -115,7 +115,7 @@ void Daemon::OnExchange(const conn::ConnInfo& conn, http::Exchange&& exchange) {
   }
   if (batch_.empty()) batch_started_ns_ = now_ns_;
   builder_->Append(conn, exchange, record::ProcessDetails{conn.executable}, clock_, batch_,
-                   &conn_parts_);
+                   &record_cache_);
   ++stats_.records;
   if (batch_.size() >= kFlushBytes) Flush();
 }

@@ -94,8 +94,8 @@ class Daemon final : public bpf::SampleHandler,
   conn::ConnTable table_;
   std::unique_ptr<record::RecordBuilder> builder_;
   std::unique_ptr<http::BodyDecoder> decoder_;  // null: bodies recorded as sent
-  // Per-connection parts of the records, rendered once per connection.
-  record::ConnPartsCache conn_parts_;
+  // What records share: per-connection parts, the last start time.
+  record::RecordCache record_cache_;
   proc::ProcessCache processes_;
   record::ClockOffset clock_;
   record::OutBuffer batch_;

@@ -109,46 +109,10 @@ constexpr std::array<char, 256> MakeLowerAscii() {
 constexpr std::array<char, 256> kLowerAscii = MakeLowerAscii();
 
 // Output adapters for the escaping routines: a plain std::string, or a
-// JsonWriter's cursor.
+// JsonWriter's cursor (WriterOut, below).
 struct StringOut {
   std::string& s;
   void Put(const char* p, size_t n) { s.append(p, n); }
-};
-
-// Eight ASCII bytes (each < 0x80) with 'A'..'Z' lowercased, without a branch
-// per byte: adding 0x3F sets a byte's high bit when it is >= 'A', adding 0x25
-// when it is > 'Z'; no byte carries into the next, since none exceeds 0x7F.
-inline uint64_t LowerAsciiWord(uint64_t w) {
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHighs = 0x8080808080808080ULL;
-  const uint64_t upper = (w + kOnes * (0x80 - 'A')) & ~(w + kOnes * (0x80 - 'Z' - 1)) & kHighs;
-  return w | (upper >> 2);  // 0x80 >> 2 == 0x20, the case bit
-}
-
-struct WriterOut {
-  JsonWriter& w;
-  void Put(const char* p, size_t n) { w.Put(p, n); }
-  // p[0..n) is plain ASCII (PlainRunEnd).
-  void PutLower(const unsigned char* p, size_t n) {
-    char* d = w.Room(n);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      uint64_t word;
-      std::memcpy(&word, p + i, sizeof(word));
-      word = LowerAsciiWord(word);
-      std::memcpy(d + i, &word, sizeof(word));
-    }
-    if (i < n && n >= 8) {
-      // The last word again, overlapping: its first bytes are rewritten as is.
-      uint64_t word;
-      std::memcpy(&word, p + n - 8, sizeof(word));
-      word = LowerAsciiWord(word);
-      std::memcpy(d + n - 8, &word, sizeof(word));
-      i = n;
-    }
-    for (; i < n; ++i) d[i] = kLowerAscii[p[i]];
-    w.Advance(d + n);
-  }
 };
 
 template <typename Out>
@@ -163,10 +127,6 @@ void AppendEscape(unsigned char c, Out& out) {
   }
 }
 
-// Appends the escaped contents of a JSON string (no quotes). kStrict: stop and
-// return false at the first ill-formed UTF-8 (output then partial; the caller
-// rolls back). Otherwise replace ill-formed subparts with U+FFFD. kLower:
-// lowercase ASCII letters.
 // True when one of the eight bytes in `w` needs attention inside a JSON string:
 // a control character, '"', '\\' or a byte >= 0x80 (SWAR: no per-byte branch).
 inline bool WordNeedsWork(uint64_t w) {
@@ -177,6 +137,57 @@ inline bool WordNeedsWork(uint64_t w) {
   return ((w & kHighs) | below_space | has_zero(w ^ (kOnes * '"')) |
           has_zero(w ^ (kOnes * '\\'))) != 0;
 }
+
+// Eight ASCII bytes (each < 0x80) with 'A'..'Z' lowercased, without a branch
+// per byte: adding 0x3F sets a byte's high bit when it is >= 'A', adding 0x25
+// when it is > 'Z'; no byte carries into the next, since none exceeds 0x7F.
+inline uint64_t LowerAsciiWord(uint64_t w) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  const uint64_t upper = (w + kOnes * (0x80 - 'A')) & ~(w + kOnes * (0x80 - 'Z' - 1)) & kHighs;
+  return w | (upper >> 2);  // 0x80 >> 2 == 0x20, the case bit
+}
+
+// Copies p[0..n) to d with 'A'..'Z' lowercased, eight bytes at a time. With
+// kCheck, stops and returns false at the first byte that is not plain (see
+// kByteClass; d then holds a part); without, p[0..n) must be plain.
+template <bool kCheck>
+inline bool LowerPlainInto(const unsigned char* p, size_t n, char* d) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t word;
+    std::memcpy(&word, p + i, sizeof(word));
+    if (kCheck && WordNeedsWork(word)) return false;
+    word = LowerAsciiWord(word);
+    std::memcpy(d + i, &word, sizeof(word));
+  }
+  if (i < n && n >= 8) {
+    // The last word again, overlapping: its first bytes are checked and
+    // rewritten once more.
+    uint64_t word;
+    std::memcpy(&word, p + n - 8, sizeof(word));
+    if (kCheck && WordNeedsWork(word)) return false;
+    word = LowerAsciiWord(word);
+    std::memcpy(d + n - 8, &word, sizeof(word));
+    return true;
+  }
+  for (; i < n; ++i) {
+    if (kCheck && kByteClass[p[i]] != kPlain) return false;
+    d[i] = kLowerAscii[p[i]];
+  }
+  return true;
+}
+
+struct WriterOut {
+  JsonWriter& w;
+  void Put(const char* p, size_t n) { w.Put(p, n); }
+  // p[0..n) is plain ASCII (PlainRunEnd).
+  void PutLower(const unsigned char* p, size_t n) {
+    char* d = w.Room(n);
+    LowerPlainInto</*kCheck=*/false>(p, n, d);
+    w.Advance(d + n);
+  }
+};
 
 // The end of the run of plain bytes starting at p. Sixteen bytes at a time
 // with SSE2 (every x86-64 has it): one signed compare against 0x20 finds
@@ -333,6 +344,10 @@ bool WriteEscaped(std::string_view s, JsonWriter& w) {
   return true;
 }
 
+// Appends the escaped contents of a JSON string (no quotes). kStrict: stop and
+// return false at the first ill-formed UTF-8 (output then partial; the caller
+// rolls back). Otherwise replace ill-formed subparts with U+FFFD. kLower:
+// lowercase ASCII letters.
 template <bool kStrict, bool kLower, typename Out>
 bool AppendEscaped(std::string_view s, Out& out) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
@@ -488,25 +503,7 @@ void JsonWriter::KeyLowerAscii(std::string_view key) {
   char* d = Room(n + 4);
   if (need_comma_) *d++ = ',';
   *d++ = '"';
-  size_t i = 0;
-  bool plain = true;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t word;
-    std::memcpy(&word, p + i, sizeof(word));
-    if (WordNeedsWork(word)) {
-      plain = false;
-      break;
-    }
-    word = LowerAsciiWord(word);
-    std::memcpy(d + i, &word, sizeof(word));
-  }
-  for (; plain && i < n; ++i) {
-    if (kByteClass[p[i]] != kPlain) {
-      plain = false;
-      break;
-    }
-    d[i] = kLowerAscii[p[i]];
-  }
+  const bool plain = LowerPlainInto</*kCheck=*/true>(p, n, d);
   if (plain) {
     d += n;
     *d++ = '"';

@@ -325,7 +325,7 @@ void WriteUrl(JsonWriter& w, const RecordOptions& options, const http::Message& 
   w.EndObject();
 }
 
-// A connection's slot in a ConnPartsCache: a fixed mix of its key (the same
+// A connection's slot in a RecordCache: a fixed mix of its key (the same
 // in every run, unlike absl::Hash, so that benchmarks repeat).
 size_t SlotIndex(const conn::ConnKey& k) {
   uint64_t x = (uint64_t{k.tgid} << 32 | static_cast<uint32_t>(k.fd)) ^
@@ -333,7 +333,7 @@ size_t SlotIndex(const conn::ConnKey& k) {
   x ^= x >> 31;
   x *= 0xBF58476D1CE4E5B9ULL;
   x ^= x >> 29;
-  return static_cast<size_t>(x % ConnPartsCache::kSlots);
+  return static_cast<size_t>(x % RecordCache::kSlots);
 }
 
 // Keeps members just written (the writer's text since a mark) for
@@ -351,7 +351,7 @@ RecordBuilder::RecordBuilder(RecordOptions options) : options_(std::move(options
 
 void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exchange,
                            const ProcessDetails& process, const ClockOffset& clock,
-                           OutBuffer& out, ConnPartsCache* cache) const {
+                           OutBuffer& out, RecordCache* cache) const {
   const http::Message* request = exchange.request ? &*exchange.request : nullptr;
   const http::Message* response = exchange.response ? &*exchange.response : nullptr;
 
@@ -380,15 +380,13 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   // cache holds one of the same second.
   char start_buf[kRfc3339NanosSize];
   char end_buf[kRfc3339NanosSize];
-  if (cache != nullptr && cache->last_start_wall_ >= 0) {
+  if (cache != nullptr) {
     FormatRfc3339NanosAfter(cache->last_start_wall_, cache->last_start_text_, start_wall,
                             start_buf);
-  } else {
-    FormatRfc3339Nanos(start_wall, start_buf);
-  }
-  if (cache != nullptr) {
     cache->last_start_wall_ = start_wall;
     std::memcpy(cache->last_start_text_, start_buf, sizeof(start_buf));
+  } else {
+    FormatRfc3339Nanos(start_wall, start_buf);
   }
   FormatRfc3339NanosAfter(start_wall, start_buf, end_wall, end_buf);
   const std::string_view start_text(start_buf, sizeof(start_buf));
@@ -438,7 +436,7 @@ void RecordBuilder::Append(const conn::ConnInfo& conn, const http::Exchange& exc
   // The parts that are the same for every exchange of the connection, around
   // the two that are not: the thread and the exchange's seq. A cache slot that
   // does not hold this connection's is refilled from what is written here.
-  ConnPartsCache::Slot* slot = nullptr;
+  RecordCache::Slot* slot = nullptr;
   bool hit = false;
   if (cache != nullptr) {
     slot = &cache->slots_[SlotIndex(conn.key)];
@@ -546,9 +544,9 @@ void RecordBuilder::WriteConnPart(JsonWriter& w, const conn::ConnInfo& conn) con
   }
 }
 
-bool RecordBuilder::SlotHolds(const ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
+bool RecordBuilder::SlotHolds(const RecordCache::Slot& slot, const conn::ConnInfo& conn,
                               const ProcessDetails& process) const {
-  const ConnPartsCache::Inputs& in = slot.inputs;
+  const RecordCache::Inputs& in = slot.inputs;
   return slot.used && in.key == conn.key && in.role == conn.role && in.family == conn.family &&
          in.origin == conn.origin && in.local == conn.local && in.remote == conn.remote &&
          in.comm == conn.comm && in.peer_pid == conn.peer_pid &&
@@ -556,9 +554,9 @@ bool RecordBuilder::SlotHolds(const ConnPartsCache::Slot& slot, const conn::Conn
          in.container_id == conn.container_id && in.host_name == options_.host_name;
 }
 
-void RecordBuilder::Fill(ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
+void RecordBuilder::Fill(RecordCache::Slot& slot, const conn::ConnInfo& conn,
                          const ProcessDetails& process) const {
-  ConnPartsCache::Inputs& in = slot.inputs;
+  RecordCache::Inputs& in = slot.inputs;
   in.key = conn.key;
   in.role = conn.role;
   in.family = conn.family;

@@ -50,19 +50,22 @@ struct ProcessDetails {
   std::string_view executable;  // /proc/<pid>/exe target, "" when unknown
 };
 
-// The parts of a record that are the same for every exchange on a connection
-// (client/server, network, the process but its thread, host, the connection's
-// role, id and origin), rendered once and reused by RecordBuilder::Append.
-// The caller owns it, so that the builder stays const. Direct-mapped: a
-// connection takes the slot its key hashes to; a slot serves a record only
-// when everything its text was rendered from is unchanged. A miss costs a
-// copy of the text written anyway, so with many more busy connections than
-// slots little is lost; a hit saves rendering it.
-class ConnPartsCache {
+// What consecutive records share, kept by the caller between calls to
+// RecordBuilder::Append so that the builder stays const:
+// - the parts that are the same for every exchange on a connection
+//   (client/server, network, the process but its thread, host, the
+//   connection's role, id and origin), rendered once and reused. Direct-mapped:
+//   a connection takes the slot its key hashes to; a slot serves a record only
+//   when everything its text was rendered from is unchanged. A miss costs a
+//   copy of the text written anyway, so with many more busy connections than
+//   slots little is lost; a hit saves rendering it;
+// - the last record's start time and its text: a record that starts in the
+//   same second copies the date and time and formats only the fraction.
+class RecordCache {
  public:
-  ConnPartsCache() = default;
-  ConnPartsCache(const ConnPartsCache&) = delete;
-  ConnPartsCache& operator=(const ConnPartsCache&) = delete;
+  RecordCache() = default;
+  RecordCache(const RecordCache&) = delete;
+  RecordCache& operator=(const RecordCache&) = delete;
 
   // Records served from a slot, and records that (re)filled one.
   uint64_t hits() const { return hits_; }
@@ -96,9 +99,9 @@ class ConnPartsCache {
   std::array<Slot, kSlots> slots_;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
-  // The last record's start time and its text: a record that starts in the
-  // same second copies the date and time and formats only the fraction.
-  int64_t last_start_wall_ = -1;  // none yet (times before 1970 never reuse)
+  // The last record's start time and its text (-1: none yet, and
+  // FormatRfc3339NanosAfter never reuses a negative time).
+  int64_t last_start_wall_ = -1;
   char last_start_text_[kRfc3339NanosSize] = {};
 };
 
@@ -112,22 +115,22 @@ class RecordBuilder {
   // it is replaced with U+FFFD. client/server are derived from conn.role; with
   // kUnknown (nobody knows who sent the request) they are left out and the raw
   // ends go to httptraced.connection.local / remote instead. Thread-safe: const
-  // and touches only `out` (and `cache`, when given: the per-connection parts
-  // come from it, the same bytes as without it).
+  // and touches only `out` (and `cache`, when given: the shared parts come
+  // from it, the same bytes as without it).
   void Append(const conn::ConnInfo& conn, const http::Exchange& exchange,
               const ProcessDetails& process, const ClockOffset& clock, OutBuffer& out,
-              ConnPartsCache* cache = nullptr) const;
+              RecordCache* cache = nullptr) const;
 
  private:
-  // The per-connection parts, written to w (see ConnPartsCache).
+  // The per-connection parts, written to w (see RecordCache).
   void WriteProcessPart(JsonWriter& w, const conn::ConnInfo& conn,
                         const ProcessDetails& process) const;
   void WriteConnPart(JsonWriter& w, const conn::ConnInfo& conn) const;
   // Whether slot holds conn's parts, rendered from the same inputs.
-  bool SlotHolds(const ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
+  bool SlotHolds(const RecordCache::Slot& slot, const conn::ConnInfo& conn,
                  const ProcessDetails& process) const;
   // Records the inputs of the parts just kept in slot.
-  void Fill(ConnPartsCache::Slot& slot, const conn::ConnInfo& conn,
+  void Fill(RecordCache::Slot& slot, const conn::ConnInfo& conn,
             const ProcessDetails& process) const;
 
   RecordOptions options_;

@@ -81,7 +81,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   // Through the per-connection cache: the same bytes when the slot is filled
   // and when it serves the record.
-  record::ConnPartsCache cache;
+  record::RecordCache cache;
   for (int i = 0; i < 2; ++i) {
     record::OutBuffer cached;
     builder.Append(conn, exchange, record::ProcessDetails{request.target},

@@ -681,7 +681,7 @@ TEST_CASE("Every sample record is one valid line") {
 }
 
 // The record of `sample` built with `cache` (and its builder's options).
-std::string RenderCached(const samples::Sample& sample, ConnPartsCache& cache,
+std::string RenderCached(const samples::Sample& sample, RecordCache& cache,
                          const RecordBuilder& builder, std::string_view executable) {
   OutBuffer out;
   builder.Append(sample.conn, sample.exchange, ProcessDetails{executable},
@@ -699,7 +699,7 @@ std::string RenderPlain(const samples::Sample& sample, const RecordBuilder& buil
 
 TEST_CASE("Records built with the per-connection cache are the same bytes") {
   // Every sample, twice each, through one cache: the second is served from it.
-  ConnPartsCache cache;
+  RecordCache cache;
   uint64_t renders = 0;
   for (const samples::Sample& sample : samples::AllSamples()) {
     const RecordBuilder builder(sample.options);
@@ -720,7 +720,7 @@ TEST_CASE("Start times formatted from the previous record's are the same bytes")
   // One cache, records whose start moves within a second, to the next one,
   // back to an earlier one, across a day and to before 1970: each is the
   // record built without the cache.
-  ConnPartsCache cache;
+  RecordCache cache;
   samples::Sample s = samples::ServerGetWithQuery();
   const RecordBuilder builder(s.options);
   const uint64_t first = s.exchange.request->first.ts_ns;
@@ -744,7 +744,7 @@ TEST_CASE("Start times formatted from the previous record's are the same bytes")
 }
 
 TEST_CASE("The per-connection cache notices what its text depends on") {
-  ConnPartsCache cache;
+  RecordCache cache;
   samples::Sample s = samples::ServerGetWithQuery();
   RecordOptions options = s.options;
   const RecordBuilder builder(options);
@@ -787,10 +787,10 @@ TEST_CASE("The per-connection cache notices what its text depends on") {
 TEST_CASE("Connections that share a cache slot each get their own text") {
   // Far more connections than slots, interleaved: slots are taken over again
   // and again, and every record is still exactly the uncached one.
-  ConnPartsCache cache;
+  RecordCache cache;
   const samples::Sample base = samples::ServerGetWithQuery();
   const RecordBuilder builder(base.options);
-  const int conns = static_cast<int>(ConnPartsCache::kSlots) * 3;
+  const int conns = static_cast<int>(RecordCache::kSlots) * 3;
   for (int round = 0; round < 3; ++round) {
     for (int c = 0; c < conns; ++c) {
       samples::Sample s = base;
