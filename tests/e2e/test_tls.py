@@ -425,7 +425,8 @@ def test_named_tls_libraries_are_the_only_ones_probed(tmp_path, own_libssl_serve
 
 
 def test_pid_filter_probes_a_listed_process_own_libssl(tmp_path, own_libssl_servers):
-    """With --pid, the listed process's own libssl is probed in it alone."""
+    """With --pid, the listed process's own libssl is probed in it alone, and
+    its probes go when it exits (the 10 uprobes, two descriptors each)."""
     servers, _ = own_libssl_servers
     deleted, port = servers["deleted"]
     d = Daemon(tmp_path / "logs", f"--pid={deleted.pid}").start()
@@ -436,6 +437,12 @@ def test_pid_filter_probes_a_listed_process_own_libssl(tmp_path, own_libssl_serv
         theirs = d.wait_for(lambda r: r["process"]["pid"] == deleted.pid)
         time.sleep(1.0)
         every = d.records()
+        fds = len(os.listdir(f"/proc/{d.pid()}/fd"))
+        deleted.terminate()
+        deleted.wait(5)
+        wait_line(d, f"httptraced: TLS: probes removed from {tmp_path}/lib/libssl.so.3 "
+                     "(deleted): no listed process maps it", timeout=3.0)
+        assert len(os.listdir(f"/proc/{d.pid()}/fd")) == fds - 20
     finally:
         assert d.stop() == 0, d.stderr()
     assert [(r["url"]["path"], r["tls"]) for r in theirs] == \

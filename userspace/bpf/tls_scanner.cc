@@ -125,6 +125,11 @@ void TlsScanner::Forget(uint32_t pid) {
   files_of_.erase(files);
 }
 
+void TlsScanner::ProcessExited(uint32_t pid) {
+  Forget(pid);
+  due_.erase(pid);
+}
+
 void TlsScanner::AlreadyProbed(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) return;
@@ -151,7 +156,13 @@ std::vector<TlsScanner::Found> TlsScanner::Scan(uint64_t now_ns) {
       }
     }
   } else {
-    present = pids_;
+    // The listed processes still there: one that exited loses its files
+    // (its exit event may have been lost); were its pid used again, the new
+    // process would be scanned when seen.
+    struct stat st;
+    for (uint32_t pid : pids_) {
+      if (stat(absl::StrCat(proc_root_, "/", pid).c_str(), &st) == 0) present.push_back(pid);
+    }
   }
   // Processes gone since the last scan are forgotten (a pid used again is a
   // new process, scanned when seen).

@@ -78,8 +78,15 @@ class TlsScanner {
   void AlreadyProbed(const std::string& path);
 
   // Scans the processes due at `now_ns` (monotonic); returns the files probed
-  // (or that failed) in this call.
+  // (or that failed) in this call. A process found gone (listed with --pid or
+  // not) loses its files, as with ProcessExited.
   std::vector<Found> Scan(uint64_t now_ns);
+
+  // Process `pid` exited (the daemon's exit events): each file it mapped has
+  // one user fewer, and loses its probes with its last. A process that takes
+  // the pid next is scanned as a new one, whatever the size of its address
+  // space, at the next Scan.
+  void ProcessExited(uint32_t pid);
 
   // Processes currently tracked, files currently probed (those of
   // AlreadyProbed aside), and maps read so far (for tests).

@@ -243,7 +243,7 @@ TEST_CASE("TlsScanner: with --pid, only those processes, each file probed in eac
   // 33 is not running.
   scanner.Scan(0);
   CHECK(calls == std::vector<ProbeCall>{{bundled, 30}, {bundled, 31}});
-  CHECK(scanner.tracked() == 3);
+  CHECK(scanner.tracked() == 2);  // 33 when it runs
 }
 
 TEST_CASE("TlsScanner: a file that cannot be probed is reported once, not retried") {
@@ -296,7 +296,7 @@ TEST_CASE("TlsScanner: with --pid, a listed process's probes go when it exits") 
   std::vector<std::pair<uint64_t, pid_t>> probed;
   std::vector<uint64_t> released;
   TlsScanner scanner(
-      proc.root, {80, 81},
+      proc.root, {80, 81, 82},
       [&](uint64_t id, const std::string&, pid_t target) {
         probed.emplace_back(id, target);
         return absl::StatusOr<int>(5);
@@ -304,13 +304,55 @@ TEST_CASE("TlsScanner: with --pid, a listed process's probes go when it exits") 
       [&](uint64_t id) { released.push_back(id); });
   proc.Process(80, {lib});
   proc.Process(81, {lib});
-  CHECK(scanner.Scan(0).size() == 2);
-  CHECK(probed == std::vector<std::pair<uint64_t, pid_t>>{{1, 80}, {2, 81}});
+  proc.Process(82, {lib});
+  CHECK(scanner.Scan(0).size() == 3);
+  CHECK(probed == std::vector<std::pair<uint64_t, pid_t>>{{1, 80}, {2, 81}, {3, 82}});
+  CHECK(scanner.probed_files() == 3);
+  // 81's exit event: its probes go at once.
   proc.Exit(81);
-  // A listed process stays tracked; gone, it has no maps and keeps its files
-  // until the daemon stops (--pid lists are fixed).
+  scanner.ProcessExited(81);
+  CHECK(released == std::vector<uint64_t>{2});
+  CHECK(scanner.probed_files() == 2);
+  // 82 exits and its event is lost: the next scan finds it gone.
+  proc.Exit(82);
   CHECK(scanner.Scan(kSec).empty());
-  CHECK(released.empty());
+  CHECK(released == std::vector<uint64_t>{2, 3});
+  CHECK(scanner.probed_files() == 1);
+  CHECK(scanner.tracked() == 1);
+  // An exit of a process that was never scanned changes nothing.
+  scanner.ProcessExited(12345);
+  CHECK(released == std::vector<uint64_t>{2, 3});
+  // A new process under a listed pid is probed as a new one.
+  proc.Process(81, {lib});
+  CHECK(scanner.Scan(2 * kSec).size() == 1);
+  CHECK(probed.back() == std::pair<uint64_t, pid_t>{4, 81});
+  CHECK(scanner.probed_files() == 2);
+}
+
+TEST_CASE("TlsScanner: a pid used again after an exit event is scanned at once, same size or not") {
+  FakeProc proc;
+  const std::string lib = proc.File("libssl.so.3");
+  int calls = 0;
+  TlsScanner scanner = Counting(proc.root, calls, 5);
+  auto statm = [&](uint32_t pid, const char* text) {
+    std::ofstream(proc.root + "/" + std::to_string(pid) + "/statm") << text;
+  };
+  proc.Process(90, {});
+  statm(90, "2000 300 200 10 0 150 0\n");
+  CHECK(scanner.Scan(0).empty());
+  CHECK(scanner.maps_read() == 1);
+  // Between two scans 90 exits and a new process takes its pid, with an
+  // address space of the same size that maps libssl. Without the exit event
+  // it would wait for a change of size; with it, it is read at the next scan.
+  proc.Exit(90);
+  scanner.ProcessExited(90);
+  proc.Process(90, {lib});
+  statm(90, "2000 300 200 10 0 150 0\n");
+  const std::vector<TlsScanner::Found> found = scanner.Scan(kSec / 10);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].pid == 90);
+  CHECK(scanner.maps_read() == 2);
+  CHECK(calls == 1);
 }
 
 TEST_CASE("TlsScanner: a missing procfs root or unreadable entries find nothing") {

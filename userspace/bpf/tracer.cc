@@ -244,12 +244,12 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
           }
           return probed;
         },
-        [self](uint64_t id) {
+        [self, listed = !options.pids.empty()](uint64_t id) {
           auto it = self->scanned_links_.find(id);
           if (it == self->scanned_links_.end()) return;
           for (bpf_link* link : it->second.links) bpf_link__destroy(link);
-          std::fprintf(stderr, "httptraced: TLS: probes removed from %s: no process maps it\n",
-                       it->second.found_as.c_str());
+          std::fprintf(stderr, "httptraced: TLS: probes removed from %s: no %sprocess maps it\n",
+                       it->second.found_as.c_str(), listed ? "listed " : "");
           self->scanned_links_.erase(it);
         });
     if (!HasCapability(kCapSysPtrace)) {

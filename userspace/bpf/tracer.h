@@ -131,6 +131,11 @@ class Tracer {
   // process maps any more loses its probes.
   void ScanTls(uint64_t now_ns);
   static constexpr uint64_t kTlsScanEveryNs = 1'000'000'000;
+  // A process exited: the files the scanner probed for it lose a user (with
+  // --pid, its own probes go), and its pid, if used again, is scanned anew.
+  void ProcessExited(uint32_t tgid) {
+    if (tls_scanner_ != nullptr) tls_scanner_->ProcessExited(tgid);
+  }
 
  private:
   Tracer() = default;

@@ -104,7 +104,9 @@ void Daemon::OnSample(std::string_view sample) {
   } else if (auto* close = std::get_if<bpf::CloseEvent>(&*ev)) {
     table_.OnClose(*close);
   } else {
-    table_.OnProcessExit(std::get<bpf::ExitEvent>(*ev));
+    const auto& exit = std::get<bpf::ExitEvent>(*ev);
+    table_.OnProcessExit(exit);
+    if (tracer_ != nullptr) tracer_->ProcessExited(exit.tgid);
   }
 }
 
