@@ -169,11 +169,9 @@ bool ConnTable::TryResume(const bpf::OpenEvent& ev) {
     DataStream& s = tracker->streams_[d];
     s.FlushHoles(0, /*force=*/true, tracker->feeds_[d]);
     tracker->base_[d] = s.next_pos();
-    // Bytes the kernel saw again before it knew the stream was HTTP.
-    if (ev.start_pos[d] > 0) {
-      s.Add(s.next_pos(), {}, ev.start_pos[d], /*stream_start=*/false, meta, 0,
-            tracker->feeds_[d]);
-    }
+    // Bytes the kernel saw again before it knew the stream was HTTP: lost
+    // to us, a gap.
+    s.SkipLost(ev.start_pos[d], meta, tracker->feeds_[d]);
   }
   tracker->last_event_ns_ = ev.info.open_ts_ns;
   Drain(*tracker);
@@ -263,6 +261,8 @@ void ConnTable::Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns) {
   for (const DataStream& s : t.streams_) {
     stats_.gaps += s.stats().gaps;
     stats_.gap_bytes += s.stats().gap_bytes;
+    stats_.uncopied += s.stats().uncopied;
+    stats_.uncopied_bytes += s.stats().uncopied_bytes;
   }
   stats_.parse_errors += t.session_.stats().parse_errors;
 }
@@ -426,6 +426,8 @@ ConnTableStats ConnTable::stats() const {
     for (const DataStream& s : t->streams_) {
       out.gaps += s.stats().gaps;
       out.gap_bytes += s.stats().gap_bytes;
+      out.uncopied += s.stats().uncopied;
+      out.uncopied_bytes += s.stats().uncopied_bytes;
     }
     out.parse_errors += t->session_.stats().parse_errors;
   }

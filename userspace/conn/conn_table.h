@@ -94,8 +94,10 @@ struct ConnTableStats {
   uint64_t unknown_conn = 0;   // data for a connection whose open event never came
   uint64_t stale_events = 0;   // events for a connection already forgotten
   uint64_t hibernated = 0;     // idle sessions whose parsing state was freed
-  uint64_t gaps = 0;           // holes declared in streams
+  uint64_t gaps = 0;           // holes in streams: bytes that never arrived
   uint64_t gap_bytes = 0;
+  uint64_t uncopied = 0;       // chunks whose bytes the kernel counted, not copied
+  uint64_t uncopied_bytes = 0;
   uint64_t parse_errors = 0;
   uint64_t body_skips = 0;     // bodies whose unkept bytes the kernel was told to skip
 };

@@ -210,7 +210,9 @@ TEST_CASE("ConnTable: bytes the kernel saw before it found the connection again 
   CHECK(f.sink.got[0].exchange.request->target == "/a?b=c");
   CHECK_FALSE(f.sink.got[0].exchange.response.has_value());
   CHECK(f.sink.got[0].exchange.incomplete);
+  CHECK(f.table.stats().gaps == 1);
   CHECK(f.table.stats().gap_bytes == 9);
+  CHECK(f.table.stats().uncopied == 0);
   CHECK(f.table.stats().resumed == 1);
 }
 
@@ -292,6 +294,10 @@ TEST_CASE("ConnTable tells the kernel, once per body, which body bytes it would 
   CHECK(up.body.truncated);
   CHECK_FALSE(up.body.gap);  // the skipped bytes were past the cap: no gap
   CHECK(up.complete);
+  // In the stats: bytes not copied by design, no loss.
+  CHECK(f.table.stats().uncopied == 1);
+  CHECK(f.table.stats().uncopied_bytes == 1000000 - 16384);
+  CHECK(f.table.stats().gaps == 0);
 
   // The next body on the connection gets its own range; a small one none.
   const uint64_t in2 = head.size() + 1000000;

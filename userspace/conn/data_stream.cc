@@ -53,8 +53,8 @@ void DataStream::Deliver(uint64_t pos, std::string_view payload, uint64_t skip,
   }
   if (!payload.empty()) out.OnBytes(payload, meta);
   if (skip > 0) {
-    ++stats_.gaps;
-    stats_.gap_bytes += skip;
+    ++stats_.uncopied;
+    stats_.uncopied_bytes += skip;
     out.OnGap(skip, meta);
   }
   next_pos_ += payload.size() + skip;
@@ -82,6 +82,13 @@ void DataStream::DeclareGapTo(uint64_t pos, const http::ChunkMeta& meta, StreamC
   stats_.gap_bytes += pos - next_pos_;
   out.OnGap(pos - next_pos_, meta);
   next_pos_ = pos;
+}
+
+void DataStream::SkipLost(uint64_t len, const http::ChunkMeta& meta, StreamConsumer& out) {
+  if (len == 0) return;
+  started_ = true;
+  FlushHoles(0, /*force=*/true, out);
+  DeclareGapTo(next_pos_ + len, meta, out);
 }
 
 void DataStream::FlushHoles(uint64_t now_ns, bool force, StreamConsumer& out) {

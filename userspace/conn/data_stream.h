@@ -31,8 +31,16 @@ struct DataStreamLimits {
 };
 
 struct DataStreamStats {
-  uint64_t gaps = 0;           // holes declared
-  uint64_t gap_bytes = 0;      // bytes in them (including uncaptured `skip` bytes)
+  // Holes: bytes that never arrived (lost events, a stream joined late, a
+  // direction that ended past what was seen).
+  uint64_t gaps = 0;
+  uint64_t gap_bytes = 0;
+  // Chunks with `skip` bytes, which the kernel counted without copying them
+  // (sendfile, splice, MSG_TRUNC, the per-syscall cap, body bytes past the
+  // cap, unreadable memory): by design, not loss. The consumer sees a gap
+  // either way.
+  uint64_t uncopied = 0;
+  uint64_t uncopied_bytes = 0;
   uint64_t late_chunks = 0;    // chunks entirely behind the stream (duplicates, too late)
   uint64_t reordered = 0;      // chunks that arrived ahead of a hole
 };
@@ -55,6 +63,10 @@ class DataStream {
   // `now_ns` is the daemon's monotonic clock, used to age holes.
   void Add(uint64_t pos, std::string_view payload, uint64_t skip, bool stream_start,
            const http::ChunkMeta& meta, uint64_t now_ns, StreamConsumer& out);
+
+  // `len` bytes that will never arrive come next (the kernel saw them before
+  // it knew the stream again): a gap, after what waits behind holes.
+  void SkipLost(uint64_t len, const http::ChunkMeta& meta, StreamConsumer& out);
 
   // Declares holes older than the timeout (or all holes when `force`) as gaps
   // and delivers what waited behind them.

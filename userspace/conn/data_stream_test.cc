@@ -69,7 +69,19 @@ TEST_CASE("DataStream turns uncaptured bytes into a gap, never glued") {
   s.Add(0, "head", 10, true, kMeta, 0, r);
   s.Add(14, "tail", 0, false, kMeta, 0, r);
   CHECK(r.out == "head[gap 10]tail");
-  CHECK(s.stats().gap_bytes == 10);
+  // Counted as uncopied (by design), not as a hole (loss).
+  CHECK(s.stats().uncopied == 1);
+  CHECK(s.stats().uncopied_bytes == 10);
+  CHECK(s.stats().gaps == 0);
+  CHECK(s.stats().gap_bytes == 0);
+  // A hole after it: a gap.
+  s.Add(20, "x", 2, false, kMeta, 0, r);
+  s.FlushHoles(0, /*force=*/true, r);
+  CHECK(r.out == "head[gap 10]tail[gap 2]x[gap 2]");
+  CHECK(s.stats().gaps == 1);
+  CHECK(s.stats().gap_bytes == 2);
+  CHECK(s.stats().uncopied == 2);
+  CHECK(s.stats().uncopied_bytes == 12);
 }
 
 TEST_CASE("DataStream declares a hole a gap after the timeout, not before") {
