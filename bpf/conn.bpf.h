@@ -465,6 +465,30 @@ static __always_inline void conn__splice(struct task_struct *task, const struct 
 }
 
 /*
+ * A read into buf on fd, a socket that is neither HTTP nor TLS yet, in a
+ * process that drives libssl through memory BIOs: if the bytes begin with a
+ * TLS record header (content type 20-23, version 3.x), the thread's next
+ * libssl call may be fed from them, and learns its socket from this note
+ * (tls__membio_fd). A global function, verified once on its own.
+ */
+__attribute__((noinline)) int tls__note_read(__u32 tgid, __s32 fd, __u64 buf)
+{
+	struct tls_read r = {.fd = fd};
+	__u64 id = bpf_get_current_pid_tgid();
+	__u8 hdr[3];
+
+	if (!bpf_map_lookup_elem(&membio_tgids, &tgid))
+		return 0;
+	if (bpf_probe_read_user(hdr, sizeof(hdr), (void *)buf))
+		return 0;
+	if (hdr[0] < 20 || hdr[0] > 23 || hdr[1] != 3 || hdr[2] > 4)
+		return 0;
+	r.ts_ns = bpf_ktime_get_ns();
+	bpf_map_update_elem(&tls_last_read, &id, &r, BPF_ANY);
+	return 0;
+}
+
+/*
  * Exit of a syscall that moves payload. Everything happens here, at exit:
  * the arguments are still in the saved registers, so there is no entry hook
  * and no per-thread stash, and a syscall that was already blocked when the
@@ -519,6 +543,9 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 		if (tls__nested(key.tgid, key.fd))
 			return 0;
 	}
+	if (membio_seen && targ_tls && !c->tls && c->proto != PROTO_HTTP &&
+	    (a.sys == HT_SYS_READ || a.sys == HT_SYS_RECVFROM))
+		tls__note_read(key.tgid, key.fd, a.buf);
 	if (c->proto == PROTO_IGNORED)
 		return 0;
 	a.dir = (a.sys == HT_SYS_READ || a.sys == HT_SYS_READV || a.sys == HT_SYS_RECVFROM ||

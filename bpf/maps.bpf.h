@@ -38,6 +38,9 @@ volatile __u32 tracing_stopped = 0;
  * only those lookups.
  */
 volatile __u64 tls_calls_active = 0;
+/* Some process made a libssl call with no socket to tie it to (memory BIOs,
+ * tls.bpf.h): from then on its reads of TLS records are noted (tls_last_read). */
+volatile __u64 membio_seen = 0;
 /* The kernel's socket_file_ops, learned from the first traced socket seen (sock.bpf.h). */
 volatile __u64 sock_fops = 0;
 /*
@@ -199,6 +202,32 @@ struct {
 	__type(key, struct tls_fd_key);
 	__type(value, __s32);
 } tls_fds SEC(".maps");
+
+/*
+ * Processes that drive libssl through memory BIOs (Node.js): an SSL_read or
+ * SSL_write made no syscall and its SSL object had no known socket. Their
+ * socket I/O is done by other code, around the libssl calls.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} membio_tgids SEC(".maps");
+
+/* A thread's last read of what looks like a TLS record, in such a process. */
+struct tls_read {
+	__s32 fd;
+	__u32 pad;
+	__u64 ts_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct tls_read);
+} tls_last_read SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

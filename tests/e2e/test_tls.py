@@ -8,6 +8,7 @@ as payload.
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -304,6 +305,14 @@ def maps_of(pid):
             if "libssl" in l and len(l.split(None, 5)) == 6]
 
 
+def wait_line_match(daemon, pattern, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not any(re.fullmatch(pattern, l) for l in daemon.stderr_lines) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(re.fullmatch(pattern, l) for l in daemon.stderr_lines), daemon.stderr()
+
+
 def wait_line(daemon, line, timeout=10.0):
     deadline = time.monotonic() + timeout
     while line not in daemon.stderr_lines and time.monotonic() < deadline:
@@ -449,3 +458,86 @@ def test_pid_filter_probes_a_listed_process_own_libssl(tmp_path, own_libssl_serv
         [("/path/listed", {"established": True})]
     assert [r for r in every if r["process"]["pid"] == client] == []
     assert len(every) == 1, every
+
+
+NODE = shutil.which("node") or "/usr/bin/node"
+
+
+def test_node_tls_through_memory_bios_both_ends_exact(tmp_path, cert):
+    """Node.js links its own OpenSSL, which it exports, and drives it through
+    memory BIOs: libuv reads and writes the socket, outside every libssl call.
+    The daemon finds the functions in the node executable itself (no libssl
+    file is mapped) and ties each SSL object to the socket its thread read TLS
+    records from just before. A Node server answers curl and a Node client
+    (20 POSTs over at most 4 kept-alive connections): every exchange is
+    recorded by both ends, in the clear and exact, and no libssl call is left
+    without its socket."""
+    server = start_server([NODE, str(SERVERS / "node_tls.js"), "server", str(cert[0]),
+                           str(cert[1])], "127.0.0.1")
+    d = Daemon(tmp_path / "logs", f"--port={server.port}").start()
+    try:
+        # Probed once for every process running the file (another node on
+        # the host may be the one named).
+        wait_line_match(d, rf"httptraced: TLS: \d+ libssl functions probed in "
+                           rf"{re.escape(os.path.realpath(NODE))}, mapped by pid \d+")
+        # curl (the system's libssl) to the Node server, one connection each.
+        curls = [https_get(server.port, f"/curl{i}") for i in range(3)]
+        client = subprocess.Popen([NODE, str(SERVERS / "node_tls.js"), "client",
+                                   str(server.port), "20"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            # The scanner finds the client's node too (the same file: no new
+            # probes; the file's uprobes are in every process that maps it).
+            time.sleep(0.2)
+            client.stdin.write("go\n")
+            client.stdin.flush()
+            out, _ = client.communicate(timeout=20)
+        finally:
+            if client.poll() is None:
+                client.kill()
+        assert out.splitlines()[-1] == "done"
+        assert sorted(out.splitlines()[:-1]) == sorted(
+            f"path=/c{i} got={1000 + i}" for i in range(20))
+        mine = d.wait_for(lambda r: server_port(r) == server.port, 46)
+        time.sleep(1.0)
+        every = d.records()
+    finally:
+        assert d.stop() == 0, d.stderr()
+        server.stop()
+    assert len(every) == 46, [r["url"]["path"] for r in every]
+    by = {}
+    for r in every:
+        assert r["tls"] == {"established": True}
+        assert r["httptraced"]["incomplete"] is False
+        assert r["http"]["response"]["status_code"] == 200
+        by.setdefault((r["httptraced"]["role"], r["process"]["pid"]), []).append(r)
+    # curl's exchanges: the Node server's records and curl's own.
+    for i, pid in enumerate(curls):
+        assert [r["url"]["path"] for r in by.pop(("client", pid))] == [f"/curl{i}"]
+    node_server = by.pop(("server", server.pid))
+    node_client = by.pop(("client", client.pid))
+    assert by == {}
+    assert sorted(r["url"]["path"] for r in node_server) == \
+        sorted([f"/curl{i}" for i in range(3)] + [f"/c{i}" for i in range(20)])
+    for records in (node_server, node_client):
+        conns = {}
+        for r in records:
+            path = r["url"]["path"]
+            body = r["http"]["response"]["body"]
+            if path.startswith("/curl"):
+                assert r["http"]["request"]["method"] == "GET"
+                assert body == {"bytes": len(path) + 6, "content": f"path={path}\n"}
+                continue
+            i = int(path[2:])
+            assert r["http"]["request"]["method"] == "POST"
+            assert r["http"]["request"]["body"] == {"bytes": 1000 + i, "content": "x" * (1000 + i)}
+            text = f"path={path} got={1000 + i}\n"
+            assert body == {"bytes": len(text), "content": text}
+            conns.setdefault(r["httptraced"]["connection"]["id"], []).append(
+                r["httptraced"]["connection"]["seq"])
+        # At most 4 connections; on each, the exchanges in order from 0.
+        assert 1 <= len(conns) <= 4 and sum(map(len, conns.values())) == 20, conns
+        for seqs in conns.values():
+            assert seqs == list(range(len(seqs))), conns
+    st = final_stats(d)
+    assert st["tls_unattributed"] == 0 and st["parse_errors"] == 0 and st["gaps"] == 0, st

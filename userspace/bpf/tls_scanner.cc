@@ -207,24 +207,47 @@ void TlsScanner::ScanProcess(uint32_t pid, Due& due, std::vector<Found>& found) 
     const std::string file = absl::StrCat(dir, "/map_files/", lib.range);
     struct stat st;
     if (stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;  // unmapped since
-    const pid_t target = pids_.empty() ? -1 : static_cast<pid_t>(pid);
-    const FileKey key{st.st_dev, st.st_ino, target};
-    if (!known_.insert(key).second) {
-      // Probed already (or failed): one more process that maps it.
-      auto users = users_.find(key);
-      if (users != users_.end() && users->second.pids.insert(pid).second) {
-        files_of_[pid].push_back(key);
-      }
-      continue;
-    }
-    const uint64_t id = next_id_++;
-    absl::StatusOr<int> probes = probe_(id, file, target);
-    if (probes.ok()) {
-      users_.emplace(key, Users{id, {pid}});
+    ProbeFile(pid, file, st, std::move(lib.path), lib.deleted, /*executable=*/false, found);
+  }
+  if (exports_tls_) {
+    const std::string exe = dir + "/exe";
+    struct stat st;
+    if (stat(exe.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return;  // a kernel thread, gone
+    char buf[4096];
+    const ssize_t n = readlink(exe.c_str(), buf, sizeof(buf));
+    std::string shown(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    constexpr std::string_view kDeleted = " (deleted)";
+    const bool deleted = shown.size() >= kDeleted.size() &&
+                         std::string_view(shown).substr(shown.size() - kDeleted.size()) == kDeleted;
+    if (deleted) shown.resize(shown.size() - kDeleted.size());
+    ProbeFile(pid, exe, st, std::move(shown), deleted, /*executable=*/true, found);
+  }
+}
+
+void TlsScanner::ProbeFile(uint32_t pid, const std::string& file, const struct stat& st,
+                           std::string shown, bool deleted, bool executable,
+                           std::vector<Found>& found) {
+  const pid_t target = pids_.empty() ? -1 : static_cast<pid_t>(pid);
+  const FileKey key{st.st_dev, st.st_ino, target};
+  if (!known_.insert(key).second) {
+    // Probed already (or failed, or an executable without libssl's
+    // functions): one more process that maps it.
+    auto users = users_.find(key);
+    if (users != users_.end() && users->second.pids.insert(pid).second) {
       files_of_[pid].push_back(key);
     }
-    found.push_back(Found{pid, id, std::move(lib.path), lib.deleted, std::move(probes)});
+    return;
   }
+  // Most executables have no TLS of their own: passed over quietly (and
+  // stay known, so they are read once).
+  if (executable && !exports_tls_(file)) return;
+  const uint64_t id = next_id_++;
+  absl::StatusOr<int> probes = probe_(id, file, target);
+  if (probes.ok()) {
+    users_.emplace(key, Users{id, {pid}});
+    files_of_[pid].push_back(key);
+  }
+  found.push_back(Found{pid, id, std::move(shown), deleted, std::move(probes)});
 }
 
 }  // namespace httptraced::bpf

@@ -9,6 +9,7 @@
 #ifndef HTTPTRACED_BPF_TLS_SCANNER_H_
 #define HTTPTRACED_BPF_TLS_SCANNER_H_
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -77,6 +78,15 @@ class TlsScanner {
   // A file already probed (the system's libssl), so it is not probed again.
   void AlreadyProbed(const std::string& path);
 
+  // Whether an executable has libssl's functions of its own (a statically
+  // linked OpenSSL that exports them, as Node.js's): given the path through
+  // which to read it.
+  using ExportsTls = std::function<bool(const std::string& path)>;
+  // Also look at each process's executable (/proc/<pid>/exe, which opens the
+  // very file): one that passes `check` is probed like a libssl file. Each
+  // executable is checked once; one that fails is not looked at again.
+  void ProbeExecutables(ExportsTls check) { exports_tls_ = std::move(check); }
+
   // Scans the processes due at `now_ns` (monotonic); returns the files probed
   // (or that failed) in this call. A process found gone (listed with --pid or
   // not) loses its files, as with ProcessExited.
@@ -112,6 +122,10 @@ class TlsScanner {
     uint64_t vm_pages;  // statm's size when its maps were last read (0: never read)
   };
   void ScanProcess(uint32_t pid, Due& due, std::vector<Found>& found);
+  // Probes `file` (a path into /proc/<pid>) once per FileKey; `shown` is the
+  // path as the process sees it.
+  void ProbeFile(uint32_t pid, const std::string& file, const struct stat& st,
+                 std::string shown, bool deleted, bool executable, std::vector<Found>& found);
 
   std::string proc_root_;
   std::vector<uint32_t> pids_;
@@ -127,6 +141,7 @@ class TlsScanner {
   absl::flat_hash_map<uint32_t, std::vector<FileKey>> files_of_;  // pid -> files it maps
   uint64_t next_id_ = 1;
   absl::flat_hash_map<uint32_t, Due> due_;
+  ExportsTls exports_tls_;  // unset: executables are not looked at
   std::string maps_;  // reused read buffer
   uint64_t maps_read_ = 0;
 

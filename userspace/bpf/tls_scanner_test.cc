@@ -93,6 +93,10 @@ struct FakeProc {
       REQUIRE(symlink(files[i].c_str(), (dir + "/map_files/" + range).c_str()) == 0);
     }
   }
+  // Process pid runs the executable `file` (its /proc/<pid>/exe).
+  void Exe(uint32_t pid, const std::string& file) const {
+    REQUIRE(symlink(file.c_str(), (root + "/" + std::to_string(pid) + "/exe").c_str()) == 0);
+  }
   void Exit(uint32_t pid) const {
     std::system(("rm -rf '" + root + "/" + std::to_string(pid) + "'").c_str());
   }
@@ -353,6 +357,54 @@ TEST_CASE("TlsScanner: a pid used again after an exit event is scanned at once, 
   CHECK(found[0].pid == 90);
   CHECK(scanner.maps_read() == 2);
   CHECK(calls == 1);
+}
+
+TEST_CASE("TlsScanner: an executable that exports libssl's functions is probed once, others read once") {
+  FakeProc proc;
+  const std::string node = proc.File("node");
+  const std::string python = proc.File("python3");
+  const std::string lib = proc.File("libssl.so.3");
+  std::vector<ProbeCall> probed;
+  std::vector<uint64_t> released;
+  std::vector<std::string> checked;
+  TlsScanner scanner(
+      proc.root, {},
+      [&](uint64_t, const std::string& path, pid_t target) {
+        probed.push_back({Resolve(path), target});
+        return absl::StatusOr<int>(5);
+      },
+      [&](uint64_t id) { released.push_back(id); });
+  scanner.ProbeExecutables([&](const std::string& path) {
+    checked.push_back(Resolve(path));
+    return Resolve(path) == node;
+  });
+  proc.Process(50, {});
+  proc.Exe(50, node);
+  proc.Process(51, {});
+  proc.Exe(51, node);
+  proc.Process(52, {lib});
+  proc.Exe(52, python);
+  const std::vector<TlsScanner::Found> found = scanner.Scan(0);
+  REQUIRE(found.size() == 2);
+  CHECK(found[0].pid == 50);
+  CHECK(found[0].path == node);
+  CHECK_FALSE(found[0].deleted);
+  CHECK(found[1].pid == 52);
+  CHECK(found[1].path == "/usr/lib/libssl.so.3");
+  CHECK(probed == std::vector<ProbeCall>{{node, -1}, {lib, -1}});
+  CHECK(checked == std::vector<std::string>{node, python});
+  // Looked at again (maps read again: no statm here): nothing new, no check.
+  CHECK(scanner.Scan(10 * kSec).empty());
+  CHECK(checked.size() == 2);
+  CHECK(scanner.probed_files() == 2);
+  // The executable's probes go with the last process that runs it.
+  proc.Exit(50);
+  CHECK(scanner.Scan(20 * kSec).empty());
+  CHECK(released.empty());
+  proc.Exit(51);
+  scanner.ProcessExited(51);
+  CHECK(released == std::vector<uint64_t>{1});
+  CHECK(scanner.probed_files() == 1);
 }
 
 TEST_CASE("TlsScanner: a missing procfs root or unreadable entries find nothing") {

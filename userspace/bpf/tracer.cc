@@ -259,6 +259,19 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
     }
     // The first scan is the daemon's, once it runs (Daemon::Run).
     for (const std::string& lib : options.tls_libraries) t->tls_scanner_->AlreadyProbed(lib);
+    // Executables with an OpenSSL of their own that exports SSL_read and
+    // SSL_write (Node.js): the check reads the file's dynamic symbols once.
+    t->tls_scanner_->ProbeExecutables(
+        [](const std::string& path) {
+          absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(path);
+          if (!probes.ok()) return false;
+          bool reads = false, writes = false;
+          for (const TlsProbe& p : *probes) {
+            reads |= p.kind == TlsProbeKind::kRead || p.kind == TlsProbeKind::kReadEx;
+            writes |= p.kind == TlsProbeKind::kWrite || p.kind == TlsProbeKind::kWriteEx;
+          }
+          return reads && writes;
+        });
   }
   if (options.verbosity >= 1) {
     std::fprintf(stderr, "httptraced: payload syscalls traced by %s\n",
