@@ -463,32 +463,38 @@ def test_pid_filter_probes_a_listed_process_own_libssl(tmp_path, own_libssl_serv
 NODE = shutil.which("node") or "/usr/bin/node"
 
 
-def test_node_tls_through_memory_bios_both_ends_exact(tmp_path, cert):
+@pytest.mark.parametrize("server_kind", ["node", "python-asyncio"])
+def test_tls_through_memory_bios_both_ends_exact(tmp_path, cert, server_kind):
     """Node.js links its own OpenSSL, which it exports, and drives it through
-    memory BIOs: libuv reads and writes the socket, outside every libssl call.
+    memory BIOs: libuv reads and writes the socket, outside every libssl call;
+    Python's asyncio does the same with the system's libssl (ssl.SSLObject).
     The daemon finds the functions in the node executable itself (no libssl
     file is mapped) and ties each SSL object to the socket its thread read TLS
-    records from just before. A Node server answers curl and a Node client
-    (20 POSTs over at most 4 kept-alive connections): every exchange is
-    recorded by both ends, in the clear and exact, and no libssl call is left
-    without its socket."""
-    server = start_server([NODE, str(SERVERS / "node_tls.js"), "server", str(cert[0]),
-                           str(cert[1])], "127.0.0.1")
+    records from just before. The server (Node or asyncio) answers curl and a
+    Node client (20 POSTs over at most 4 kept-alive connections): every
+    exchange is recorded by both ends, in the clear and exact, and no libssl
+    call is left without its socket."""
+    if server_kind == "node":
+        cmd = [NODE, str(SERVERS / "node_tls.js"), "server", str(cert[0]), str(cert[1])]
+    else:
+        cmd = [PYTHON, str(SERVERS / "py_asyncio_tls.py"), str(cert[0]), str(cert[1])]
+    server = start_server(cmd, "127.0.0.1")
     d = Daemon(tmp_path / "logs", f"--port={server.port}").start()
     try:
-        # Probed once for every process running the file (another node on
-        # the host may be the one named).
-        wait_line_match(d, rf"httptraced: TLS: \d+ libssl functions probed in "
-                           rf"{re.escape(os.path.realpath(NODE))}, mapped by pid \d+")
-        # curl (the system's libssl) to the Node server, one connection each.
+        if server_kind == "node":
+            wait_line_match(d, rf"httptraced: TLS: \d+ libssl functions probed in "
+                               rf"{re.escape(os.path.realpath(NODE))}, mapped by pid \d+")
+        # curl (the system's libssl) to the server, one connection each.
         curls = [https_get(server.port, f"/curl{i}") for i in range(3)]
         client = subprocess.Popen([NODE, str(SERVERS / "node_tls.js"), "client",
                                    str(server.port), "20"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            # The scanner finds the client's node too (the same file: no new
-            # probes; the file's uprobes are in every process that maps it).
-            time.sleep(0.2)
+            # The client starts once its node is probed: found by the scanner
+            # when it appears, or already (the file's uprobes are in every
+            # process that maps it; another node on the host may be named).
+            wait_line_match(d, rf"httptraced: TLS: \d+ libssl functions probed in "
+                               rf"{re.escape(os.path.realpath(NODE))}, mapped by pid \d+")
             client.stdin.write("go\n")
             client.stdin.flush()
             out, _ = client.communicate(timeout=20)
@@ -514,12 +520,12 @@ def test_node_tls_through_memory_bios_both_ends_exact(tmp_path, cert):
     # curl's exchanges: the Node server's records and curl's own.
     for i, pid in enumerate(curls):
         assert [r["url"]["path"] for r in by.pop(("client", pid))] == [f"/curl{i}"]
-    node_server = by.pop(("server", server.pid))
+    server_records = by.pop(("server", server.pid))
     node_client = by.pop(("client", client.pid))
     assert by == {}
-    assert sorted(r["url"]["path"] for r in node_server) == \
+    assert sorted(r["url"]["path"] for r in server_records) == \
         sorted([f"/curl{i}" for i in range(3)] + [f"/c{i}" for i in range(20)])
-    for records in (node_server, node_client):
+    for records in (server_records, node_client):
         conns = {}
         for r in records:
             path = r["url"]["path"]
