@@ -93,6 +93,10 @@ struct FakeProc {
       REQUIRE(symlink(files[i].c_str(), (dir + "/map_files/" + range).c_str()) == 0);
     }
   }
+  // Process pid's /proc/<pid>/statm ("size resident shared ...", in pages).
+  void Statm(uint32_t pid, const char* text) const {
+    std::ofstream(root + "/" + std::to_string(pid) + "/statm") << text;
+  }
   // Process pid runs the executable `file` (its /proc/<pid>/exe).
   void Exe(uint32_t pid, const std::string& file) const {
     REQUIRE(symlink(file.c_str(), (root + "/" + std::to_string(pid) + "/exe").c_str()) == 0);
@@ -209,23 +213,20 @@ TEST_CASE("TlsScanner: maps are read again only when the address space changed s
   const std::string lib = proc.File("libssl.so.3");
   int calls = 0;
   TlsScanner scanner = Counting(proc.root, calls, 5);
-  auto statm = [&](uint32_t pid, const char* text) {
-    std::ofstream(proc.root + "/" + std::to_string(pid) + "/statm") << text;
-  };
   proc.Process(60, {});
-  statm(60, "2000 300 200 10 0 150 0\n");
+  proc.Statm(60, "2000 300 200 10 0 150 0\n");
   proc.Process(61, {});
-  statm(61, "0 0 0 0 0 0 0\n");  // a kernel thread: no maps to read
+  proc.Statm(61, "0 0 0 0 0 0 0\n");  // a kernel thread: no maps to read
   CHECK(scanner.Scan(0).empty());
   CHECK(scanner.maps_read() == 1);
   // The maps change but not the size (a test's trick; the kernel would
   // change both): not read again.
   proc.Process(60, {lib});
-  statm(60, "2000 300 200 10 0 150 0\n");
+  proc.Statm(60, "2000 300 200 10 0 150 0\n");
   CHECK(scanner.Scan(TlsScanner::kFirstRescanNs).empty());
   CHECK(scanner.maps_read() == 1);
   // A library loaded: the size grows, the maps are read at the next look.
-  statm(60, "2400 310 210 10 0 150 0\n");
+  proc.Statm(60, "2400 310 210 10 0 150 0\n");
   CHECK(scanner.Scan(3 * TlsScanner::kFirstRescanNs).size() == 1);
   CHECK(scanner.maps_read() == 2);
   CHECK(calls == 1);
@@ -338,11 +339,8 @@ TEST_CASE("TlsScanner: a pid used again after an exit event is scanned at once, 
   const std::string lib = proc.File("libssl.so.3");
   int calls = 0;
   TlsScanner scanner = Counting(proc.root, calls, 5);
-  auto statm = [&](uint32_t pid, const char* text) {
-    std::ofstream(proc.root + "/" + std::to_string(pid) + "/statm") << text;
-  };
   proc.Process(90, {});
-  statm(90, "2000 300 200 10 0 150 0\n");
+  proc.Statm(90, "2000 300 200 10 0 150 0\n");
   CHECK(scanner.Scan(0).empty());
   CHECK(scanner.maps_read() == 1);
   // Between two scans 90 exits and a new process takes its pid, with an
@@ -351,7 +349,7 @@ TEST_CASE("TlsScanner: a pid used again after an exit event is scanned at once, 
   proc.Exit(90);
   scanner.ProcessExited(90);
   proc.Process(90, {lib});
-  statm(90, "2000 300 200 10 0 150 0\n");
+  proc.Statm(90, "2000 300 200 10 0 150 0\n");
   const std::vector<TlsScanner::Found> found = scanner.Scan(kSec / 10);
   REQUIRE(found.size() == 1);
   CHECK(found[0].pid == 90);
