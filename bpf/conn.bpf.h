@@ -469,7 +469,7 @@ static __always_inline void conn__splice(struct task_struct *task, const struct 
  * process that drives libssl through memory BIOs: if the bytes begin with a
  * TLS record header (content type 20-23, version 3.x), the thread's next
  * libssl call may be fed from them, and learns its socket from this note
- * (tls__membio_fd). A global function, verified once on its own.
+ * (tls__membio). A global function, verified once on its own.
  */
 __attribute__((noinline)) int tls__note_read(__u32 tgid, __s32 fd, __u64 buf)
 {
