@@ -262,63 +262,110 @@ inline bool EscapeSpecial(const unsigned char*& p, const unsigned char* end, cha
 
 // The JsonWriter's path for string values: escapes [p, limit) straight into
 // the writer's room at d, without a bounds check or a memcpy call per piece.
-// Each step stores sixteen input bytes as they are and keeps the plain ones
-// before the first special byte; that byte is then escaped (or its UTF-8
-// sequence checked and copied) one at a time. JSON is quote-dense ("key":
-// "value" every few bytes), so this is the common case, not a slow path.
-// A step may read past limit (up to `end`, never beyond): the caller gives
-// room for 6 * (limit - p + 16) bytes, the most an escaped step can write.
-// Returns the new end of the output, or nullptr when kStrict and the bytes
-// are not well-formed UTF-8 (output then partial; the caller rolls back).
+// Each step stores sixteen input bytes as they are and finds their special
+// bytes (control characters, '"', '\\', bytes >= 0x80) as one mask. The
+// special bytes are then taken one after the other from that mask: each is
+// escaped (or its UTF-8 sequence checked and copied), and the plain bytes up
+// to the next one are stored again, sixteen at once, behind the escape.
+// JSON is quote-dense ("key":"value" every few bytes), so this is the common
+// case, not a slow path: the mask is computed once per sixteen bytes, not once
+// per quote.
+// A step may read past limit (up to `end`, never beyond) and copy plain bytes
+// past it; special bytes at or past limit are left for the next call. The
+// caller gives room for 6 * (limit - p + 16) bytes, the most that can be
+// written. Returns the new end of the output, or nullptr when kStrict and the
+// bytes are not well-formed UTF-8 (output then partial; the caller rolls back).
 template <bool kStrict>
 [[gnu::always_inline]] inline char* EscapeInto(const unsigned char*& p,
                                                const unsigned char* limit,
                                                const unsigned char* end, char* d) {
-  while (p < limit) {
 #if defined(__SSE2__)
-    const __m128i space = _mm_set1_epi8(0x20);
-    const __m128i quote = _mm_set1_epi8('"');
-    const __m128i backslash = _mm_set1_epi8('\\');
-    bool special_found = false;
-    while (end - p >= 16 && p < limit) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      const __m128i special =
-          _mm_or_si128(_mm_cmplt_epi8(v, space),
-                       _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(d), v);
-      const int mask = _mm_movemask_epi8(special);
-      if (mask == 0) {
-        p += 16;
-        d += 16;
+  const __m128i space = _mm_set1_epi8(0x20);
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  while (end - p >= 16 && p < limit) {
+    const unsigned char* const block = p;
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(d), v);
+    const __m128i special =
+        _mm_or_si128(_mm_cmplt_epi8(v, space),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
+    const auto bits = static_cast<unsigned>(_mm_movemask_epi8(special));
+    if (bits == 0) {
+      p += 16;
+      d += 16;
+      continue;
+    }
+    if (end - block < 32) {
+      // The stores behind each escape below read up to 16 bytes past the
+      // block: near the end, escape the first special byte and step again
+      // from the byte after it.
+      const auto i = static_cast<unsigned>(__builtin_ctz(bits));
+      d += i;
+      p = block + i;
+      if (p >= limit) return d;
+      if (!EscapeSpecial<kStrict>(p, end, d)) return nullptr;
+      continue;
+    }
+    // Special bytes at or past limit are left to the next call.
+    const ptrdiff_t before_limit = limit - block;
+    const unsigned mine = before_limit >= 16 ? 0xFFFFu : (1u << before_limit) - 1;
+    unsigned todo = bits & mine;
+    unsigned done = 0;  // block[0, done) is written, up to d
+    while (todo != 0) {
+      const unsigned i = static_cast<unsigned>(__builtin_ctz(todo));
+      d += i - done;  // the plain bytes before it are in place
+      const unsigned char c = block[i];
+      if (c == '"' || c == '\\') {
+        d[0] = '\\';
+        d[1] = static_cast<char>(c);
+        d += 2;
+        done = i + 1;
+        todo &= todo - 1;
+      } else {
+        const unsigned char* q = block + i;
+        if (!EscapeSpecial<kStrict>(q, end, d)) {
+          p = q;
+          return nullptr;
+        }
+        done = static_cast<unsigned>(q - block);
+        if (done >= 16) break;  // a UTF-8 sequence may end past the block
+        todo &= ~0u << done;
+      }
+      // The plain bytes up to the next special one, sixteen at once.
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(d),
+                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + done)));
+    }
+    if (done >= 16) {
+      p = block + done;
+      continue;
+    }
+    const unsigned left = bits & ~mine & (~0u << done);  // special bytes past limit
+    if (left != 0) {
+      const unsigned i = static_cast<unsigned>(__builtin_ctz(left));
+      d += i - done;
+      p = block + i;
+      return d;
+    }
+    d += 16 - done;
+    p = block + 16;
+  }
+#endif
+  // Fewer than sixteen bytes left (or no SSE2): eight plain ones at once, then
+  // single plain bytes in a tight loop.
+  while (p < limit) {
+    if (end - p >= 8) {
+      uint64_t w;
+      std::memcpy(&w, p, sizeof(w));
+      if (!WordNeedsWork(w)) {
+        std::memcpy(d, &w, sizeof(w));
+        p += 8;
+        d += 8;
         continue;
       }
-      const int plain = __builtin_ctz(static_cast<unsigned>(mask));
-      p += plain;
-      d += plain;
-      special_found = true;
-      break;
     }
-    if (!special_found && p >= limit) break;
-#else
-    constexpr bool special_found = false;
-#endif
-    if (p == end) break;
-    if (!special_found) {
-      // Fewer than sixteen bytes left (or no SSE2): eight plain ones at once,
-      // then single plain bytes in a tight loop.
-      if (end - p >= 8) {
-        uint64_t w;
-        std::memcpy(&w, p, sizeof(w));
-        if (!WordNeedsWork(w)) {
-          std::memcpy(d, &w, sizeof(w));
-          p += 8;
-          d += 8;
-          continue;
-        }
-      }
-      while (p < limit && kByteClass[*p] == kPlain) *d++ = static_cast<char>(*p++);
-      if (p == end || p >= limit) break;
-    }
+    while (p < limit && kByteClass[*p] == kPlain) *d++ = static_cast<char>(*p++);
+    if (p >= limit) break;
     if (!EscapeSpecial<kStrict>(p, end, d)) return nullptr;
   }
   return d;

@@ -335,6 +335,38 @@ TEST_CASE("Strings around the 4 KiB slice escape alike, a UTF-8 sequence across 
   }
 }
 
+TEST_CASE("Several special bytes in one block escape alike, at the slice edge too") {
+  // Within sixteen bytes the special ones are taken one after the other from
+  // one mask, and the plain bytes between them stored behind each escape; the
+  // special bytes of a block at or past the 4 KiB slice edge are left to the
+  // next slice, also the continuation bytes of a UTF-8 sequence begun before
+  // it. Quote-dense text and sequences across the edge, at every offset, far
+  // enough from the end of the string that the block path takes them. Blocks
+  // start every sixteen bytes until a UTF-8 sequence ends past one: `shift`
+  // two-byte sequences, each across a block's end, move every later block by
+  // one byte, so that the slice edge falls at each place inside a block.
+  const std::vector<std::string> pieces = {
+      "\"k\":\"v\",", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\"\\\"", "\n\"", "\xc3\xa9\"",
+      "\xff\"", "\x01\x02\"", "\xe2\x82"};
+  for (size_t shift = 0; shift < 16; ++shift) {
+    for (const std::string& piece : pieces) {
+      for (size_t at = 4084; at <= 4098; ++at) {
+        std::string raw(4200, 'a');
+        for (size_t k = 0; k < shift; ++k) raw.replace(17 * k + 15, 2, "\xc3\xa9");
+        for (size_t i = at; i + piece.size() <= at + 20; i += piece.size()) {
+          raw.replace(i, piece.size(), piece);
+        }
+        CAPTURE(shift, piece, at);
+        CheckWriterStrings(raw);
+      }
+    }
+  }
+  // The same bytes in one room (no slice edge), at each block offset.
+  std::string dense(200, 'a');
+  for (size_t i = 40; i + 8 <= 120; i += 8) dense.replace(i, 8, "\"k\":\"\xc3\xa9\",");
+  for (size_t from = 0; from < 16; ++from) CheckWriterStrings(dense.substr(from));
+}
+
 TEST_CASE("KeyLowerAscii lowercases ASCII letters only") {
   OutBuffer out;
   JsonWriter w(out);

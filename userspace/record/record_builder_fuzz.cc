@@ -1,10 +1,14 @@
 // Fuzz target: whatever bytes reach the method, target, headers, bodies and
-// comm, the record is one line of valid JSON (ill-formed UTF-8 included).
+// comm, the record is one line of valid JSON (ill-formed UTF-8 included). And
+// the writer's string escaping (sixteen bytes a step, in 4 KiB slices) gives
+// the same bytes as AppendJsonString's separate plain-run path, for the whole
+// input as one string, and (flags bit 7) repeated past a slice.
 //
 // Input: one flags byte, then fields separated by '\0': method, target, then
 // header name/value pairs, the last field being the body. Flags: bit 0 role
 // client, bit 1 IPv6, bit 2 capture off, bit 3 no response, bit 4 no request,
-// bit 5 response body truncated, bit 6 trailers from the headers.
+// bit 5 response body truncated, bit 6 trailers from the headers, bit 7 the
+// string check on the input repeated past 4 KiB.
 #include <sys/socket.h>
 
 #include <cstddef>
@@ -15,7 +19,32 @@
 #include <string_view>
 #include <vector>
 
+#include "record/json_writer.h"
 #include "record/record_builder.h"
+
+namespace {
+
+void CheckStringsAgree(std::string_view raw) {
+  using namespace httptraced::record;
+  std::string expected;
+  AppendJsonString(raw, expected);  // quotes included
+  OutBuffer out;
+  {
+    JsonWriter w(out, /*size_hint=*/8);
+    w.String(raw);
+  }
+  if (out.view() != expected) std::abort();
+  OutBuffer strict;
+  bool valid = false;
+  {
+    JsonWriter w(strict, /*size_hint=*/8);
+    valid = w.StringIfValidUtf8(raw);
+  }
+  if (valid != IsValidUtf8(raw)) std::abort();
+  if (strict.view() != (valid ? std::string_view(expected) : std::string_view())) std::abort();
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace httptraced;
@@ -89,5 +118,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (cached.view() != out) std::abort();
   }
   if (cache.hits() != 1) std::abort();
+
+  CheckStringsAgree(input);
+  if ((flags & 0x80) && !input.empty() && input.size() < 4096) {
+    std::string longer;
+    while (longer.size() < 4096 + 64) longer.append(input);
+    CheckStringsAgree(longer);
+  }
   return 0;
 }
