@@ -266,15 +266,22 @@ bool ParseFields(std::string_view section, size_t max_fields, std::vector<Header
           TrimOws(std::string_view(name_end + 1, static_cast<size_t>(stop - name_end - 1)));
       section.remove_prefix(static_cast<size_t>(stop - begin) + (crlf ? 2 : 1));
       last_framing = false;
-      if (HeaderNameEquals(name, "content-length")) {
+      // The sizes first, inline: most names are neither.
+      constexpr std::string_view kContentLength = "content-length";
+      constexpr std::string_view kTransferEncoding = "transfer-encoding";
+      if (name.size() == kContentLength.size() && HeaderNameEquals(name, kContentLength)) {
         NoteContentLength(value, info);
         last_framing = true;
-      } else if (HeaderNameEquals(name, "transfer-encoding")) {
+      } else if (name.size() == kTransferEncoding.size() &&
+                 HeaderNameEquals(name, kTransferEncoding)) {
         NoteTransferEncoding(value, info);
         last_framing = true;
       }
       if (fields->size() < max_fields) {
-        fields->push_back(Header{std::string(name), std::string(value)});
+        // Built in place: no temporary Header whose strings are moved again.
+        Header& field = fields->emplace_back();
+        field.name.assign(name);
+        field.value.assign(value);
         last_stored = true;
       } else {
         info->fields_dropped = true;
