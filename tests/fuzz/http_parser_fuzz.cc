@@ -27,6 +27,7 @@
 
 #include "http/message.h"
 #include "http/parser.h"
+#include "http/recycler.h"
 #include "http/session.h"
 
 namespace httptraced::http {
@@ -109,12 +110,25 @@ struct Run {
 // with gaps when `gaps`. One meta for every chunk, so that chunking cannot show.
 // `skip_unkept`: a chunk inside the range UnkeptBodyAhead() last announced is
 // fed as a gap of its size instead.
-Run Parse(std::string_view payload, ParseMode mode, bool mid_stream, const ParserOptions& options,
-          Rng* rng, bool gaps, bool skip_unkept = false) {
+// `recycler`: the parser builds in it, and every message is copied out and
+// its storage reclaimed as soon as it is emitted (as the daemon does once
+// its record is written).
+Run Parse(std::string_view payload, ParseMode mode, bool mid_stream, ParserOptions options,
+          Rng* rng, bool gaps, bool skip_unkept = false, MessageRecycler* recycler = nullptr) {
   CycleLookup lookup;
+  options.recycler = recycler;
   MessageParser parser(mode, options, &lookup);
   if (mid_stream) parser.StartMidStream();
   Run run;
+  std::vector<Message> emitted;
+  std::vector<Message>* const out = recycler != nullptr ? &emitted : &run.messages;
+  const auto take = [&] {
+    for (Message& m : emitted) {
+      run.messages.push_back(m);
+      recycler->Reclaim(m);
+    }
+    emitted.clear();
+  };
   const ChunkMeta meta{1, 1};
   size_t pos = 0;
   uint64_t skip_from = 0, skip_until = 0;
@@ -126,10 +140,11 @@ Run Parse(std::string_view payload, ParseMode mode, bool mid_stream, const Parse
     }
     size_t before = run.messages.size();
     if (skip_unkept && pos >= skip_from && pos + len <= skip_until) {
-      FUZZ_CHECK(parser.FeedGap(len, meta, &run.messages));  // in a body: stays in sync
+      FUZZ_CHECK(parser.FeedGap(len, meta, out));  // in a body: stays in sync
     } else {
-      parser.Feed(payload.substr(pos, len), meta, &run.messages);
+      parser.Feed(payload.substr(pos, len), meta, out);
     }
+    take();
     lookup.Advance(run.messages, before);
     pos += len;
     if (skip_unkept) {
@@ -142,12 +157,14 @@ Run Parse(std::string_view payload, ParseMode mode, bool mid_stream, const Parse
     if (gaps && rng != nullptr && rng->Next() % 7 == 0) {
       const uint32_t r = rng->Next();
       before = run.messages.size();
-      parser.FeedGap(r % 3 == 0 ? (uint64_t{1} << 20) + r % 1000 : r % 300, meta, &run.messages);
+      parser.FeedGap(r % 3 == 0 ? (uint64_t{1} << 20) + r % 1000 : r % 300, meta, out);
+      take();
       lookup.Advance(run.messages, before);
     }
   }
   const size_t before = run.messages.size();
-  parser.Finish(&run.messages);
+  parser.Finish(out);
+  take();
   lookup.Advance(run.messages, before);
   run.stats = parser.stats();
   for (const Message& m : run.messages) CheckMessage(m, options);
@@ -162,6 +179,9 @@ void FuzzSession(std::string_view payload, Role role, const ParserOptions& optio
   so.max_header_bytes = options.max_header_bytes;
   so.max_pending_requests = 4;
   so.not_http_after_bytes = 4096;
+  // The session's parsers build in reclaimed storage, as in the daemon.
+  MessageRecycler recycler;
+  so.recycler = &recycler;
   HttpSession session(so, role);
   ParserOptions limits;  // what the session's parsers enforce
   limits.max_body_bytes = so.max_body_bytes;
@@ -177,7 +197,10 @@ void FuzzSession(std::string_view payload, Role role, const ParserOptions& optio
     pos += len;
     if (gaps && (r >> 12) % 9 == 0) session.OnGap(dir, (r >> 16) % 500, ChunkMeta{ts++, 1});
     if ((r >> 20) % 13 == 0) session.ExpireOlderThan(ts - (r >> 24) % 4);
-    for (Exchange& e : session.ready()) all.push_back(std::move(e));
+    for (Exchange& e : session.ready()) {
+      all.push_back(e);
+      recycler.Reclaim(e);
+    }
     session.ready().clear();
     (void)session.busy();
   }
@@ -225,8 +248,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   Rng rng{0x9E3779B9u ^ (uint32_t{data[1]} * 0x01000193u)};
   Rng skip_rng = rng;
+  Rng recycle_rng = rng;
   const Run whole = Parse(payload, mode, mid_stream, options, nullptr, false);
   const Run split = Parse(payload, mode, mid_stream, options, &rng, gaps);
+  // The same chunks and gaps, each message built in the storage of earlier
+  // ones: the same messages.
+  MessageRecycler recycler;
+  const Run recycled =
+      Parse(payload, mode, mid_stream, options, &recycle_rng, gaps, false, &recycler);
+  FUZZ_CHECK(recycled.messages.size() == split.messages.size());
+  for (size_t i = 0; i < split.messages.size(); ++i) {
+    FUZZ_CHECK(SameMessage(split.messages[i], recycled.messages[i]));
+  }
+  FUZZ_CHECK(recycled.stats.parse_errors == split.stats.parse_errors);
+  FUZZ_CHECK(recycled.stats.bytes_skipped == split.stats.bytes_skipped);
   if (!gaps) {
     FUZZ_CHECK(whole.messages.size() == split.messages.size());
     for (size_t i = 0; i < whole.messages.size(); ++i) {

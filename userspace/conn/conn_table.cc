@@ -49,7 +49,9 @@ class ConnTable::Tracker {
 };
 
 ConnTable::ConnTable(ConnTableOptions options, ExchangeSink& sink, ConnController& controller)
-    : options_(std::move(options)), sink_(sink), controller_(controller) {}
+    : options_(std::move(options)), sink_(sink), controller_(controller) {
+  options_.session.recycler = &recycler_;
+}
 
 ConnTable::~ConnTable() = default;
 
@@ -380,7 +382,10 @@ void ConnTable::IgnoreLateEvents(const ConnKey& key) {
 
 void ConnTable::Drain(Tracker& t) {
   if (t.info_.role == http::Role::kUnknown) t.info_.role = t.session_.role();
-  for (http::Exchange& ex : t.session_.ready()) sink_.OnExchange(t.info_, std::move(ex));
+  for (http::Exchange& ex : t.session_.ready()) {
+    sink_.OnExchange(t.info_, std::move(ex));
+    recycler_.Reclaim(ex);
+  }
   t.session_.ready().clear();
 }
 

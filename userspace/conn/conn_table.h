@@ -15,6 +15,7 @@
 #include "bpf/event.h"
 #include "conn/conn_info.h"
 #include "conn/data_stream.h"
+#include "http/recycler.h"
 #include "http/session.h"
 
 namespace httptraced::conn {
@@ -23,6 +24,8 @@ class ExchangeSink {
  public:
   virtual ~ExchangeSink() = default;
   // conn.role is the session's role once known (the kernel may not have known it).
+  // The sink may move out what it keeps; the table reuses the storage of what
+  // is left once the call returns.
   virtual void OnExchange(const ConnInfo& conn, http::Exchange&& exchange) = 0;
 };
 
@@ -121,7 +124,10 @@ class ConnTable {
 
   // New limits and timeouts: timeouts apply at once, session limits to
   // connections opened from now on.
-  void SetOptions(const ConnTableOptions& options) { options_ = options; }
+  void SetOptions(const ConnTableOptions& options) {
+    options_ = options;
+    options_.session.recycler = &recycler_;
+  }
 
   size_t size() const { return conns_.size(); }
   // Counters including the per-connection ones (walks the table).
@@ -156,6 +162,9 @@ class ConnTable {
   // session would only count (once per body).
   void MaybeSkipBody(const ConnKey& key, Tracker& t, int d);
 
+  // Written exchanges' storage, reused by every connection's parsers. Declared
+  // before the connections, whose sessions point to it.
+  http::MessageRecycler recycler_;
   ConnTableOptions options_;
   ExchangeSink& sink_;
   ConnController& controller_;

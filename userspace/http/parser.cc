@@ -237,14 +237,60 @@ void NoteTransferEncoding(std::string_view value, HeadInfo* info) {
   }
 }
 
+// The fields of a section being parsed, appended to a vector that may hold
+// stale fields from a reclaimed message (MessageRecycler::PrepareFields):
+// those are overwritten in order, so their strings' buffers are reused, and
+// the ones left over are cut off when the list goes out of scope.
+class FieldList {
+ public:
+  // headers_of: the kind of message whose header section this is (its
+  // vector may come from the recycler); null for trailers.
+  FieldList(std::vector<Header>* fields, const ParserOptions& options,
+            const Message::Kind* headers_of)
+      : fields_(fields), used_(fields->size()) {
+    if (used_ != 0) return;  // appending to fields parsed before
+    const size_t want = std::min<size_t>(options.max_headers, 16);
+    if (options.recycler != nullptr && headers_of != nullptr) {
+      options.recycler->PrepareFields(fields, *headers_of, want);
+    } else {
+      fields->reserve(want);
+    }
+  }
+  ~FieldList() {
+    if (fields_->size() > used_) {
+      fields_->erase(fields_->begin() + static_cast<std::ptrdiff_t>(used_), fields_->end());
+    }
+  }
+  FieldList(const FieldList&) = delete;
+  FieldList& operator=(const FieldList&) = delete;
+
+  size_t size() const { return used_; }
+  bool empty() const { return used_ == 0; }
+  Header& back() { return (*fields_)[used_ - 1]; }
+  void Add(std::string_view name, std::string_view value) {
+    // Built in place: no temporary Header whose strings are moved again.
+    Header& field = used_ < fields_->size() ? (*fields_)[used_] : fields_->emplace_back();
+    field.name.assign(name);
+    field.value.assign(value);
+    ++used_;
+  }
+
+ private:
+  std::vector<Header>* fields_;
+  size_t used_;  // fields of this list; any after them are stale
+};
+
 // Parses header (or trailer) field lines up to the empty line that ends the
 // section. A last line without LF (cut by the cap or by the end of data) is
 // ignored. Returns false on a malformed line; fields before it are kept.
-bool ParseFields(std::string_view section, size_t max_fields, std::vector<Header>* fields,
+// headers_of: as for FieldList.
+bool ParseFields(std::string_view section, const ParserOptions& options,
+                 const Message::Kind* headers_of, std::vector<Header>* field_vector,
                  HeadInfo* info) {
   bool last_stored = false;
   bool last_framing = false;
-  if (fields->empty()) fields->reserve(std::min<size_t>(max_fields, 16));
+  const size_t max_fields = options.max_headers;
+  FieldList fields(field_vector, options, headers_of);
 
   while (!section.empty()) {
     // The common line, "token:value" with no CR or NUL before its line end:
@@ -277,11 +323,8 @@ bool ParseFields(std::string_view section, size_t max_fields, std::vector<Header
         NoteTransferEncoding(value, info);
         last_framing = true;
       }
-      if (fields->size() < max_fields) {
-        // Built in place: no temporary Header whose strings are moved again.
-        Header& field = fields->emplace_back();
-        field.name.assign(name);
-        field.value.assign(value);
+      if (fields.size() < max_fields) {
+        fields.Add(name, value);
         last_stored = true;
       } else {
         info->fields_dropped = true;
@@ -298,11 +341,11 @@ bool ParseFields(std::string_view section, size_t max_fields, std::vector<Header
     if (HasCrOrNul(line)) return false;
     if (IsOws(line.front())) {
       // obs-fold (RFC 9112 5.2): continues the previous field value, joined by SP.
-      if (fields->empty() && !info->fields_dropped) return false;
+      if (fields.empty() && !info->fields_dropped) return false;
       if (last_framing) return false;
       const std::string_view more = TrimOws(line);
       if (last_stored && !more.empty()) {
-        std::string& value = fields->back().value;
+        std::string& value = fields.back().value;
         if (!value.empty()) value.push_back(' ');
         value.append(more);
       }
@@ -355,14 +398,15 @@ bool ParseStatusLine(std::string_view line, Message* msg) {
 // Parses a message head (start line, fields, empty line). When `full` is false
 // the head was cut (cap, gap, close): the start line may lack its LF and a last
 // partial field line is ignored. Fields parsed before an error are kept.
-bool ParseHead(std::string_view head, bool full, size_t max_fields, Message* msg, HeadInfo* info) {
+bool ParseHead(std::string_view head, bool full, const ParserOptions& options, Message* msg,
+               HeadInfo* info) {
   const size_t lf = head.find('\n');
   const std::string_view line = StripCr(head.substr(0, lf));
   const bool ok = msg->kind == Message::Kind::kRequest ? ParseRequestLine(line, msg)
                                                        : ParseStatusLine(line, msg);
   if (!ok) return false;
   if (lf == kNpos) return !full;
-  return ParseFields(head.substr(lf + 1), max_fields, &msg->headers, info);
+  return ParseFields(head.substr(lf + 1), options, &msg->kind, &msg->headers, info);
 }
 
 // "1*HEXDIG [BWS] [; extensions]": the size, or false.
@@ -1148,7 +1192,7 @@ size_t MessageParser::HeadStep(std::string_view data, size_t pos, std::vector<Me
 void MessageParser::EmitPartialHead(uint64_t total, std::vector<Message>* out) {
   // Best effort: the start line and the complete field lines before any error.
   HeadInfo info;
-  ParseHead(head_buf_, /*full=*/false, options_.max_headers, &msg_, &info);
+  ParseHead(head_buf_, /*full=*/false, options_, &msg_, &info);
   msg_.headers_truncated = info.fields_dropped || total > options_.max_header_bytes;
   EmitMessage(/*complete=*/false, out);
 }
@@ -1164,7 +1208,7 @@ void MessageParser::CompleteHead(std::string_view head, uint64_t total, size_t e
   const bool truncated = total > cap;
   if (head.size() > cap) head = head.substr(0, cap);
   HeadInfo info;
-  const bool ok = ParseHead(head, /*full=*/!truncated, options_.max_headers, &msg_, &info);
+  const bool ok = ParseHead(head, /*full=*/!truncated, options_, &msg_, &info);
   msg_.headers_truncated = truncated || info.fields_dropped;
   if (!ok) {
     // Malformed head. In sync the message surely began here: report it cut short.
@@ -1285,8 +1329,13 @@ size_t MessageParser::BodyLengthStep(std::string_view data, size_t pos, std::vec
   if (body.content.empty() && !body.gap && take > 0) {
     // Room for all the content at the first body bytes, not at the head: a
     // body sent with sendfile() never comes (a gap instead) and needs none.
-    body.content.reserve(
-        static_cast<size_t>(std::min<uint64_t>(remaining_, options_.max_body_bytes)));
+    const auto want =
+        static_cast<size_t>(std::min<uint64_t>(remaining_, options_.max_body_bytes));
+    if (options_.recycler != nullptr) {
+      options_.recycler->PrepareBody(&body.content, want);
+    } else {
+      body.content.reserve(want);
+    }
   }
   AppendBody(data.substr(pos, take));
   remaining_ -= take;
@@ -1387,7 +1436,7 @@ size_t MessageParser::TrailersStep(std::string_view data, size_t pos, std::vecto
   }
   AppendCapped(&head_buf_, data.substr(pos, end - pos));
   HeadInfo info;
-  const bool ok = ParseFields(head_buf_, options_.max_headers, &msg_.trailers, &info);
+  const bool ok = ParseFields(head_buf_, options_, /*headers_of=*/nullptr, &msg_.trailers, &info);
   if (Abs(end) - head_abs_ > options_.max_header_bytes || info.fields_dropped) {
     msg_.headers_truncated = true;
   }

@@ -86,6 +86,7 @@
 #include <vector>
 
 #include "http/message.h"
+#include "http/recycler.h"
 
 namespace httptraced::http {
 
@@ -97,6 +98,9 @@ struct ParserOptions {
   size_t max_body_bytes = 16384;    // body bytes kept in Body::content
   size_t max_header_bytes = 65536;  // start line + headers buffered per message
   size_t max_headers = 512;         // header (and trailer) fields kept per message
+  // Where fields and bodies are built in storage of written messages (not
+  // owned; outlives the parser). Null: every message allocates afresh.
+  MessageRecycler* recycler = nullptr;
 };
 
 // What a response parser needs to know about the request a response answers.

@@ -31,6 +31,7 @@ ParserOptions ToParserOptions(const SessionOptions& options) {
   ParserOptions p;
   p.max_body_bytes = options.max_body_bytes;
   p.max_header_bytes = options.max_header_bytes;
+  p.recycler = options.recycler;
   return p;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "http/message.h"
+#include "http/recycler.h"
 
 namespace httptraced::http {
 
@@ -27,6 +28,9 @@ struct SessionOptions {
   // Bytes of unparseable data (with no message ever parsed) after which the
   // connection is declared not HTTP.
   size_t not_http_after_bytes = 65536;
+  // Storage of written messages for the parsers to reuse (not owned; outlives
+  // the session). Null: every message allocates afresh.
+  MessageRecycler* recycler = nullptr;
 };
 
 struct SessionStats {
