@@ -134,6 +134,8 @@ class ConnTable {
   ConnTableStats stats() const;
   // The table's own counters only (cheap): opened, closed, evicted, expired...
   const ConnTableStats& stats_counters() const { return stats_; }
+  // Heap bytes kept from written exchanges for the next ones (bounded).
+  size_t recycled_bytes() const { return recycler_.spare_bytes(); }
 
  private:
   class Tracker;

@@ -260,12 +260,12 @@ std::string Daemon::StatsLine() const {
       "kernel_drop_bytes=%d parse_errors=%d gaps=%d uncopied=%d connections=%d opened=%d "
       "evicted=%d "
       "resumed=%d hibernated=%d not_http=%d unix_filtered=%d decode_errors=%d body_skips=%d "
-      "kernel_skipped_bytes=%d tls_unattributed=%d",
+      "kernel_skipped_bytes=%d tls_unattributed=%d recycled_bytes=%d",
       stats_.events, stats_.payload_bytes, stats_.records, o.records_written, o.records_lost,
       k.ring_drops, k.ring_drop_bytes, t.parse_errors, t.gaps, t.uncopied, table_.size(), t.opened,
       t.evicted, t.resumed, t.hibernated, t.not_http + k.not_http, t.unix_filtered,
       stats_.decode_errors,
-      t.body_skips, k.body_skipped, k.tls_no_fd);
+      t.body_skips, k.body_skipped, k.tls_no_fd, table_.recycled_bytes());
 }
 
 absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {

@@ -26,36 +26,26 @@ void MessageRecycler::Reclaim(Message& message) {
   const size_t body_bytes = HeapCapacity(content);
   if (body_bytes > 0 && body_bytes <= kMaxBodyCapacity && bodies_.size() < kMaxBodies) {
     content.clear();
-    spare_bytes_ += body_bytes;
     bodies_.push_back(std::move(content));
   }
 }
 
-void MessageRecycler::ReclaimFields(std::vector<Header>& fields,
-                                    std::vector<SpareFields>& spares) {
+void MessageRecycler::ReclaimFields(Fields& fields, std::vector<Fields>& spares) {
   const size_t capacity = fields.capacity();
   if (capacity == 0 || capacity > kMaxVectorCapacity || spares.size() == kMaxVectors) return;
-  size_t bytes = capacity * sizeof(Header);
   for (Header& field : fields) {
-    for (std::string* s : {&field.name, &field.value}) {
-      if (s->capacity() > kMaxFieldCapacity) {
-        std::string().swap(*s);  // a rare huge value (a cookie): not worth keeping
-      } else {
-        bytes += HeapCapacity(*s);
-      }
-    }
+    // A rare huge value (a cookie) is not worth keeping.
+    if (field.name.capacity() > kMaxFieldCapacity) std::string().swap(field.name);
+    if (field.value.capacity() > kMaxFieldCapacity) std::string().swap(field.value);
   }
-  spare_bytes_ += bytes;
-  spares.push_back({std::move(fields), bytes});
+  spares.push_back(std::move(fields));
 }
 
 void MessageRecycler::PrepareFields(std::vector<Header>* fields, Message::Kind kind,
                                     size_t want) {
-  std::vector<SpareFields>& spares = SparesFor(kind);
+  std::vector<Fields>& spares = SparesFor(kind);
   if (fields->capacity() == 0 && !spares.empty()) {
-    SpareFields& spare = spares.back();
-    *fields = std::move(spare.fields);
-    spare_bytes_ -= spare.bytes;
+    *fields = std::move(spares.back());
     spares.pop_back();
   }
   if (fields->capacity() < want) fields->reserve(want);
@@ -66,9 +56,24 @@ void MessageRecycler::PrepareBody(std::string* content, size_t want) {
   if (HeapCapacity(*content) == 0 && !bodies_.empty()) {
     *content = std::move(bodies_.back());
     bodies_.pop_back();
-    spare_bytes_ -= content->capacity();
   }
   content->reserve(want);
+}
+
+size_t MessageRecycler::spare_bytes() const {
+  size_t bytes = 0;
+  for (const std::vector<Fields>& spares : vectors_) {
+    bytes += spares.capacity() * sizeof(Fields);
+    for (const Fields& fields : spares) {
+      bytes += fields.capacity() * sizeof(Header);
+      for (const Header& field : fields) {
+        bytes += HeapCapacity(field.name) + HeapCapacity(field.value);
+      }
+    }
+  }
+  bytes += bodies_.capacity() * sizeof(std::string);
+  for (const std::string& body : bodies_) bytes += HeapCapacity(body);
+  return bytes;
 }
 
 }  // namespace httptraced::http

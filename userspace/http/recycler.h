@@ -17,8 +17,9 @@
 // One recycler serves every connection of a table (not a parser's own: 10k
 // idle connections must not each keep a spare message). What it keeps is
 // bounded: at most kMaxVectors header vectors of each kind, of at most
-// kMaxVectorCapacity fields, strings of at most kMaxFieldCapacity bytes in them (longer ones are
-// freed), kMaxBodies bodies of at most kMaxBodyCapacity bytes.
+// kMaxVectorCapacity fields, strings of at most kMaxFieldCapacity bytes in
+// them (longer ones are freed), kMaxBodies bodies of at most
+// kMaxBodyCapacity bytes.
 //
 // Not thread-safe: the table, its sessions and their parsers run on one thread.
 #ifndef HTTPTRACED_HTTP_RECYCLER_H_
@@ -60,28 +61,21 @@ class MessageRecycler {
   // body's storage, or else room for `want` bytes.
   void PrepareBody(std::string* content, size_t want);
 
-  // Heap bytes held for reuse (capacity), for memory accounting.
-  size_t spare_bytes() const {
-    return spare_bytes_ +
-           (vectors_[0].capacity() + vectors_[1].capacity()) * sizeof(SpareFields) +
-           bodies_.capacity() * sizeof(std::string);
-  }
+  // Heap bytes held for reuse (capacities), counted when asked: the
+  // daemon's stats line reports it, so the hot path keeps no running count.
+  size_t spare_bytes() const;
   size_t spare_vectors() const { return vectors_[0].size() + vectors_[1].size(); }
   size_t spare_bodies() const { return bodies_.size(); }
 
  private:
-  struct SpareFields {
-    std::vector<Header> fields;
-    size_t bytes = 0;  // heap bytes: the vector's and its strings'
-  };
-  void ReclaimFields(std::vector<Header>& fields, std::vector<SpareFields>& spares);
-  std::vector<SpareFields>& SparesFor(Message::Kind kind) {
+  using Fields = std::vector<Header>;
+  void ReclaimFields(Fields& fields, std::vector<Fields>& spares);
+  std::vector<Fields>& SparesFor(Message::Kind kind) {
     return vectors_[kind == Message::Kind::kRequest ? 0 : 1];
   }
 
-  std::vector<SpareFields> vectors_[2];  // requests', responses'
+  std::vector<Fields> vectors_[2];    // requests', responses'
   std::vector<std::string> bodies_;  // empty, with heap capacity
-  size_t spare_bytes_ = 0;           // heap bytes of the spares themselves
 };
 
 }  // namespace httptraced::http
