@@ -540,6 +540,27 @@ def test_expect_100_continue_pairs_the_final_response(tracer, py_server):
     assert r["http"]["response"]["body"] == {"bytes": 2000, "content": payload}
 
 
+def test_a_response_before_the_request_body_was_read_pairs_with_its_request(tracer, py_server):
+    """The server answers 413 from the head of a 64 KiB upload, before it
+    reads the body, then reads the body and closes: its response is complete
+    while its request is not. Each end records one exchange, the request paired
+    with the 413, not a response alone and a request alone."""
+    body = "b" * 65536
+    out, curl_pid = curl("-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: text/plain",
+                         "--data-binary", body, py_server.url("/refuse"))
+    assert out == b"413"
+    for role in ("server", "client"):
+        r = one(tracer, match(py_server.port, "/refuse", role, "POST"))
+        assert r["http"]["response"]["status_code"] == 413
+        assert r["http"]["request"]["body"]["bytes"] == 65536
+        assert r["httptraced"]["incomplete"] is False
+        assert r["process"]["pid"] == (py_server.pid if role == "server" else curl_pid)
+        conn = r["httptraced"]["connection"]["id"]
+        same_conn = tracer.wait_for(
+            lambda x, conn=conn: x["httptraced"]["connection"]["id"] == conn, 2, 2.0)
+        assert same_conn == [r], same_conn
+
+
 def test_ipv6_loopback(tracer, py_server6):
     out, _ = curl("-g", py_server6.url("/hello?v=6"))
     assert out == b"hello world\n"

@@ -609,6 +609,16 @@ bool MessageParser::idle() const {
          (state_ == State::kSeek && line_len_ == 0 && !has_content_ && !lost_active_);
 }
 
+const Message* MessageParser::in_progress() const {
+  switch (state_) {
+    case State::kSeek:
+    case State::kStopped:
+      return nullptr;
+    default:
+      return &msg_;
+  }
+}
+
 uint64_t MessageParser::garbage_bytes() const {
   uint64_t pending = 0;
   if (state_ == State::kSeek && has_content_ && stream_pos_ > content_abs_) {

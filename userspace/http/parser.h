@@ -166,6 +166,9 @@ class MessageParser {
   bool switched_protocols() const { return switched_; }
   // Between messages with nothing pending (no partial message, no partial line).
   bool idle() const;
+  // The message under construction (its head or body still arriving; fields
+  // may be partial), or nullptr between messages.
+  const Message* in_progress() const;
   // This stream was fed from its start and its first line is not an HTTP/1.x start line.
   bool rejected_stream_start() const { return rejected_stream_start_; }
   // Inside a body delimited by Content-Length, or inside one chunk's data:

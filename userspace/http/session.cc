@@ -19,6 +19,7 @@
 #include "http/session.h"
 
 #include <array>
+#include <optional>
 #include <utility>
 
 #include "http/parser.h"
@@ -85,6 +86,14 @@ struct HttpSession::Impl final : RequestLookup {
     }
   }
 
+  // When the request direction is in the middle of a request: its first
+  // byte's time (a response may come before its request's last byte).
+  std::optional<uint64_t> RequestInProgress() const {
+    const Message* m = parsers[Index(RequestDirection())].in_progress();
+    if (m == nullptr || m->kind != Message::Kind::kRequest) return std::nullopt;
+    return m->first.ts_ns;
+  }
+
   // Routes what a parser produced in its last call into the stitcher, with its
   // losses of sync in order.
   void Route(Direction dir) {
@@ -109,7 +118,7 @@ struct HttpSession::Impl final : RequestLookup {
       if (is_request) {
         stitcher.AddRequest(std::move(msg), &ready);
       } else {
-        stitcher.AddResponse(std::move(msg), &ready);
+        stitcher.AddResponse(std::move(msg), &ready, RequestInProgress());
       }
     }
     while (next_loss < losses.size()) OnSyncLoss(dir, losses[next_loss++]);
@@ -240,6 +249,12 @@ void HttpSession::ExpireOlderThan(uint64_t deadline_ns) {
   const bool answering = s.role != Role::kUnknown &&
                          s.last_input_ns[Index(Other(s.RequestDirection()))] >= deadline_ns;
   if (!answering) s.stitcher.ExpireOlderThan(deadline_ns, &s.ready);
+  // A response held for the request in progress waits while that request's
+  // bytes still arrive (a long upload the server answered early).
+  if (s.stitcher.holding_early_response() &&
+      s.last_input_ns[Index(s.RequestDirection())] < deadline_ns) {
+    s.stitcher.ExpireEarlyOlderThan(deadline_ns, &s.ready);
+  }
 }
 
 std::vector<Exchange>& HttpSession::ready() { return impl_ ? impl_->ready : none_; }

@@ -327,6 +327,52 @@ TEST_CASE("not HTTP: too much garbage and never a message", "[session]") {
   CHECK(ok.stats().parse_errors == 1);
 }
 
+TEST_CASE("a response written before the request body was read pairs with it",
+          "[session][early]") {
+  SECTION("server: 413, then close") {
+    HttpSession s(SessionOptions{}, Role::kServer);
+    s.OnData(kIn, "POST /up HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc", At(1));
+    s.OnData(kOut, "HTTP/1.1 413 Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+              At(2));
+    CHECK(s.ready().empty());
+    CHECK(s.busy());
+    s.OnClose(At(3));
+    Message up = Req("POST", "/up", {{"Content-Length", "100"}}, "abc", 1, 1);
+    up.complete = false;
+    CHECK(DumpAll(Take(&s), true) ==
+          DumpAll({Ex(0, up,
+                      Resp(413, "Too Large", {{"Connection", "close"}, {"Content-Length", "0"}},
+                           "", 2, 2))},
+                  true));
+  }
+  SECTION("client: 401, the body sent on, then the next exchange") {
+    HttpSession s(SessionOptions{}, Role::kClient);
+    s.OnData(kOut, "PUT /f HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc", At(1));
+    s.OnData(kIn, "HTTP/1.1 401 No\r\nContent-Length: 0\r\n\r\n", At(2));
+    s.OnData(kOut, "def", At(3));
+    s.OnData(kOut, RequestBytes("GET", "/g"), At(4));
+    s.OnData(kIn, "HTTP/1.1 204 None\r\n\r\n", At(5));
+    CHECK_FALSE(s.busy());
+    CHECK(DumpAll(Take(&s), true) ==
+          DumpAll({Ex(0, Req("PUT", "/f", {{"Content-Length", "6"}}, "abcdef", 1, 3),
+                      Resp(401, "No", {{"Content-Length", "0"}}, "", 2, 2)),
+                   Ex(1, Req("GET", "/g", {}, "", 4, 4), Resp(204, "None", {}, "", 5, 5))},
+                  true));
+  }
+  SECTION("held while the request's bytes still arrive, then given up alone") {
+    HttpSession s(SessionOptions{}, Role::kServer);
+    s.OnData(kIn, "POST /slow HTTP/1.1\r\nContent-Length: 100\r\n\r\nab", At(1));
+    s.OnData(kOut, "HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n", At(2));
+    s.OnData(kIn, "cd", At(10));
+    s.ExpireOlderThan(5);  // the upload goes on: the response waits
+    CHECK(s.ready().empty());
+    s.ExpireOlderThan(11);
+    CHECK(DumpAll(Take(&s), true) ==
+          DumpAll({Ex(0, std::nullopt, Resp(400, "Bad", {{"Content-Length", "0"}}, "", 2, 2))},
+                  true));
+  }
+}
+
 TEST_CASE("close completes a body delimited by close, unanswered become incomplete", "[session]") {
   HttpSession s(SessionOptions{}, Role::kServer);
   s.OnData(kIn, "GET /old HTTP/1.0\r\n\r\n", At(1));

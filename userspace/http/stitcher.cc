@@ -16,6 +16,13 @@ Stitcher::Stitcher(size_t max_pending_requests, uint64_t first_seq)
     : max_pending_(std::max<size_t>(max_pending_requests, 1)), next_seq_(first_seq) {}
 
 void Stitcher::AddRequest(Message&& request, std::vector<Exchange>* out) {
+  if (early_) {
+    if (request.first.ts_ns == early_request_ts_) {
+      EmitEarly(&request, out);
+      return;
+    }
+    EmitEarly(nullptr, out);  // the request it was held for never came out
+  }
   if (fifo_.size() >= max_pending_) {
     // Its response has not come yet: keep count of it, so that the response
     // is not taken for the next request's.
@@ -47,7 +54,8 @@ bool Stitcher::FrontAnswers(uint64_t response_ts_ns) const {
   return !fifo_.empty() && CanAnswer(fifo_.front().first_ts_ns, response_ts_ns);
 }
 
-void Stitcher::AddResponse(Message&& response, std::vector<Exchange>* out) {
+void Stitcher::AddResponse(Message&& response, std::vector<Exchange>* out,
+                           std::optional<uint64_t> request_in_progress) {
   if (forgotten_ > 0) {
     // The oldest unanswered request was dropped from the full FIFO: a
     // response that may answer it does, and is reported alone.
@@ -68,6 +76,13 @@ void Stitcher::AddResponse(Message&& response, std::vector<Exchange>* out) {
     } else {
       ++orphan_interim_;
     }
+    return;
+  }
+  if (!answers && fifo_.empty() && request_in_progress && !early_ &&
+      CanAnswer(*request_in_progress, response.first.ts_ns)) {
+    early_ = std::move(response);
+    early_request_ts_ = *request_in_progress;
+    early_interim_ = std::exchange(orphan_interim_, 0);
     return;
   }
   Exchange& exchange = Emit(out);
@@ -105,7 +120,12 @@ void Stitcher::ExpireOlderThan(uint64_t deadline_ns, std::vector<Exchange>* out)
   }
 }
 
+void Stitcher::ExpireEarlyOlderThan(uint64_t deadline_ns, std::vector<Exchange>* out) {
+  if (early_ && early_->first.ts_ns < deadline_ns) EmitEarly(nullptr, out);
+}
+
 void Stitcher::Close(std::vector<Exchange>* out) {
+  if (early_) EmitEarly(nullptr, out);
   for (Pending& pending : fifo_) {
     if (!pending.expired) EmitUnanswered(&pending, out);
   }
@@ -136,6 +156,14 @@ void Stitcher::EmitUnanswered(Pending* pending, std::vector<Exchange>* out) {
   exchange.incomplete = true;
   pending->expired = true;
   --waiting_;
+}
+
+void Stitcher::EmitEarly(Message* request, std::vector<Exchange>* out) {
+  Exchange& exchange = Emit(out);
+  if (request != nullptr) exchange.request = std::move(*request);
+  exchange.interim_responses = early_interim_;
+  exchange.response = std::move(*early_);
+  early_.reset();
 }
 
 }  // namespace httptraced::http

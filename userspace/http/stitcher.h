@@ -7,6 +7,16 @@
 // arrive before its request is complete (Expect: 100-continue: the request
 // reaches the stitcher only with its body, after the 100).
 //
+// Early responses. A server may answer before it has read the whole request
+// (413 or 401 to an upload, 501 to an unknown method, then close), so a final
+// response can be complete while its request is still being parsed. When no
+// waiting request can take it and the request direction is in the middle of
+// a request begun no later than the response, the response is held for that
+// request: the request pairs with it as soon as the parser emits it (complete,
+// or cut short at the close). A request that is not the one in progress (its
+// first byte differs) releases the held response alone. Held responses are
+// given up (emitted alone) by ExpireEarlyOlderThan and Close.
+//
 // Lost bytes make the order ambiguous; the stitcher prefers leaving a request or
 // a response unpaired to pairing it with the wrong partner:
 //  - A response never answers a request whose first byte came after the
@@ -37,6 +47,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,13 +64,19 @@ class Stitcher {
 
   void AddRequest(Message&& request, std::vector<Exchange>* out);
   // Final responses are paired (or emitted alone); 1xx other than 101 are counted.
-  void AddResponse(Message&& response, std::vector<Exchange>* out);
+  // request_in_progress: the first byte's time of the request the request
+  // direction is in the middle of, if it is (see "Early responses").
+  void AddResponse(Message&& response, std::vector<Exchange>* out,
+                   std::optional<uint64_t> request_in_progress = std::nullopt);
   // The response direction lost sync at `ts_ns`: requests sent before then and
   // still unanswered are emitted as incomplete exchanges.
   void OnResponseSyncLost(uint64_t ts_ns, std::vector<Exchange>* out);
   // Unanswered requests whose first byte is older than `deadline_ns` are emitted
   // as incomplete exchanges.
   void ExpireOlderThan(uint64_t deadline_ns, std::vector<Exchange>* out);
+  // A held early response whose first byte is older than `deadline_ns` is
+  // emitted alone.
+  void ExpireEarlyOlderThan(uint64_t deadline_ns, std::vector<Exchange>* out);
   // End of connection: every unanswered request is emitted as incomplete.
   void Close(std::vector<Exchange>* out);
 
@@ -72,8 +89,12 @@ class Stitcher {
   // The seq the next exchange will get.
   uint64_t next_seq() const { return next_seq_; }
   // Nothing held: no request waiting (or expired placeholder), none forgotten,
-  // no 1xx waiting for its final response.
-  bool idle() const { return fifo_.empty() && forgotten_ == 0 && orphan_interim_ == 0; }
+  // no 1xx waiting for its final response, no early response.
+  bool idle() const {
+    return fifo_.empty() && forgotten_ == 0 && orphan_interim_ == 0 && !early_;
+  }
+  // A final response is held for the request in progress.
+  bool holding_early_response() const { return early_.has_value(); }
 
  private:
   struct Pending {
@@ -90,6 +111,8 @@ class Stitcher {
   // that its messages are moved once, not again into the vector.
   Exchange& Emit(std::vector<Exchange>* out);
   void EmitUnanswered(Pending* pending, std::vector<Exchange>* out);
+  // The held early response, alone or answering `request`.
+  void EmitEarly(Message* request, std::vector<Exchange>* out);
 
   size_t max_pending_;
   // Unanswered requests older than every entry of fifo_, dropped from it when
@@ -100,6 +123,11 @@ class Stitcher {
   ReusingQueue<Pending> fifo_;
   size_t waiting_ = 0;           // entries of fifo_ not expired
   uint32_t orphan_interim_ = 0;  // 1xx seen with no request to attach them to
+  // A final response held for the request in progress (see "Early responses"):
+  // that request's first byte, and the 1xx that came before the response.
+  std::optional<Message> early_;
+  uint64_t early_request_ts_ = 0;
+  uint32_t early_interim_ = 0;
   uint64_t next_seq_ = 0;
   uint64_t requests_dropped_ = 0;
 };

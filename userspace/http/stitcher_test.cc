@@ -77,6 +77,73 @@ TEST_CASE("100 Continue before the request body completed", "[stitcher]") {
   CHECK(DumpAll(out) == DumpAll({Ex(0, Req("PUT", "/big", 10), Resp(201, 13), 1)}));
 }
 
+TEST_CASE("an early response waits for the request in progress", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  s.AddResponse(Resp(100, 11), &out, 10);  // interim: counted, never held
+  s.AddResponse(Resp(413, 12), &out, 10);  // the request begun at 10 is still arriving
+  CHECK(out.empty());
+  CHECK(s.holding_early_response());
+  CHECK_FALSE(s.idle());
+  s.AddRequest(Req("PUT", "/upload", 10), &out);  // complete (or cut short) now
+  CHECK_FALSE(s.holding_early_response());
+  CHECK(s.idle());
+  // The next exchange pairs as usual.
+  s.AddRequest(Req("GET", "/next", 20), &out);
+  s.AddResponse(Resp(200, 21), &out, std::nullopt);
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("PUT", "/upload", 10), Resp(413, 12), 1),
+                                 Ex(1, Req("GET", "/next", 20), Resp(200, 21))}));
+}
+
+TEST_CASE("an early response is held only when no waiting request takes it", "[stitcher]") {
+  Stitcher s(256);
+  std::vector<Exchange> out;
+  // A waiting request answers it, whatever is in progress behind it.
+  s.AddRequest(Req("GET", "/1", 10), &out);
+  s.AddResponse(Resp(200, 12), &out, 11);
+  CHECK_FALSE(s.holding_early_response());
+  // A request in progress begun after the response cannot be answered by it.
+  s.AddResponse(Resp(200, 13), &out, 14);
+  CHECK_FALSE(s.holding_early_response());
+  CHECK(DumpAll(out) == DumpAll({Ex(0, Req("GET", "/1", 10), Resp(200, 12)),
+                                 Ex(1, std::nullopt, Resp(200, 13))}));
+}
+
+TEST_CASE("a held early response is released alone", "[stitcher]") {
+  std::vector<Exchange> out;
+  SECTION("by a request other than the one in progress") {
+    Stitcher s(256);
+    s.AddResponse(Resp(400, 12), &out, 10);
+    s.AddRequest(Req("GET", "/other", 11), &out);
+    CHECK(s.pending_requests() == 1);
+    CHECK(DumpAll(out) == DumpAll({Ex(0, std::nullopt, Resp(400, 12))}));
+  }
+  SECTION("at the close") {
+    Stitcher s(256);
+    s.AddResponse(Resp(400, 12), &out, 10);
+    s.Close(&out);
+    CHECK(s.idle());
+    CHECK(DumpAll(out) == DumpAll({Ex(0, std::nullopt, Resp(400, 12))}));
+  }
+  SECTION("when older than the deadline") {
+    Stitcher s(256);
+    s.AddResponse(Resp(400, 12), &out, 10);
+    s.ExpireEarlyOlderThan(12, &out);
+    CHECK(out.empty());
+    s.ExpireEarlyOlderThan(13, &out);
+    CHECK_FALSE(s.holding_early_response());
+    CHECK(DumpAll(out) == DumpAll({Ex(0, std::nullopt, Resp(400, 12))}));
+  }
+  SECTION("a second early response") {
+    Stitcher s(256);
+    s.AddResponse(Resp(400, 12), &out, 10);
+    s.AddResponse(Resp(408, 13), &out, 10);
+    s.AddRequest(Req("POST", "/p", 10), &out);
+    CHECK(DumpAll(out) == DumpAll({Ex(0, std::nullopt, Resp(408, 13)),
+                                   Ex(1, Req("POST", "/p", 10), Resp(400, 12))}));
+  }
+}
+
 TEST_CASE("the method a response answers, for HEAD and CONNECT rules", "[stitcher]") {
   Stitcher s(256);
   std::vector<Exchange> out;

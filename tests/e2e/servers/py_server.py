@@ -91,8 +91,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(n)
         url = urlsplit(self.path)
+        if url.path == "/refuse":
+            # Answered from the head alone, before the body is read (as
+            # servers refuse an upload that is too large); then the body is
+            # read and dropped, and the connection closed.
+            self.send_response(413)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self.wfile.flush()
+            self.rfile.read(n)
+            self.close_connection = True
+            return
+        body = self.rfile.read(n)
         if url.path == "/echo":
             self._send(200, body, self.headers.get("Content-Type", "application/octet-stream"),
                        encoding=self.headers.get("Content-Encoding"))
