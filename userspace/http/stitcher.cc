@@ -80,7 +80,7 @@ void Stitcher::AddResponse(Message&& response, std::vector<Exchange>* out,
   }
   if (!answers && fifo_.empty() && request_in_progress && !early_ &&
       CanAnswer(*request_in_progress, response.first.ts_ns)) {
-    early_ = std::move(response);
+    early_ = std::make_unique<Message>(std::move(response));
     early_request_ts_ = *request_in_progress;
     early_interim_ = std::exchange(orphan_interim_, 0);
     return;

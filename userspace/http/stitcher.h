@@ -47,6 +47,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -91,10 +92,10 @@ class Stitcher {
   // Nothing held: no request waiting (or expired placeholder), none forgotten,
   // no 1xx waiting for its final response, no early response.
   bool idle() const {
-    return fifo_.empty() && forgotten_ == 0 && orphan_interim_ == 0 && !early_;
+    return fifo_.empty() && forgotten_ == 0 && orphan_interim_ == 0 && early_ == nullptr;
   }
   // A final response is held for the request in progress.
-  bool holding_early_response() const { return early_.has_value(); }
+  bool holding_early_response() const { return early_ != nullptr; }
 
  private:
   struct Pending {
@@ -125,7 +126,9 @@ class Stitcher {
   uint32_t orphan_interim_ = 0;  // 1xx seen with no request to attach them to
   // A final response held for the request in progress (see "Early responses"):
   // that request's first byte, and the 1xx that came before the response.
-  std::optional<Message> early_;
+  // Rare: kept out of line, so that every live session does not carry room
+  // for a message (10k connections).
+  std::unique_ptr<Message> early_;
   uint64_t early_request_ts_ = 0;
   uint32_t early_interim_ = 0;
   uint64_t next_seq_ = 0;
