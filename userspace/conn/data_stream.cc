@@ -23,13 +23,16 @@ void DataStream::Add(uint64_t pos, std::string_view payload, uint64_t skip, bool
   }
   if (pos <= next_pos_) {
     Deliver(pos, payload, skip, meta, out);
-    if (!pending_.empty()) DrainContiguous(out);
+    if (pending_) DrainContiguous(out);
     return;
   }
   // Ahead of a hole: wait for the missing bytes, within bounds.
   ++stats_.reordered;
-  if (pending_.empty()) hole_since_ns_ = now_ns;
-  auto [it, inserted] = pending_.try_emplace(pos);
+  if (!pending_) {
+    pending_ = std::make_unique<PendingMap>();
+    hole_since_ns_ = now_ns;
+  }
+  auto [it, inserted] = pending_->try_emplace(pos);
   if (!inserted) {
     if (it->second.bytes.size() + it->second.skip >= payload.size() + skip) return;
     pending_bytes_ -= ChunkCost(it->second);
@@ -61,12 +64,13 @@ void DataStream::Deliver(uint64_t pos, std::string_view payload, uint64_t skip,
 }
 
 void DataStream::DrainContiguous(StreamConsumer& out) {
-  while (!pending_.empty()) {
-    auto it = pending_.begin();
+  while (pending_) {
+    auto it = pending_->begin();
     if (it->first > next_pos_) return;
     Pending p = std::move(it->second);
     const uint64_t pos = it->first;
-    pending_.erase(it);
+    pending_->erase(it);
+    if (pending_->empty()) pending_.reset();
     pending_bytes_ -= ChunkCost(p);
     if (pos + p.bytes.size() + p.skip > next_pos_) {
       Deliver(pos, p.bytes, p.skip, p.meta, out);
@@ -92,10 +96,10 @@ void DataStream::SkipLost(uint64_t len, const http::ChunkMeta& meta, StreamConsu
 }
 
 void DataStream::FlushHoles(uint64_t now_ns, bool force, StreamConsumer& out) {
-  if (pending_.empty()) return;
+  if (!pending_) return;
   if (!force && now_ns - hole_since_ns_ < limits_.hole_timeout_ns) return;
-  while (!pending_.empty()) {
-    auto it = pending_.begin();
+  while (pending_) {
+    auto it = pending_->begin();
     DeclareGapTo(it->first, it->second.meta, out);
     DrainContiguous(out);
   }
@@ -103,7 +107,8 @@ void DataStream::FlushHoles(uint64_t now_ns, bool force, StreamConsumer& out) {
 
 uint64_t DataStream::end_pos() const {
   uint64_t end = next_pos_;
-  for (const auto& [pos, p] : pending_) end = std::max(end, pos + p.bytes.size() + p.skip);
+  if (!pending_) return end;
+  for (const auto& [pos, p] : *pending_) end = std::max(end, pos + p.bytes.size() + p.skip);
   return end;
 }
 
