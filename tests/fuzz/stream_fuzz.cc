@@ -196,7 +196,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.hole_timeout_ns = kTimeout[(mode >> 4) & 3];
   const bool finish = (mode & 0x40) == 0;
 
-  DataStream stream(limits);
+  DataStreamStats counters;
+  DataStream stream(limits, &counters);
   Checker checker(tiling);
   uint64_t now = 1'000'000'000;
   // Where the kernel started counting this direction: 0, or far in (a

@@ -9,10 +9,11 @@ namespace httptraced::conn {
 // One connection: two reassembled directions feeding one HTTP session.
 class ConnTable::Tracker {
  public:
-  Tracker(ConnInfo info, const ConnTableOptions& options)
+  Tracker(ConnInfo info, const ConnTableOptions& options, DataStreamStats* stream_counters)
       : info_(std::move(info)),
         session_(options.session, info_.role),
-        streams_{DataStream(options.stream), DataStream(options.stream)} {}
+        streams_{DataStream(options.stream, stream_counters),
+                 DataStream(options.stream, stream_counters)} {}
 
   // Ends a direction's reassembled bytes in the session. Made where a stream
   // is fed (two members per tracker would be 48 of its bytes, times 10k).
@@ -68,7 +69,7 @@ void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable, std::st
     // by an ignored tracker, kept until the close as a not-HTTP one is.
     auto& slot = conns_[ev.info.key];
     if (slot == nullptr) {
-      slot = std::make_unique<Tracker>(ev.info, options_);
+      slot = std::make_unique<Tracker>(ev.info, options_, &stream_stats_);
       newest_gen_[FdOf(ev.info.key)] = ev.info.key.gen;
       ++stats_.opened;  // a tracker like any other, until its close
     }
@@ -95,7 +96,7 @@ void ConnTable::OnOpen(const bpf::OpenEvent& ev, std::string executable, std::st
     info.local.text = AddressText(info.family, info.local.addr);
     info.remote.text = AddressText(info.family, info.remote.addr);
   }
-  slot = std::make_unique<Tracker>(std::move(info), options_);
+  slot = std::make_unique<Tracker>(std::move(info), options_, &stream_stats_);
   slot->last_event_ns_ = ev.info.open_ts_ns;
   slot->streams_[0].StartAt(ev.start_pos[0]);
   slot->streams_[1].StartAt(ev.start_pos[1]);
@@ -119,7 +120,7 @@ ConnTable::Tracker& ConnTable::GetOrCreate(const ConnKey& key, uint64_t ts_ns) {
     ConnInfo info;
     info.key = key;
     info.open_ts_ns = ts_ns;
-    slot = std::make_unique<Tracker>(std::move(info), options_);
+    slot = std::make_unique<Tracker>(std::move(info), options_, &stream_stats_);
     newest_gen_[FdOf(key)] = key.gen;
     ++stats_.unknown_conn;
     ++stats_.opened;
@@ -262,12 +263,6 @@ void ConnTable::Finish(Tracker& t, const uint64_t* end_pos, uint64_t ts_ns) {
     t.session_.OnClose(meta);
   }
   Drain(t);
-  for (const DataStream& s : t.streams_) {
-    stats_.gaps += s.stats().gaps;
-    stats_.gap_bytes += s.stats().gap_bytes;
-    stats_.uncopied += s.stats().uncopied;
-    stats_.uncopied_bytes += s.stats().uncopied_bytes;
-  }
   stats_.parse_errors += t.session_.stats().parse_errors;
 }
 
@@ -432,13 +427,11 @@ void ConnTable::FinishAll() {
 
 ConnTableStats ConnTable::stats() const {
   ConnTableStats out = stats_;
+  out.gaps = stream_stats_.gaps;
+  out.gap_bytes = stream_stats_.gap_bytes;
+  out.uncopied = stream_stats_.uncopied;
+  out.uncopied_bytes = stream_stats_.uncopied_bytes;
   for (const auto& [key, t] : conns_) {
-    for (const DataStream& s : t->streams_) {
-      out.gaps += s.stats().gaps;
-      out.gap_bytes += s.stats().gap_bytes;
-      out.uncopied += s.stats().uncopied;
-      out.uncopied_bytes += s.stats().uncopied_bytes;
-    }
     out.parse_errors += t->session_.stats().parse_errors;
   }
   return out;

@@ -167,6 +167,9 @@ class ConnTable {
   // Written exchanges' storage, reused by every connection's parsers. Declared
   // before the connections, whose sessions point to it.
   http::MessageRecycler recycler_;
+  // Every connection's streams count into these (gaps, uncopied chunks);
+  // declared before the connections, whose streams point to them.
+  DataStreamStats stream_stats_;
   ConnTableOptions options_;
   ExchangeSink& sink_;
   ConnController& controller_;

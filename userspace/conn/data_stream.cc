@@ -11,14 +11,14 @@ void DataStream::Add(uint64_t pos, std::string_view payload, uint64_t skip, bool
     next_pos_ = pos;
     if (!stream_start && pos > 0) {
       // The kernel's first event for this direction was lost: we join late.
-      ++stats_.gaps;
-      stats_.gap_bytes += pos;
+      ++stats_->gaps;
+      stats_->gap_bytes += pos;
       out.OnGap(pos, meta);
     }
   }
   const uint64_t end = pos + payload.size() + skip;
   if (end <= next_pos_) {
-    ++stats_.late_chunks;  // a duplicate, or too late: its bytes were declared a gap
+    ++stats_->late_chunks;  // a duplicate, or too late: its bytes were declared a gap
     return;
   }
   if (pos <= next_pos_) {
@@ -27,7 +27,7 @@ void DataStream::Add(uint64_t pos, std::string_view payload, uint64_t skip, bool
     return;
   }
   // Ahead of a hole: wait for the missing bytes, within bounds.
-  ++stats_.reordered;
+  ++stats_->reordered;
   if (!pending_) {
     pending_ = std::make_unique<PendingMap>();
     hole_since_ns_ = now_ns;
@@ -56,8 +56,8 @@ void DataStream::Deliver(uint64_t pos, std::string_view payload, uint64_t skip,
   }
   if (!payload.empty()) out.OnBytes(payload, meta);
   if (skip > 0) {
-    ++stats_.uncopied;
-    stats_.uncopied_bytes += skip;
+    ++stats_->uncopied;
+    stats_->uncopied_bytes += skip;
     out.OnGap(skip, meta);
   }
   next_pos_ += payload.size() + skip;
@@ -75,15 +75,15 @@ void DataStream::DrainContiguous(StreamConsumer& out) {
     if (pos + p.bytes.size() + p.skip > next_pos_) {
       Deliver(pos, p.bytes, p.skip, p.meta, out);
     } else {
-      ++stats_.late_chunks;
+      ++stats_->late_chunks;
     }
   }
 }
 
 void DataStream::DeclareGapTo(uint64_t pos, const http::ChunkMeta& meta, StreamConsumer& out) {
   if (pos <= next_pos_) return;
-  ++stats_.gaps;
-  stats_.gap_bytes += pos - next_pos_;
+  ++stats_->gaps;
+  stats_->gap_bytes += pos - next_pos_;
   out.OnGap(pos - next_pos_, meta);
   next_pos_ = pos;
 }

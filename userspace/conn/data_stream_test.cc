@@ -24,7 +24,8 @@ class Recorder final : public StreamConsumer {
 constexpr http::ChunkMeta kMeta{.ts_ns = 1, .tid = 2};
 
 TEST_CASE("DataStream passes in-order chunks straight through") {
-  DataStream s;
+  DataStreamStats counters;
+  DataStream s({}, &counters);
   Recorder r;
   s.Add(0, "GET / HT", 0, true, kMeta, 0, r);
   s.Add(8, "TP/1.1\r\n", 0, false, kMeta, 0, r);
@@ -34,7 +35,8 @@ TEST_CASE("DataStream passes in-order chunks straight through") {
 }
 
 TEST_CASE("DataStream starts where the kernel's first event starts") {
-  DataStream s;
+  DataStreamStats counters;
+  DataStream s({}, &counters);
   Recorder r;
   s.Add(1000, "abc", 0, true, kMeta, 0, r);
   CHECK(r.out == "abc");
@@ -42,14 +44,16 @@ TEST_CASE("DataStream starts where the kernel's first event starts") {
 }
 
 TEST_CASE("DataStream joining late (first event lost) reports the gap") {
-  DataStream s;
+  DataStreamStats counters;
+  DataStream s({}, &counters);
   Recorder r;
   s.Add(50, "abc", 0, false, kMeta, 0, r);
   CHECK(r.out == "[gap 50]abc");
 }
 
 TEST_CASE("DataStream orders out-of-order chunks") {
-  DataStream s;
+  DataStreamStats counters;
+  DataStream s({}, &counters);
   Recorder r;
   s.Add(0, "aaa", 0, true, kMeta, 0, r);
   s.Add(6, "ccc", 0, false, kMeta, 0, r);
@@ -64,7 +68,8 @@ TEST_CASE("DataStream orders out-of-order chunks") {
 }
 
 TEST_CASE("DataStream turns uncaptured bytes into a gap, never glued") {
-  DataStream s;
+  DataStreamStats counters;
+  DataStream s({}, &counters);
   Recorder r;
   s.Add(0, "head", 10, true, kMeta, 0, r);
   s.Add(14, "tail", 0, false, kMeta, 0, r);
@@ -87,7 +92,8 @@ TEST_CASE("DataStream turns uncaptured bytes into a gap, never glued") {
 TEST_CASE("DataStream declares a hole a gap after the timeout, not before") {
   DataStreamLimits limits;
   limits.hole_timeout_ns = 100;
-  DataStream s(limits);
+  DataStreamStats counters;
+  DataStream s(limits, &counters);
   Recorder r;
   s.Add(0, "aa", 0, true, kMeta, 1000, r);
   s.Add(5, "bb", 0, false, kMeta, 1000, r);
@@ -105,7 +111,8 @@ TEST_CASE("DataStream declares a hole a gap after the timeout, not before") {
 TEST_CASE("DataStream bounds what waits behind a hole") {
   DataStreamLimits limits;
   limits.max_pending_bytes = 8 + 2 * 128;
-  DataStream s(limits);
+  DataStreamStats counters;
+  DataStream s(limits, &counters);
   Recorder r;
   s.Add(0, "a", 0, true, kMeta, 0, r);
   s.Add(10, "12345", 0, false, kMeta, 0, r);
@@ -116,7 +123,8 @@ TEST_CASE("DataStream bounds what waits behind a hole") {
 }
 
 TEST_CASE("DataStream trims overlapping retransmits of the same positions") {
-  DataStream s;
+  DataStreamStats counters;
+  DataStream s({}, &counters);
   Recorder r;
   s.Add(0, "abcdef", 0, true, kMeta, 0, r);
   s.Add(4, "efgh", 0, false, kMeta, 0, r);
@@ -126,7 +134,8 @@ TEST_CASE("DataStream trims overlapping retransmits of the same positions") {
 }
 
 TEST_CASE("DataStream Finish delivers what waits and the missing tail as gaps") {
-  DataStream s;
+  DataStreamStats counters;
+  DataStream s({}, &counters);
   Recorder r;
   s.Add(0, "ab", 0, true, kMeta, 0, r);
   s.Add(4, "ef", 0, false, kMeta, 0, r);
@@ -135,14 +144,16 @@ TEST_CASE("DataStream Finish delivers what waits and the missing tail as gaps") 
 }
 
 TEST_CASE("DataStream Finish on a direction that never started adds nothing") {
-  DataStream s;
+  DataStreamStats counters;
+  DataStream s({}, &counters);
   Recorder r;
   s.Finish(100, kMeta, r);
   CHECK(r.out.empty());
 }
 
 TEST_CASE("DataStream: a skip-only event (sendfile) advances the stream") {
-  DataStream s;
+  DataStreamStats counters;
+  DataStream s({}, &counters);
   Recorder r;
   s.Add(0, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", 0, true, kMeta, 0, r);
   s.Add(38, "", 5, false, kMeta, 0, r);
@@ -160,7 +171,8 @@ namespace {
 TEST_CASE("DataStream bounds a flood of payload-less chunks behind a hole") {
   DataStreamLimits limits;
   limits.max_pending_bytes = 10 * 128;
-  DataStream s(limits);
+  DataStreamStats counters;
+  DataStream s(limits, &counters);
   Recorder r;
   s.Add(0, "a", 0, true, kMeta, 0, r);
   for (uint64_t i = 0; i < 10; ++i) s.Add(100 + 2 * i, "", 1, false, kMeta, 0, r);
