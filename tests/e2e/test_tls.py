@@ -73,6 +73,18 @@ def by_pid(daemon, port, pid, count):
     return got
 
 
+
+def daemon_fds_become(d, want, timeout=10.0):
+    """The daemon's count of open descriptors once it is `want`, or what it is
+    at the timeout. Probes are removed off the event loop (each removal waits
+    for an RCU grace period, about 0.1 s here), so after their message."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = len(os.listdir(f"/proc/{d.pid()}/fd"))
+        if n == want or time.monotonic() > deadline:
+            return n
+        time.sleep(0.05)
+
 def test_daemon_probes_libssl(tracer):
     """Debian's libssl.so.3: SSL_read and SSL_read_ex share one internal
     function, and so do the writes; the daemon probes those two (cheaper than
@@ -406,7 +418,7 @@ def test_libssl_mapped_by_processes_is_found_deleted_or_in_another_mount_namespa
         private.wait(5)
         wait_line(d, f"httptraced: TLS: probes removed from {tmp_path}/private/libssl.so.3: "
                      "no process maps it")
-        assert len(os.listdir(f"/proc/{d.pid()}/fd")) == fds - 20
+        assert daemon_fds_become(d, fds - 20) == fds - 20
     finally:
         assert d.stop() == 0, d.stderr()
     # The system's libssl, and the two copies, each once (a node running on
@@ -454,7 +466,7 @@ def test_pid_filter_probes_a_listed_process_own_libssl(tmp_path, own_libssl_serv
         deleted.wait(5)
         wait_line(d, f"httptraced: TLS: probes removed from {tmp_path}/lib/libssl.so.3 "
                      "(deleted): no listed process maps it", timeout=3.0)
-        assert len(os.listdir(f"/proc/{d.pid()}/fd")) == fds - 20
+        assert daemon_fds_become(d, fds - 20) == fds - 20
     finally:
         assert d.stop() == 0, d.stderr()
     assert [(r["url"]["path"], r["tls"]) for r in theirs] == \

@@ -247,7 +247,10 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
         [self, listed = !options.pids.empty()](uint64_t id) {
           auto it = self->scanned_links_.find(id);
           if (it == self->scanned_links_.end()) return;
-          for (bpf_link* link : it->second.links) bpf_link__destroy(link);
+          // Each removal waits for an RCU grace period: not on the event loop.
+          self->detacher_.Post([links = std::move(it->second.links)] {
+            for (bpf_link* link : links) bpf_link__destroy(link);
+          });
           std::fprintf(stderr, "httptraced: TLS: probes removed from %s: no %sprocess maps it\n",
                        it->second.found_as.c_str(), listed ? "listed " : "");
           self->scanned_links_.erase(it);
@@ -653,6 +656,7 @@ void Tracer::Detach() {
 }
 
 Tracer::~Tracer() {
+  detacher_.Stop();  // the removals under way end before the rest goes
   Detach();
   if (ring_ != nullptr) ring_buffer__free(ring_);
   if (skel_ != nullptr) httptraced_bpf__destroy(skel_);

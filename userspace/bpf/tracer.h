@@ -15,6 +15,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "bpf/background_worker.h"
 #include "bpf/tls_scanner.h"
 #include "conn/conn_info.h"
 
@@ -183,6 +184,9 @@ class Tracer {
     std::vector<::bpf_link*> links;
   };
   absl::flat_hash_map<uint64_t, ScannedFile> scanned_links_;
+  // Removes the probes of files no process maps any more (slow: see
+  // BackgroundWorker); stopped first thing in the destructor.
+  BackgroundWorker detacher_;
   uint64_t last_tls_scan_ns_ = 0;
   int ncpus_ = 1;
   int budget_left_ = 0;
