@@ -4,6 +4,7 @@
 //   load PROBES_BPF_O PROGRAM...
 #include <bpf/libbpf.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
