@@ -409,24 +409,37 @@ lost:
 }
 
 /*
- * The syscall's arguments, read back from the user registers saved at entry.
- * With untrusted_loads, without a helper call once pt_regs_offset is known.
+ * The user registers saved at the syscall's entry. With untrusted_loads,
+ * without a helper call once pt_regs_offset is known.
  */
-static __always_inline void conn__args(struct task_struct *task, struct syscall_args *a,
-				       bool untrusted_loads)
+static __always_inline struct pt_regs *conn__regs(struct task_struct *task, bool untrusted_loads)
 {
 	struct pt_regs *regs;
 	__u64 off = pt_regs_offset;
 
-	if (untrusted_loads && off) {
-		regs = bpf_rdonly_cast((void *)((__u64)task->stack + off),
+	if (untrusted_loads && off)
+		return bpf_rdonly_cast((void *)((__u64)task->stack + off),
 				       bpf_core_type_id_kernel(struct pt_regs));
-	} else {
-		regs = (struct pt_regs *)bpf_task_pt_regs(task);
-		if (untrusted_loads)
-			pt_regs_offset = (__u64)regs - (__u64)task->stack;
-	}
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (untrusted_loads)
+		pt_regs_offset = (__u64)regs - (__u64)task->stack;
+	return regs;
+}
 
+#define HT_PF_KTHREAD 0x00200000 /* task->flags: a kernel thread */
+
+/* The number of the syscall the task is in, from its saved registers. */
+#if defined(__TARGET_ARCH_x86)
+#define HT_REGS_SYSCALL_NR(regs) ((long)(regs)->orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+#define HT_REGS_SYSCALL_NR(regs) ((long)(regs)->syscallno)
+#else
+#error "HT_REGS_SYSCALL_NR: unknown architecture"
+#endif
+
+/* The syscall's arguments, read back from its saved registers. */
+static __always_inline void conn__args(struct pt_regs *regs, struct syscall_args *a)
+{
 	/* Direct loads through the BTF pointer where the arch allows (x86). */
 	a->fd = (__s32)PT_REGS_PARM1_SYSCALL(regs);
 	a->buf = PT_REGS_PARM2_SYSCALL(regs);
@@ -435,6 +448,30 @@ static __always_inline void conn__args(struct task_struct *task, struct syscall_
 		a->flags = PT_REGS_PARM4_SYSCALL(regs);
 	else if (a->sys == HT_SYS_RECVMSG)
 		a->flags = a->count;
+}
+
+/* The payload kind of syscall nr (targ_sys_kind), 0 for none. */
+static __always_inline __u8 conn__sys_kind(long nr)
+{
+	__u32 idx = (__u32)nr;
+
+	if (nr < 0 || nr >= HT_MAX_SYSCALL_NR)
+		return 0;
+	barrier_var(idx);
+	return targ_sys_kind[idx & (HT_MAX_SYSCALL_NR - 1)];
+}
+
+/*
+ * The syscalls whose payload the socket tracepoints carry (sock_sendmsg and
+ * sock_recvmsg run once for each of them). sendmmsg/recvmmsg (once per
+ * message), sendfile and splice (their bytes never pass through user memory)
+ * stay on their exit tracepoints.
+ */
+static __always_inline bool conn__sys_on_sock_tracepoints(__u8 sys)
+{
+	return sys == HT_SYS_READ || sys == HT_SYS_WRITE || sys == HT_SYS_READV ||
+	       sys == HT_SYS_WRITEV || sys == HT_SYS_RECVFROM || sys == HT_SYS_SENDTO ||
+	       sys == HT_SYS_RECVMSG || sys == HT_SYS_SENDMSG;
 }
 
 /*
@@ -489,41 +526,59 @@ __attribute__((noinline)) int tls__note_read(__u32 tgid, __s32 fd, __u64 buf)
 }
 
 /*
- * Exit of a syscall that moves payload. Everything happens here, at exit:
+ * A syscall that moved payload: at its exit (sk NULL, nr the syscall), or, on
+ * the socket tracepoints, inside it, right after the socket took or gave the
+ * bytes (sk the socket, nr unused: read from the saved registers). Either way
  * the arguments are still in the saved registers, so there is no entry hook
  * and no per-thread stash, and a syscall that was already blocked when the
  * daemon started (a server waiting in recv() on a keep-alive connection) is
  * still seen when it returns.
  */
-static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loads)
+static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loads,
+					   struct sock *sk)
 {
+	/* Known at compile time in each program: the socket tracepoints'
+	 * never carry splice or the mmsg calls, so their code is left out
+	 * there (less for the verifier to walk). */
+	const bool sock_tp = sk != NULL;
 	struct payload_src src = {};
 	struct syscall_args a = {};
 	struct ht_conn_key key;
 	struct ht_conn_state *c;
 	struct task_struct *task;
-	__u32 idx = (__u32)nr;
+	struct pt_regs *regs;
 
-	if (tracing_stopped || ret <= 0 || nr < 0 || nr >= HT_MAX_SYSCALL_NR)
+	if (tracing_stopped || ret <= 0)
 		return 0;
-	barrier_var(idx);
-	a.sys = targ_sys_kind[idx & (HT_MAX_SYSCALL_NR - 1)];
-	if (a.sys == 0)
-		return 0;
+	if (!sock_tp) {
+		a.sys = conn__sys_kind(nr);
+		if (a.sys == 0)
+			return 0;
+	}
 	task = bpf_get_current_task_btf();
 	key.tgid = task->tgid;
 	if (!filter__pid_allowed(key.tgid))
 		return 0;
-	conn__args(task, &a, untrusted_loads);
+	regs = conn__regs(task, untrusted_loads);
+	if (sock_tp) {
+		/* A kernel thread's socket I/O (NFS, ...) is no syscall of a
+		 * process; io_uring's, sendfile's and the like are not listed. */
+		if (task->flags & HT_PF_KTHREAD)
+			return 0;
+		a.sys = conn__sys_kind(HT_REGS_SYSCALL_NR(regs));
+		if (!conn__sys_on_sock_tracepoints(a.sys))
+			return 0;
+	}
+	conn__args(regs, &a);
 	/* MSG_PEEK leaves the bytes in the socket: the read that takes them is
 	 * the one that counts (a server sniffing TLS or HTTP/2 on its first bytes). */
 	if (a.fd < 0 || (a.flags & HT_MSG_PEEK))
 		return 0;
-	if (a.sys == HT_SYS_SPLICE) {
+	if (!sock_tp && a.sys == HT_SYS_SPLICE) {
 		conn__splice(task, &a, ret);
 		return 0;
 	}
-	if (untrusted_loads && !sock__fd_may_be_traced(task, a.fd))
+	if (untrusted_loads && !sock__fd_may_be_traced(task, a.fd, sk))
 		return 0;
 	key.fd = a.fd;
 	c = conn__lookup(task, &key);
@@ -552,6 +607,10 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 		 a.sys == HT_SYS_RECVMSG || a.sys == HT_SYS_RECVMMSG)
 			? HT_DIR_INGRESS
 			: HT_DIR_EGRESS;
+	if (!sock_tp && (a.sys == HT_SYS_RECVMMSG || a.sys == HT_SYS_SENDMMSG)) {
+		conn__mmsg(&key, c, &a, ret, (__u32)task->pid);
+		return 0;
+	}
 	switch (a.sys) {
 	case HT_SYS_READV:
 	case HT_SYS_WRITEV:
@@ -568,10 +627,6 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 		src.iovcnt = msg.msg_iovlen;
 		break;
 	}
-	case HT_SYS_RECVMMSG:
-	case HT_SYS_SENDMMSG:
-		conn__mmsg(&key, c, &a, ret, (__u32)task->pid);
-		return 0;
 	default:
 		src.buf = a.buf;
 		break;
@@ -599,7 +654,7 @@ static __always_inline int conn__exit_connect(long ret)
 	if (tracing_stopped || (ret != 0 && ret != -HT_EINPROGRESS) ||
 	    !filter__pid_allowed(key.tgid))
 		return 0;
-	conn__args(task, &a, false);
+	conn__args(conn__regs(task, false), &a);
 	key.fd = a.fd;
 	if (key.fd >= 0)
 		conn__open(task, &key, HT_ORIGIN_CONNECT, HT_ROLE_CLIENT);

@@ -28,7 +28,7 @@ SEC("tracepoint")
 int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 {
 	/* The format has a 4-byte __syscall_nr where vmlinux.h says long id. */
-	return conn__exit_data((int)ctx->id, ctx->ret, false);
+	return conn__exit_data((int)ctx->id, ctx->ret, false, NULL);
 }
 
 /*
@@ -39,7 +39,34 @@ int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint")
 int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)
 {
-	return conn__exit_data((int)ctx->id, ctx->ret, true);
+	return conn__exit_data((int)ctx->id, ctx->ret, true, NULL);
+}
+
+/*
+ * The same payload, taken where the socket layer sends or receives it
+ * (sock_sendmsg, sock_recvmsg: Linux 6.4) rather than at the syscall's exit:
+ * these fire for socket I/O only, so files, pipes and ttys run nothing of
+ * ours, and a BTF tracepoint runs its program with none of the per-syscall
+ * tracepoint's plumbing (about 200 ns a call here: bench/README.md, "Hook
+ * cost"). The syscall (read, write, readv, writev, recvfrom, sendto, recvmsg,
+ * sendmsg) and its arguments come from the saved registers, and the socket
+ * must be the one its fd names. Loaded with sys_exit_payload_fast, which then
+ * keeps only the syscalls these do not carry (conn__sys_on_sock_tracepoints).
+ */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(sock_send_payload, struct sock *sk, int ret, int flags)
+{
+	if (!sk)
+		return 0;
+	return conn__exit_data(0, ret, true, sk);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sock_recv_payload, struct sock *sk, int ret, int flags)
+{
+	if (!sk)
+		return 0;
+	return conn__exit_data(0, ret, true, sk);
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")
@@ -176,8 +203,6 @@ int sys_enter_close_range(struct trace_event_raw_sys_enter *ctx)
 		 close_range__word, &w, 0);
 	return 0;
 }
-
-#define HT_PF_KTHREAD 0x00200000
 
 /*
  * The last thread of a process exits (signal->live has dropped to zero by

@@ -137,11 +137,13 @@ static __always_inline struct sock *sock__from_fd(struct task_struct *task, __s3
  * (BPF_FEAT_RDONLY_CAST_TO_VOID, Linux 6.16): false when fd is certainly not
  * a traced socket, so a file, pipe, tty or datagram socket read or write is
  * dropped before the connection lookup and the fd-table probe reads
- * (sock__from_fd). True when it is one (the same checks as sock__from_fd).
+ * (sock__from_fd). True when it is one (the same checks as sock__from_fd)
+ * and, if want is given (a socket tracepoint's socket), it is that socket.
  */
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
-static __always_inline bool sock__fd_may_be_traced(struct task_struct *task, __s32 fd)
+static __always_inline bool sock__fd_may_be_traced(struct task_struct *task, __s32 fd,
+						   const struct sock *want)
 {
 	struct fdtable *fdt = task->files->fdt;
 	__u64 fops = sock_fops;
@@ -166,6 +168,8 @@ static __always_inline bool sock__fd_may_be_traced(struct task_struct *task, __s
 	}
 	sock = bpf_rdonly_cast(file->private_data, bpf_core_type_id_kernel(struct socket));
 	sk = sock->sk;
+	if (want && (__u64)sk != (__u64)want)
+		return false; /* another socket's I/O inside this syscall */
 	return sk && sock__traced_kind(sk->__sk_common.skc_family, sk->sk_type, sk->sk_protocol);
 }
 

@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
   topts.max_connections = config->max_connections;
   topts.tracefs = config->tracefs;
   topts.fast_fd_filter = config->fast_fd_filter;
+  topts.socket_tracepoints = config->socket_tracepoints;
   topts.verbosity = config->verbosity;
   if (config->tls) {
     absl::StatusOr<std::vector<std::string>> libs =

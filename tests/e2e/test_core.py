@@ -768,22 +768,28 @@ def test_one_large_chunk_is_skipped_in_the_kernel_up_to_its_end(tmp_path, node_s
     assert 2 * (size - 16384) >= st["kernel_skipped_bytes"] >= size, st
 
 
-def test_both_payload_programs_give_the_same_records(tmp_path, py_server):
+def test_all_payload_programs_give_the_same_records(tmp_path, py_server):
     """Where the kernel allows plain loads of kernel memory (its BTF lists
     BPF_FEAT_RDONLY_CAST_TO_VOID: Linux 6.16, this CI's kernel), the payload
     program that drops files and non-TCP sockets without a helper call is
-    loaded; the portable one with --fast_fd_filter=false. Both record the same
-    exchange (this process as the client, by pid), the same requests sent
+    loaded, and where it also has the socket tracepoints (Linux 6.4) the
+    payload of reads and writes is taken there; --socket_tracepoints=false
+    keeps every payload syscall on its exit tracepoint, and
+    --fast_fd_filter=false loads the portable program. All three record the
+    same exchange (this process as the client, by pid), the same requests sent
     through a unix socketpair (unnamed: no addresses; unanswered, so written
-    incomplete at its close), and neither makes a connection of a file
-    holding an HTTP request."""
+    incomplete at its close), and none makes a connection of a file holding
+    an HTTP request."""
     with open("/sys/kernel/btf/vmlinux", "rb") as f:
-        allowed = b"BPF_FEAT_RDONLY_CAST_TO_VOID" in f.read()
+        btf = f.read()
+    allowed = b"BPF_FEAT_RDONLY_CAST_TO_VOID" in btf
+    sock_tps = b"btf_trace_sock_send_length" in btf and b"btf_trace_sock_recv_length" in btf
     request = b"GET /over-unix HTTP/1.1\r\nHost: u\r\n\r\n"
     seen = {}
-    for fast in ("true", "false"):
-        d = Daemon(tmp_path / f"logs-{fast}", f"--pid={os.getpid()},{py_server.pid}",
-                   f"--fast_fd_filter={fast}", "--verbosity=1").start()
+    for name, flags in (("sock", ()), ("exit", ("--socket_tracepoints=false",)),
+                        ("portable", ("--fast_fd_filter=false",))):
+        d = Daemon(tmp_path / f"logs-{name}", f"--pid={os.getpid()},{py_server.pid}",
+                   *flags, "--verbosity=1").start()
         try:
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             with a, b:
@@ -802,13 +808,16 @@ def test_both_payload_programs_give_the_same_records(tmp_path, py_server):
                               r["url"]["path"] == "/over-unix", 8)
         finally:
             assert d.stop() == 0, d.stderr()
-        prog = "sys_exit_payload_fast" if fast == "true" and allowed else "sys_exit_payload"
+        prog = "sys_exit_payload_fast" if name != "portable" and allowed else "sys_exit_payload"
+        if name == "sock" and allowed and sock_tps:
+            prog = ("sock_send_payload and sock_recv_payload (socket tracepoints) and "
+                    "sys_exit_payload_fast (sendfile, splice, sendmmsg, recvmmsg)")
         assert f"httptraced: payload syscalls traced by {prog}" in d.stderr_lines
         st = final_stats(d)
         # Two connections, each seen from both ends: the TCP one and the
         # socketpair. The file was none, and no record but these ten.
         assert (st["opened"], st["not_http"], st["records"]) == (4, 0, 10), st
-        seen[fast] = sorted(
+        seen[name] = sorted(
             (r["httptraced"]["role"], r["http"]["request"]["body"], r["http"]["response"]["body"],
              r["http"]["response"]["status_code"]) for r in recs)
         pair_seen = sorted((r["httptraced"]["role"], r["httptraced"]["connection"]["origin"],
@@ -819,7 +828,7 @@ def test_both_payload_programs_give_the_same_records(tmp_path, py_server):
         assert {r["process"]["pid"] for r in pair} == {os.getpid()}
         # A socketpair's peer is the process that made it, on both ends.
         assert {r["httptraced"]["connection"]["peer_pid"] for r in pair} == {os.getpid()}
-    assert seen["true"] == seen["false"] == [
+    assert seen["sock"] == seen["exit"] == seen["portable"] == [
         (role, {"bytes": 100, "content": "x" * 100}, {"bytes": 100, "content": "x" * 100}, 200)
         for role in ("client", "server")]
 

@@ -86,6 +86,28 @@ bool KernelAllowsUntrustedLoads() {
   return found;
 }
 
+// Whether the kernel has the socket-level tracepoints sock_send_length and
+// sock_recv_length (Linux 6.4) for BTF programs: its BTF has their
+// btf_trace_<name> typedefs.
+bool KernelHasSocketTracepoints() {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (vmlinux == nullptr) return false;
+  const bool found =
+      btf__find_by_name_kind(vmlinux, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0 &&
+      btf__find_by_name_kind(vmlinux, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF) > 0;
+  btf__free(vmlinux);
+  return found;
+}
+
+// The payload syscalls that the socket tracepoints carry when they are used
+// (conn__sys_on_sock_tracepoints in bpf/conn.bpf.h): their exits are then not
+// attached.
+bool OnSocketTracepoints(uint8_t kind) {
+  return kind == HT_SYS_READ || kind == HT_SYS_WRITE || kind == HT_SYS_READV ||
+         kind == HT_SYS_WRITEV || kind == HT_SYS_RECVFROM || kind == HT_SYS_SENDTO ||
+         kind == HT_SYS_RECVMSG || kind == HT_SYS_SENDMSG;
+}
+
 bool HasCapability(int cap) {
   __user_cap_header_struct header{};
   __user_cap_data_struct data[2]{};
@@ -277,8 +299,16 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
         });
   }
   if (options.verbosity >= 1) {
-    std::fprintf(stderr, "httptraced: payload syscalls traced by %s\n",
-                 bpf_program__name(t->payload_prog_));
+    if (t->socket_tracepoints_) {
+      std::fprintf(stderr,
+                   "httptraced: payload syscalls traced by sock_send_payload and "
+                   "sock_recv_payload (socket tracepoints) and %s (sendfile, splice, "
+                   "sendmmsg, recvmmsg)\n",
+                   bpf_program__name(t->payload_prog_));
+    } else {
+      std::fprintf(stderr, "httptraced: payload syscalls traced by %s\n",
+                   bpf_program__name(t->payload_prog_));
+    }
   }
   t->ring_ = ring_buffer__new(bpf_map__fd(t->skel_->maps.events), &Tracer::OnRingSample,
                               t.get(), nullptr);
@@ -335,6 +365,11 @@ absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
   payload_prog_ = fast ? skel_->progs.sys_exit_payload_fast : skel_->progs.sys_exit_payload;
   bpf_program__set_autoload(
       fast ? skel_->progs.sys_exit_payload : skel_->progs.sys_exit_payload_fast, false);
+  // Their programs share the fast one's checks (the fd's socket is the
+  // tracepoint's): only with it.
+  socket_tracepoints_ = fast && o.socket_tracepoints && KernelHasSocketTracepoints();
+  bpf_program__set_autoload(skel_->progs.sock_send_payload, socket_tracepoints_);
+  bpf_program__set_autoload(skel_->progs.sock_recv_payload, socket_tracepoints_);
   verifier_stats_.clear();
   if (o.verbosity >= 2 && verifier_stats) {
     verifier_stats_.assign(64 << 10, '\0');
@@ -379,6 +414,7 @@ absl::Status Tracer::Attach(const std::string& tracefs) {
     if (absl::Status s = AttachOne(prog, nullptr, nullptr); !s.ok()) return s;
   }
   for (const PayloadSyscall& sc : kPayloadSyscalls) {
+    if (socket_tracepoints_ && OnSocketTracepoints(sc.kind)) continue;
     const std::string name = absl::StrCat("sys_exit_", sc.name);
     if (!IsDir(absl::StrCat(tracefs, "/events/syscalls/", name))) {
       std::fprintf(stderr, "httptraced: warning: tracepoint syscalls/%s is missing; not traced\n",

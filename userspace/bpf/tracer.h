@@ -36,6 +36,10 @@ struct TracerOptions {
   uint32_t self_tgid = 0;       // never traced
   uint32_t max_capture_bytes = 65536;      // payload captured per syscall
   bool fast_fd_filter = true;              // sys_exit_payload_fast where the kernel allows it
+  // With it, payloads of read, write, readv, writev, recvfrom, sendto, recvmsg
+  // and sendmsg taken on the socket tracepoints where the kernel has them
+  // (sock_send_length/sock_recv_length, Linux 6.4) instead of those syscalls' exits.
+  bool socket_tracepoints = true;
   uint32_t ring_buffer_bytes = 16u << 20;  // power of two, multiple of the page size
   uint32_t max_connections = 65536;        // kernel connection map entries
   // libssl files whose SSL_read/SSL_write plaintext is traced (uprobes);
@@ -169,6 +173,7 @@ class Tracer {
   std::vector<::bpf_link*> links_;
   bpf_program* payload_prog_ = nullptr;  // attached to every payload syscall's exit
   bool untrusted_loads_ = false;         // payload_prog_ is sys_exit_payload_fast
+  bool socket_tracepoints_ = false;      // sock_{send,recv}_payload carry most syscalls
   // --verbosity=2: the verifier's statistics for payload_prog_ (the largest
   // program, and the one near the verifier's limits), printed once loaded.
   std::vector<char> verifier_stats_;

@@ -81,6 +81,12 @@ ABSL_FLAG(bool, fast_fd_filter, true,
           "Where the kernel lets BPF programs read kernel memory with plain loads (Linux "
           "6.16+), reads and writes of files, pipes and ttys are dropped without a helper "
           "call; false loads the portable program everywhere.");
+ABSL_FLAG(bool, socket_tracepoints, true,
+          "Where the kernel has the socket tracepoints sock_send_length and sock_recv_length "
+          "(Linux 6.4+) and --fast_fd_filter applies, take the payload of read, write, readv, "
+          "writev, recvfrom, sendto, recvmsg and sendmsg there instead of at those syscalls' "
+          "exits: other reads and writes then run nothing of httptraced's, and socket ones "
+          "skip the per-syscall tracepoint's overhead.");
 ABSL_FLAG(uint32_t, ring_buffer_mb, 16,
           "Size of the kernel-to-daemon ring buffer in MiB, a power of two (1..1024).");
 ABSL_FLAG(uint32_t, max_connections, 65536,
@@ -357,6 +363,7 @@ std::vector<std::string> RestartOnlyChanges(const Config& a, const Config& b) {
   if (a.tls_libraries != b.tls_libraries) out.push_back("tls_libraries");
   if (a.max_capture_bytes != b.max_capture_bytes) out.push_back("max_capture_bytes");
   if (a.fast_fd_filter != b.fast_fd_filter) out.push_back("fast_fd_filter");
+  if (a.socket_tracepoints != b.socket_tracepoints) out.push_back("socket_tracepoints");
   if (a.ring_buffer_mb != b.ring_buffer_mb) out.push_back("ring_buffer_mb");
   if (a.max_connections != b.max_connections) out.push_back("max_connections");
   if (a.tracefs != b.tracefs) out.push_back("tracefs");
@@ -407,6 +414,7 @@ absl::StatusOr<Config> FromFlags() {
   c.max_capture_bytes = absl::GetFlag(FLAGS_max_capture_bytes);
   c.kernel_skip_bodies = absl::GetFlag(FLAGS_kernel_skip_bodies);
   c.fast_fd_filter = absl::GetFlag(FLAGS_fast_fd_filter);
+  c.socket_tracepoints = absl::GetFlag(FLAGS_socket_tracepoints);
   c.ring_buffer_mb = absl::GetFlag(FLAGS_ring_buffer_mb);
   c.max_connections = absl::GetFlag(FLAGS_max_connections);
   c.tracefs = absl::GetFlag(FLAGS_tracefs);

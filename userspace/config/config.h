@@ -46,6 +46,7 @@ struct Config {
   uint32_t max_capture_bytes = 65536;
   bool kernel_skip_bodies = true;
   bool fast_fd_filter = true;  // the payload program variant with plain loads, where allowed
+  bool socket_tracepoints = true;  // most payload syscalls on sock_{send,recv}_length, where allowed
   uint32_t ring_buffer_mb = 16;
   uint32_t max_connections = 65536;
   std::string tracefs = "/sys/kernel/tracing";

@@ -219,6 +219,10 @@ TEST_CASE("RestartOnlyChanges lists the kernel-side flags that differ") {
   b.unix_paths = {"/run/app.sock"};  // whether the kernel lets Unix sockets past --port
   CHECK(RestartOnlyChanges(a, b) == std::vector<std::string>{"port", "unix_sockets", "unix_path",
                                                              "fast_fd_filter", "ring_buffer_mb"});
+  b.socket_tracepoints = false;  // which hooks carry the payload syscalls
+  CHECK(RestartOnlyChanges(a, b) ==
+        std::vector<std::string>{"port", "unix_sockets", "unix_path", "fast_fd_filter",
+                                 "socket_tracepoints", "ring_buffer_mb"});
   Config c, d;
   d.tls = false;  // whether the uprobes are attached
   d.tls_libraries = {"/opt/lib/libssl.so.3"};
