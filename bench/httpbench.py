@@ -900,9 +900,11 @@ class Bench:
         with open(data, "wb") as f:
             f.write(os.urandom(65536))
         modes = ["getppid", "read", "write", "unix"]
+        # traced_exit: every payload syscall on its exit tracepoint
+        # (--socket_tracepoints=false), what kernels before 6.4 run.
         # traced_portable: the payload program without plain loads of kernel
         # memory (--fast_fd_filter=false), what kernels before 6.16 run.
-        configs = ["untraced", "traced", "traced_portable", "traced_pid_other"]
+        configs = ["untraced", "traced", "traced_exit", "traced_portable", "traced_pid_other"]
         raw = {c: {m: [] for m in modes} for c in configs}
         for rep in range(self.o.micro_reps):
             for config in configs:
@@ -912,6 +914,8 @@ class Bench:
                         args = list(self.o.daemon_args)
                         if config == "traced_pid_other":
                             args.append(f"--pid={self.nginx.proc.pid}")
+                        if config == "traced_exit":
+                            args.append("--socket_tracepoints=false")
                         if config == "traced_portable":
                             args.append("--fast_fd_filter=false")
                         daemon = Daemon(self.procs, self.binary, self.workdir,
@@ -1111,15 +1115,22 @@ def print_table(results, out=sys.stdout):
     if m:
         w("\nnon-socket syscalls (ns per call, median of %d interleaved runs; slowdown = traced/untraced)\n"
           % m["reps"])
+        exit_only = any("traced_exit_ns" in s for s in m["summary"].values())
         portable = any("traced_portable_ns" in s for s in m["summary"].values())
         w(f"{'syscall':<8} {'untraced':>9} {'traced':>9} {'slowdown':>9} "
+          + (f"{'exit':>9} {'slowdown':>9} " if exit_only else "")
           + (f"{'portable':>9} {'slowdown':>9} " if portable else "")
           + f"{'--pid=other':>12} {'slowdown':>9}\n")
         for mode, s in m["summary"].items():
             w(f"{mode:<8} {s['untraced_ns']:9.1f} {s['traced_ns']:9.1f} {s['traced_slowdown']:9.3f} "
+              + (f"{s['traced_exit_ns']:9.1f} {s['traced_exit_slowdown']:9.3f} "
+                 if exit_only else "")
               + (f"{s['traced_portable_ns']:9.1f} {s['traced_portable_slowdown']:9.3f} "
                  if portable else "")
               + f"{s['traced_pid_other_ns']:12.1f} {s['traced_pid_other_slowdown']:9.3f}\n")
+        if exit_only:
+            w("  exit: --socket_tracepoints=false, every payload syscall on its exit tracepoint (kernels\n"
+              "  before 6.4).\n")
         if portable:
             w("  portable: --fast_fd_filter=false, the payload program kernels before 6.16 run.\n")
         if m.get("bpf_stats_enabled"):
