@@ -1,5 +1,6 @@
 """End-to-end: the real daemon and BPF against real servers and clients."""
 import base64
+import ctypes
 import http.client
 import json
 import os
@@ -1410,3 +1411,73 @@ def test_a_process_in_a_container_cgroup_carries_the_container_id(tmp_path):
     assert by_role["server"]["container"] == {"id": cid}
     assert by_role["client"]["process"]["pid"] == curl_pid
     assert "container" not in by_role["client"]
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _Msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.POINTER(_Iovec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+class _Mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint)]
+
+
+def _mmsg_vectors(buffers):
+    """An mmsghdr array with one iovec per buffer (kept alive with it)."""
+    msgs = (_Mmsghdr * len(buffers))()
+    iovs = [_Iovec(ctypes.cast(b, ctypes.c_void_p), len(b)) for b in buffers]
+    for m, iov in zip(msgs, iovs):
+        m.hdr.iov = ctypes.pointer(iov)
+        m.hdr.iovlen = 1
+    return msgs, iovs
+
+
+@pytest.mark.parametrize("socket_tracepoints", ["true", "false"])
+def test_sendmmsg_and_recvmmsg_bytes_are_recorded_once(tmp_path, py_server, socket_tracepoints):
+    """A client that makes one exchange with send() and recv(), then writes its
+    second request with one sendmmsg() of two messages and reads the response
+    with recvmmsg(): those two stay on their exit tracepoints while reads and
+    writes are taken on the socket tracepoints, which fire once per message
+    inside them too. Each byte counts once, either way: both exchanges are
+    recorded whole, with no parse error or gap."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    d = Daemon(tmp_path / "logs", f"--pid={os.getpid()}",
+               f"--socket_tracepoints={socket_tracepoints}").start()
+    try:
+        with socket.create_connection(("127.0.0.1", py_server.port), timeout=10) as s:
+            s.setblocking(True)  # recvmmsg waits for the response
+            first = b"GET /path/first HTTP/1.1\r\nHost: m\r\n\r\n"
+            s.sendall(first)
+            got_first = b""
+            while not got_first.endswith(b"\r\n\r\npath=/path/first\n"):
+                got_first += s.recv(65536)
+            parts = [ctypes.create_string_buffer(b"GET /path/mmsg HTTP/1.1\r\n", 25),
+                     ctypes.create_string_buffer(b"Host: m\r\n\r\n", 11)]
+            msgs, keep = _mmsg_vectors(parts)
+            assert libc.sendmmsg(s.fileno(), msgs, 2, 0) == 2, ctypes.get_errno()
+            expected = b"path=/path/mmsg\n"
+            got = b""
+            while not got.endswith(b"\r\n\r\n" + expected):
+                buf = ctypes.create_string_buffer(65536)
+                rmsgs, rkeep = _mmsg_vectors([buf])
+                n = libc.recvmmsg(s.fileno(), rmsgs, 1, 0, None)
+                assert n == 1, ctypes.get_errno()
+                assert rmsgs[0].len > 0
+                got += buf.raw[:rmsgs[0].len]
+        recs = d.wait_for(match(py_server.port, role="client"), 2)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert [(r["url"]["path"], r["http"]["response"]["status_code"],
+             r["http"]["response"]["body"], r["httptraced"]["incomplete"]) for r in recs] == [
+        ("/path/first", 200, {"bytes": 17, "content": "path=/path/first\n"}, False),
+        ("/path/mmsg", 200, {"bytes": 16, "content": "path=/path/mmsg\n"}, False)]
+    st = final_stats(d)
+    # This process's only traced bytes: the two requests and responses, once.
+    assert (st["bytes"], st["parse_errors"], st["gaps"], st["records"]) == \
+        (len(first) + len(got_first) + 25 + 11 + len(got), 0, 0, 2), st
