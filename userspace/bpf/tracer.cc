@@ -197,7 +197,7 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
     // refuses it (the feature is listed but something else differs) still
     // gets the portable one rather than no tracer.
     std::fprintf(stderr,
-                 "httptraced: warning: the kernel refused sys_exit_payload_fast (%s); loading "
+                 "httptraced: warning: the kernel refused the fast payload programs (%s); loading "
                  "the portable payload program instead (--verbosity=2 shows why)\n",
                  Errno(err).c_str());
     httptraced_bpf__destroy(t->skel_);
@@ -229,14 +229,13 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
         "); rerun with --verbosity=2 for the verifier log. httptraced needs Linux 5.17 or "
         "newer with BTF"));
   }
-  if (!t->verifier_stats_.empty()) {
-    // "processed N insns (limit 1000000) ...": how close the program is to
-    // what the verifier accepts.
-    for (absl::string_view line : absl::StrSplit(t->verifier_stats_.data(), '\n')) {
+  // "processed N insns (limit 1000000) ...": how close each payload program
+  // is to what the verifier accepts.
+  for (const auto& [prog, log] : t->verifier_stats_) {
+    for (absl::string_view line : absl::StrSplit(log.data(), '\n')) {
       if (absl::StartsWith(line, "processed ") || absl::StartsWith(line, "verification time")) {
-        std::fprintf(stderr, "httptraced: verifier, %s: %.*s\n",
-                     bpf_program__name(t->payload_prog_), static_cast<int>(line.size()),
-                     line.data());
+        std::fprintf(stderr, "httptraced: verifier, %s: %.*s\n", bpf_program__name(prog),
+                     static_cast<int>(line.size()), line.data());
       }
     }
   }
@@ -372,10 +371,14 @@ absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
   bpf_program__set_autoload(skel_->progs.sock_recv_payload, socket_tracepoints_);
   verifier_stats_.clear();
   if (o.verbosity >= 2 && verifier_stats) {
-    verifier_stats_.assign(64 << 10, '\0');
-    // BPF_LOG_STATS (4): the totals only, not the instruction-level log.
-    bpf_program__set_log_level(payload_prog_, 4);
-    bpf_program__set_log_buf(payload_prog_, verifier_stats_.data(), verifier_stats_.size());
+    for (bpf_program* p : {payload_prog_, skel_->progs.sock_send_payload,
+                           skel_->progs.sock_recv_payload}) {
+      if (!bpf_program__autoload(p)) continue;
+      auto& [stats_prog, log] = verifier_stats_.emplace_back(p, std::vector<char>(64 << 10));
+      // BPF_LOG_STATS (4): the totals only, not the instruction-level log.
+      bpf_program__set_log_level(stats_prog, 4);
+      bpf_program__set_log_buf(stats_prog, log.data(), log.size());
+    }
   }
   // Probe the hooks: a syscall this kernel lacks is skipped with a warning.
   bpf_program* prog;

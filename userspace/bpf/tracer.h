@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -174,9 +175,9 @@ class Tracer {
   bpf_program* payload_prog_ = nullptr;  // attached to every payload syscall's exit
   bool untrusted_loads_ = false;         // payload_prog_ is sys_exit_payload_fast
   bool socket_tracepoints_ = false;      // sock_{send,recv}_payload carry most syscalls
-  // --verbosity=2: the verifier's statistics for payload_prog_ (the largest
-  // program, and the one near the verifier's limits), printed once loaded.
-  std::vector<char> verifier_stats_;
+  // --verbosity=2: the verifier's statistics for the payload programs (the
+  // largest, and the ones near the verifier's limits), printed once loaded.
+  std::vector<std::pair<bpf_program*, std::vector<char>>> verifier_stats_;
   int attached_ = 0;
   int tls_probes_ = 0;
   std::vector<::bpf_link*> tls_links_;  // the uprobes, also in links_ once all attached
