@@ -461,17 +461,10 @@ static __always_inline __u8 conn__sys_kind(long nr)
 	return targ_sys_kind[idx & (HT_MAX_SYSCALL_NR - 1)];
 }
 
-/*
- * The syscalls whose payload the socket tracepoints carry (sock_sendmsg and
- * sock_recvmsg run once for each of them). sendmmsg/recvmmsg (once per
- * message), sendfile and splice (their bytes never pass through user memory)
- * stay on their exit tracepoints.
- */
+/* Whether the socket tracepoints carry sys (HT_SYS_ON_SOCK_TRACEPOINTS). */
 static __always_inline bool conn__sys_on_sock_tracepoints(__u8 sys)
 {
-	return sys == HT_SYS_READ || sys == HT_SYS_WRITE || sys == HT_SYS_READV ||
-	       sys == HT_SYS_WRITEV || sys == HT_SYS_RECVFROM || sys == HT_SYS_SENDTO ||
-	       sys == HT_SYS_RECVMSG || sys == HT_SYS_SENDMSG;
+	return sys < 32 && ((HT_SYS_ON_SOCK_TRACEPOINTS >> sys) & 1);
 }
 
 /*

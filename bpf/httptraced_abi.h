@@ -83,6 +83,18 @@ enum ht_syscall {
 	HT_SYS_SSL_WRITE, /* plaintext taken by SSL_write/SSL_write_ex (uprobe) */
 };
 
+/*
+ * The payload syscalls whose bytes are taken on the socket tracepoints
+ * (sock_send_length/sock_recv_length fire once inside each) when they are
+ * used; the others (sendmmsg/recvmmsg: once per message; sendfile, splice:
+ * bytes that never pass through user memory) stay on their exit tracepoints.
+ * A bit per enum ht_syscall value.
+ */
+#define HT_SYS_ON_SOCK_TRACEPOINTS                                                     \
+	((1u << HT_SYS_READ) | (1u << HT_SYS_WRITE) | (1u << HT_SYS_READV) |            \
+	 (1u << HT_SYS_WRITEV) | (1u << HT_SYS_RECVFROM) | (1u << HT_SYS_SENDTO) |      \
+	 (1u << HT_SYS_RECVMSG) | (1u << HT_SYS_SENDMSG))
+
 enum ht_close_reason {
 	HT_CLOSE_SYSCALL = 1,  /* close() on the fd */
 	HT_CLOSE_NOT_HTTP = 2, /* the kernel decided the stream is not HTTP/1.x */

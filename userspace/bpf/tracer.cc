@@ -100,12 +100,9 @@ bool KernelHasSocketTracepoints() {
 }
 
 // The payload syscalls that the socket tracepoints carry when they are used
-// (conn__sys_on_sock_tracepoints in bpf/conn.bpf.h): their exits are then not
-// attached.
+// (bpf/httptraced_abi.h): their exits are then not attached.
 bool OnSocketTracepoints(uint8_t kind) {
-  return kind == HT_SYS_READ || kind == HT_SYS_WRITE || kind == HT_SYS_READV ||
-         kind == HT_SYS_WRITEV || kind == HT_SYS_RECVFROM || kind == HT_SYS_SENDTO ||
-         kind == HT_SYS_RECVMSG || kind == HT_SYS_SENDMSG;
+  return kind < 32 && ((HT_SYS_ON_SOCK_TRACEPOINTS >> kind) & 1) != 0;
 }
 
 bool HasCapability(int cap) {
