@@ -530,9 +530,9 @@ __attribute__((noinline)) int tls__note_read(__u32 tgid, __s32 fd, __u64 buf)
 static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loads,
 					   struct sock *sk)
 {
-	/* Known at compile time in each program: the socket tracepoints'
-	 * never carry splice or the mmsg calls, so their code is left out
-	 * there (less for the verifier to walk). */
+	/* Known at compile time in each program: the socket tracepoints
+	 * never carry splice or the mmsg calls, so their programs are built
+	 * without that code (less for the verifier to walk). */
 	const bool sock_tp = sk != NULL;
 	struct payload_src src = {};
 	struct syscall_args a = {};

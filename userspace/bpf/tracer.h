@@ -172,7 +172,9 @@ class Tracer {
   ring_buffer* ring_ = nullptr;
   SampleHandler* handler_ = nullptr;
   std::vector<::bpf_link*> links_;
-  bpf_program* payload_prog_ = nullptr;  // attached to every payload syscall's exit
+  // Attached to the payload syscalls' exits: all of them, or those the socket
+  // tracepoints do not carry.
+  bpf_program* payload_prog_ = nullptr;
   bool untrusted_loads_ = false;         // payload_prog_ is sys_exit_payload_fast
   bool socket_tracepoints_ = false;      // sock_{send,recv}_payload carry most syscalls
   // --verbosity=2: the verifier's statistics for the payload programs (the
