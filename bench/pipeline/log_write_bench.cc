@@ -1,15 +1,16 @@
 // The rotating log's write path as the daemon drives it (output::RotatingLog,
-// 256 KiB batches of whole lines, rotation included), with and without the
+// 1 MiB batches of whole lines, rotation included), with and without the
 // ext4 reserve ahead of the active file (RotatingLog::Options::
 // reserve_ahead_bytes): CPU time of the writing thread per MiB and per record.
 //
-//   log_write_bench DIR [MiB per round] [rounds] [record bytes]
+//   log_write_bench DIR [MiB per round] [rounds] [record bytes] [batch KiB]
 //
 // DIR must be on the filesystem to measure (the reserve is only taken on
 // ext4). Each round writes into a fresh directory under DIR, once with the
 // reserve and once without, in alternating order so drift cancels; rotated
 // files are kept plain and pruned by the log's own background thread, whose
-// CPU is not counted. The figures are medians over the rounds.
+// CPU is not counted. The figures are medians over the rounds. The batch
+// size defaults to the daemon's (kFlushBytes in daemon/daemon.cc).
 #include <stdlib.h>
 
 #include <cstdio>
@@ -66,18 +67,20 @@ double WriteRound(const std::string& dir, bool reserve, uint64_t total,
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: log_write_bench DIR [MiB per round] [rounds] [record bytes]\n");
+    std::fprintf(stderr, "usage: log_write_bench DIR [MiB per round] [rounds] [record bytes] [batch KiB]\n");
     return 2;
   }
   const std::string base = argv[1];
   const uint64_t mib = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 400;
   const int rounds = argc > 3 ? std::atoi(argv[3]) : 5;
   const size_t record = argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 3200;
-  if (mib == 0 || rounds <= 0 || record < 64 || record > (256 << 10)) {
+  const size_t batch_kib = argc > 5 ? std::strtoull(argv[5], nullptr, 10) : 1024;
+  if (mib == 0 || rounds <= 0 || record < 64 || batch_kib == 0 || batch_kib > (64 << 10) ||
+      record > (batch_kib << 10)) {
     std::fprintf(stderr, "log_write_bench: bad arguments\n");
     return 2;
   }
-  const std::string batch = Batch(256 << 10, record);
+  const std::string batch = Batch(batch_kib << 10, record);
   const uint64_t total = mib << 20;
   std::vector<double> with, without;
   for (int r = 0; r < rounds; ++r) {
