@@ -114,6 +114,8 @@ struct mmsg_ctx {
 	__u8 sys;
 	__u8 lost;   /* a header could not be read: positions are no longer known */
 	__u8 discarded; /* MSG_TRUNC on TCP: the bytes were consumed, not copied */
+	__u8 admitted;  /* the first message's bytes go out (conn__admit) */
+	__u16 first_flags; /* and its event flags */
 	__u32 tid;   /* thread that made the syscall */
 };
 

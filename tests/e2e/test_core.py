@@ -1481,3 +1481,38 @@ def test_sendmmsg_and_recvmmsg_bytes_are_recorded_once(tmp_path, py_server, sock
     # This process's only traced bytes: the two requests and responses, once.
     assert (st["bytes"], st["parse_errors"], st["gaps"], st["records"]) == \
         (len(first) + len(got_first) + 25 + 11 + len(got), 0, 0, 2), st
+
+
+@pytest.mark.parametrize("socket_tracepoints", ["true", "false"])
+def test_a_connection_begun_with_sendmmsg_is_recorded_from_its_first_byte(
+        tmp_path, py_server, socket_tracepoints):
+    """A client whose first bytes on a connection are one sendmmsg() of three
+    messages (request line, header, blank line): the first message decides
+    that the connection speaks HTTP and opens it in the kernel, the other two
+    follow it (a lighter path than the first's, for the verifier's sake).
+    The exchange is recorded whole, every byte once."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    d = Daemon(tmp_path / "logs", f"--pid={os.getpid()}",
+               f"--socket_tracepoints={socket_tracepoints}").start()
+    try:
+        with socket.create_connection(("127.0.0.1", py_server.port), timeout=10) as s:
+            pieces = [b"GET /path/mmsg-start HTTP/1.1\r\n", b"Host: m\r\n", b"\r\n"]
+            parts = [ctypes.create_string_buffer(p, len(p)) for p in pieces]
+            msgs, keep = _mmsg_vectors(parts)
+            assert libc.sendmmsg(s.fileno(), msgs, 3, 0) == 3, ctypes.get_errno()
+            expected = b"path=/path/mmsg-start\n"
+            got = b""
+            while not got.endswith(b"\r\n\r\n" + expected):
+                chunk = s.recv(65536)
+                assert chunk, got
+                got += chunk
+        recs = d.wait_for(match(py_server.port, role="client"), 1)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert [(r["url"]["path"], r["http"]["request"]["headers"], r["http"]["response"]["status_code"],
+             r["http"]["response"]["body"], r["httptraced"]["incomplete"]) for r in recs] == [
+        ("/path/mmsg-start", {"host": "m"}, 200,
+         {"bytes": len(expected), "content": expected.decode()}, False)]
+    st = final_stats(d)
+    assert (st["bytes"], st["parse_errors"], st["gaps"], st["records"]) == \
+        (sum(map(len, pieces)) + len(got), 0, 0, 1), st
