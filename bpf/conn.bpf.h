@@ -389,6 +389,8 @@ static long mmsg__step(__u32 index, void *unused)
 	id.tgid = key.tgid;
 	id.fd = key.fd;
 	id.gen = c->gen;
+	/* conn__data's last part, written out again: shared through a helper,
+	 * this program took 459k verified instructions instead of 394k. */
 	if (s->mmsg.discarded) {
 		emit__skip(&id, s->mmsg.dir, s->mmsg.sys, flags, pos, m.msg_len, s->mmsg.tid);
 	} else if (skips_pending && conn__body_skipped(&id, s->mmsg.dir, pos, m.msg_len)) {
