@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * httptraced kernel side: per-syscall tracepoints only. One BTF tracepoint on
- * raw_syscalls/sys_exit for all of them was measured (README, Performance):
+ * raw_syscalls/sys_exit for all of them was measured (docs/performance.md):
  * it runs for every syscall of every process, which cost getppid() about
  * 110 ns more per call, for 0 to 50 ns less per traced read or write.
  * Payload syscalls are handled at
