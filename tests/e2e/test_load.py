@@ -8,6 +8,7 @@ small for a burst drops what it must, says so, and writes only correct records.
 import http.client
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -750,6 +751,10 @@ def test_ring_buffer_overflow_is_counted_and_records_stay_correct(tmp_path, py_s
                 t.join()
         finally:
             d.proc.send_signal(signal.SIGCONT)
+            resumed = time.monotonic()
+        while "was full" not in d.stderr() and time.monotonic() - resumed < 5:
+            time.sleep(0.05)
+        first_warned_within_s = time.monotonic() - resumed
         during = settle(d)
         assert during["kernel_drops"] > 0 and during["kernel_drop_bytes"] > 0, during
         out, _ = curl(py_server.url("/path/after-overflow"))
@@ -766,6 +771,25 @@ def test_ring_buffer_overflow_is_counted_and_records_stay_correct(tmp_path, py_s
     end = final_stats(d)
     assert end["kernel_drops"] >= during["kernel_drops"] > 0, end
     assert end["gaps"] > 0, end
+    # The loss was said as it happened (within a second, not only in the
+    # stats line), and the warnings' counts add up to the stats line's.
+    warned = [l for l in d.stderr().splitlines() if "lost" in l and "ring buffer" in l]
+    first = re.fullmatch(
+        r"httptraced: warning: the ring buffer \(--ring_buffer_mb=1\) was full: (\d+) events? "
+        r"\((\d+) bytes of payload\) lost; the records of their connections have gaps\. Raise "
+        r"--ring_buffer_mb, or trace less \(--pid, --port\)\. Further losses are reported at "
+        r"most every 10 s", warned[0] if warned else "")
+    assert first, warned
+    counts = [(int(first[1]), int(first[2]))]
+    for line in warned[1:]:
+        m = re.fullmatch(r"httptraced: warning: (\d+) more events? \((\d+) bytes of payload\) "
+                         r"lost to a full ring buffer in the last \d+\.\d s; (\d+) in all", line)
+        assert m, line
+        counts.append((int(m[1]), int(m[2])))
+        assert int(m[3]) == sum(c[0] for c in counts), (line, counts)
+    assert first_warned_within_s <= 2.0, first_warned_within_s
+    assert sum(c[0] for c in counts) == end["kernel_drops"], (warned, end)
+    assert sum(c[1] for c in counts) == end["kernel_drop_bytes"], (warned, end)
     recs = [r for r in d.records() if r.get("url", {}).get("path") == "/echo"]
     assert recs, "nothing recorded at all"
     checked = 0

@@ -70,7 +70,8 @@ Daemon::Daemon(const config::Config& config, std::unique_ptr<output::RecordSink>
       notifier_(notifier != nullptr ? notifier : &default_notifier_),
       table_(TableOptions(config), *this, *this),
       builder_(std::make_unique<record::RecordBuilder>(BuilderOptions(config))),
-      decoder_(MakeDecoder(config)) {
+      decoder_(MakeDecoder(config)),
+      drop_warnings_(config.ring_buffer_mb) {
   RefreshClock();
   batch_.Reserve(kFlushBytes + 64 * 1024);
 }
@@ -309,6 +310,10 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
     if (now_ns_ - last_clock >= 1'000'000'000) {
       RefreshClock();
       last_clock = now_ns_;
+      // Ring-buffer losses are said within a second (8 map reads).
+      const bpf::KernelCounters k = tracer.ReadCounters();
+      const std::string w = drop_warnings_.Observe(now_ns_, k.ring_drops, k.ring_drop_bytes);
+      if (!w.empty()) std::fprintf(stderr, "%s\n", w.c_str());
     }
     if (!batch_.empty() && now_ns_ - batch_started_ns_ >= kFlushAfterNs) Flush();
     if (now_ns_ - last_status >= 5'000'000'000) {
@@ -338,6 +343,9 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
   } while (tracer.more_pending());
   table_.FinishAll();
   Flush();
+  const bpf::KernelCounters k = tracer.ReadCounters();
+  const std::string w = drop_warnings_.Final(now_ns_, k.ring_drops, k.ring_drop_bytes);
+  if (!w.empty()) std::fprintf(stderr, "%s\n", w.c_str());
   std::fprintf(stderr, "%s\n", StatsLine().c_str());
   tracer.Detach();
   return absl::OkStatus();

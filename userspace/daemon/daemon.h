@@ -13,6 +13,7 @@
 #include "bpf/tracer.h"
 #include "config/config.h"
 #include "conn/conn_table.h"
+#include "daemon/drop_warnings.h"
 #include "http/body_decoder.h"
 #include "output/sink.h"
 #include "proc/process_cache.h"
@@ -102,6 +103,7 @@ class Daemon final : public bpf::SampleHandler,
   uint64_t batch_started_ns_ = 0;
   uint64_t now_ns_ = 0;
   DaemonStats stats_;
+  DropWarnings drop_warnings_;
   absl::Status last_decode_error_;
   // Connections released (hibernated, closed, expired, evicted) at the last
   // malloc_trim, and how many more make the next one worth it.
