@@ -18,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "bpf/concurrently.h"
 #include "bpf/tls_libraries.h"
 #include "httptraced.skel.h"
 #include "httptraced_abi.h"
@@ -97,6 +98,14 @@ bool KernelHasSocketTracepoints() {
       btf__find_by_name_kind(vmlinux, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF) > 0;
   btf__free(vmlinux);
   return found;
+}
+
+// Removes links side by side: each removal waits for the kernel's RCU grace
+// periods (90-200 ms here), which concurrent removals share.
+constexpr size_t kDetachThreads = 32;
+void DestroyLinks(const std::vector<bpf_link*>& links) {
+  RunConcurrently(links.size(), kDetachThreads,
+                  [&links](size_t i) { bpf_link__destroy(links[i]); });
 }
 
 // The payload syscalls that the socket tracepoints carry when they are used
@@ -266,9 +275,7 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
           auto it = self->scanned_links_.find(id);
           if (it == self->scanned_links_.end()) return;
           // Each removal waits for an RCU grace period: not on the event loop.
-          self->detacher_.Post([links = std::move(it->second.links)] {
-            for (bpf_link* link : links) bpf_link__destroy(link);
-          });
+          self->detacher_.Post([links = std::move(it->second.links)] { DestroyLinks(links); });
           std::fprintf(stderr, "httptraced: TLS: probes removed from %s: no %sprocess maps it\n",
                        it->second.found_as.c_str(), listed ? "listed " : "");
           self->scanned_links_.erase(it);
@@ -682,13 +689,18 @@ void Tracer::ClearSkips(const conn::ConnKey& key) {
 }
 
 void Tracer::Detach() {
-  DetachTls();
+  // Every link at once (RunConcurrently: each waits for grace periods that
+  // concurrent removals share).
+  std::vector<bpf_link*> all = std::move(links_);
+  links_.clear();
+  all.insert(all.end(), tls_links_.begin(), tls_links_.end());
+  tls_links_.clear();
+  tls_probes_ = 0;
   for (auto& [id, probed] : scanned_links_) {
-    for (bpf_link* link : probed.links) bpf_link__destroy(link);
+    all.insert(all.end(), probed.links.begin(), probed.links.end());
   }
   scanned_links_.clear();
-  for (bpf_link* link : links_) bpf_link__destroy(link);
-  links_.clear();
+  DestroyLinks(all);
 }
 
 Tracer::~Tracer() {
