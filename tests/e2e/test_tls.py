@@ -528,8 +528,8 @@ def test_tls_through_memory_bios_both_ends_exact(tmp_path, cert, server_kind):
     assert len(every) == 46, [r["url"]["path"] for r in every]
     by = {}
     for r in every:
-        assert r["tls"] == {"established": True}
-        assert r["httptraced"]["incomplete"] is False
+        assert r["tls"] == {"established": True}, r
+        assert r["httptraced"]["incomplete"] is False, r
         assert r["http"]["response"]["status_code"] == 200
         by.setdefault((r["httptraced"]["role"], r["process"]["pid"]), []).append(r)
     # curl's exchanges: the Node server's records and curl's own.
