@@ -1,10 +1,11 @@
 // RunConcurrently: calls that mostly wait, run side by side.
 //
 // Detaching a BPF program from a tracepoint or uprobe waits for the kernel's
-// RCU grace periods: 90-200 ms per link on the CI machine, so the daemon's 22
-// links took 2.4-2.9 s to detach one after the other at shutdown, during which
-// nothing is traced (a restart's blind spot is its stop plus its start).
-// Concurrent waits share grace periods.
+// RCU grace periods: 90-200 ms per link on the CI machine, so the daemon took
+// about 2 s to stop with its 22 links removed one after the other, during
+// which nothing is traced (a restart's blind spot is its stop plus its start).
+// Removed side by side, they overlap part of their waits: 1.3-1.4 s (the
+// kernel serialises the rest; docs/performance.md, "Start-up and stop").
 #ifndef HTTPTRACED_BPF_CONCURRENTLY_H_
 #define HTTPTRACED_BPF_CONCURRENTLY_H_
 

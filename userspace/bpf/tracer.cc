@@ -101,7 +101,7 @@ bool KernelHasSocketTracepoints() {
 }
 
 // Removes links side by side: each removal waits for the kernel's RCU grace
-// periods (90-200 ms here), which concurrent removals share.
+// periods (90-200 ms here), which concurrent removals partly overlap.
 constexpr size_t kDetachThreads = 32;
 void DestroyLinks(const std::vector<bpf_link*>& links) {
   RunConcurrently(links.size(), kDetachThreads,
@@ -690,7 +690,7 @@ void Tracer::ClearSkips(const conn::ConnKey& key) {
 
 void Tracer::Detach() {
   // Every link at once (RunConcurrently: each waits for grace periods that
-  // concurrent removals share).
+  // concurrent removals partly overlap).
   std::vector<bpf_link*> all = std::move(links_);
   links_.clear();
   all.insert(all.end(), tls_links_.begin(), tls_links_.end());
