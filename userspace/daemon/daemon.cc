@@ -133,6 +133,15 @@ void Daemon::Forget(const conn::ConnKey& key) {
   }
 }
 
+void Daemon::WarnOfDrops(bool at_exit) {
+  if (tracer_ == nullptr) return;
+  const bpf::KernelCounters k = tracer_->ReadCounters();  // 8 map reads
+  const std::string w = at_exit
+                            ? drop_warnings_.Final(now_ns_, k.ring_drops, k.ring_drop_bytes)
+                            : drop_warnings_.Observe(now_ns_, k.ring_drops, k.ring_drop_bytes);
+  if (!w.empty()) std::fprintf(stderr, "%s\n", w.c_str());
+}
+
 uint64_t Daemon::KernelDrops() {
   return tracer_ == nullptr ? 0 : tracer_->ReadCounters().ring_drops;
 }
@@ -310,10 +319,7 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
     if (now_ns_ - last_clock >= 1'000'000'000) {
       RefreshClock();
       last_clock = now_ns_;
-      // Ring-buffer losses are said within a second (8 map reads).
-      const bpf::KernelCounters k = tracer.ReadCounters();
-      const std::string w = drop_warnings_.Observe(now_ns_, k.ring_drops, k.ring_drop_bytes);
-      if (!w.empty()) std::fprintf(stderr, "%s\n", w.c_str());
+      WarnOfDrops(/*at_exit=*/false);  // within a second of a loss
     }
     if (!batch_.empty() && now_ns_ - batch_started_ns_ >= kFlushAfterNs) Flush();
     if (now_ns_ - last_status >= 5'000'000'000) {
@@ -343,9 +349,7 @@ absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
   } while (tracer.more_pending());
   table_.FinishAll();
   Flush();
-  const bpf::KernelCounters k = tracer.ReadCounters();
-  const std::string w = drop_warnings_.Final(now_ns_, k.ring_drops, k.ring_drop_bytes);
-  if (!w.empty()) std::fprintf(stderr, "%s\n", w.c_str());
+  WarnOfDrops(/*at_exit=*/true);
   std::fprintf(stderr, "%s\n", StatsLine().c_str());
   tracer.Detach();
   return absl::OkStatus();

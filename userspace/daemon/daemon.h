@@ -80,6 +80,8 @@ class Daemon final : public bpf::SampleHandler,
   std::string StatsLine() const;
 
  private:
+  // Says on stderr what the ring buffer lost since the last warning (DropWarnings).
+  void WarnOfDrops(bool at_exit);
   void Flush();
   void Tick(uint64_t now_ns);
   void RefreshClock();

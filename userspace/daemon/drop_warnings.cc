@@ -33,7 +33,8 @@ std::string DropWarnings::Report(uint64_t now_ns, uint64_t drops, uint64_t drop_
     line = absl::StrFormat(
         "httptraced: warning: %d more %s (%d bytes of payload) lost to a full ring "
         "buffer in the last %.1f s; %d in all",
-        n, n == 1 ? "event" : "events", bytes, static_cast<double>(now_ns - last_report_ns_) / 1e9, drops);
+        n, n == 1 ? "event" : "events", bytes,
+        static_cast<double>(now_ns - last_report_ns_) / 1e9, drops);
   }
   reported_ = true;
   reported_drops_ = drops;
