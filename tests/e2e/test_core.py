@@ -769,6 +769,31 @@ def test_one_large_chunk_is_skipped_in_the_kernel_up_to_its_end(tmp_path, node_s
     assert 2 * (size - 16384) >= st["kernel_skipped_bytes"] >= size, st
 
 
+def loaded_programs(pid):
+    """{name: map ids} of every BPF program the process holds an fd of, and the
+    map ids it holds, from /proc/<pid>/fdinfo and bpftool. A name loaded twice
+    is an error."""
+    prog_ids, map_ids = set(), set()
+    fdinfo = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(fdinfo):
+        try:
+            with open(os.path.join(fdinfo, fd)) as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        prog_ids.add(int(line.split()[1]))
+                    elif line.startswith("map_id:"):
+                        map_ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    progs = {}
+    for prog_id in prog_ids:
+        info = json.loads(subprocess.run(["bpftool", "-j", "prog", "show", "id", str(prog_id)],
+                                         capture_output=True, text=True, check=True).stdout)
+        assert info["name"] not in progs, f"{info['name']} loaded twice"
+        progs[info["name"]] = set(info.get("map_ids", []))
+    return progs, map_ids
+
+
 def test_all_payload_programs_give_the_same_records(tmp_path, py_server):
     """Where the kernel allows plain loads of kernel memory (its BTF lists
     BPF_FEAT_RDONLY_CAST_TO_VOID: Linux 6.16, this CI's kernel), the payload
@@ -807,13 +832,31 @@ def test_all_payload_programs_give_the_same_records(tmp_path, py_server):
             recs = d.wait_for(match(py_server.port, "/echo"), 2)
             pair = d.wait_for(lambda r: r["network"].get("type") == "unix" and
                               r["url"]["path"] == "/over-unix", 8)
+            progs, maps = loaded_programs(d.pid())
         finally:
             assert d.stop() == 0, d.stderr()
-        prog = "sys_exit_payload_fast" if name != "portable" and allowed else "sys_exit_payload"
-        if name == "sock" and allowed and sock_tps:
+        payload = "sys_exit_payload_fast" if name != "portable" and allowed else "sys_exit_payload"
+        prog = payload
+        on_sock = name == "sock" and allowed and sock_tps
+        if on_sock:
             prog = ("sock_send_payload and sock_recv_payload (socket tracepoints) and "
                     "sys_exit_payload_fast (sendfile, splice, sendmmsg, recvmmsg)")
         assert f"httptraced: payload syscalls traced by {prog}" in d.stderr_lines
+        # The programs are loaded by two instances of the skeleton at once
+        # (Tracer::Load), with the maps of a third: each program once, and
+        # every one using those maps.
+        expected = {"sys_exit_connect", "sys_exit_accept", "sys_exit_accept4", "sys_enter_close",
+                    "sys_enter_dup2", "sys_enter_dup3", "sys_enter_close_range",
+                    "sched_process_exit", payload}
+        if on_sock:
+            expected |= {"sock_send_payload", "sock_recv_payload"}
+        if any("libssl functions probed" in line for line in d.stderr_lines):
+            expected |= {"ssl_read_enter", "ssl_write_enter", "ssl_read_ex_enter",
+                         "ssl_write_ex_enter", "ssl_handshake_enter", "ssl_data_return",
+                         "ssl_handshake_return"}
+        assert set(progs) == expected, sorted(progs)
+        assert all(ids and ids <= maps for ids in progs.values()), (progs, maps)
+        assert len(maps) == len(set().union(*progs.values())), (progs, maps)
         st = final_stats(d)
         # Two connections, each seen from both ends: the TCP one and the
         # socketpair. The file was none, and no record but these ten.

@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdarg>
@@ -190,13 +191,12 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
 
   std::unique_ptr<Tracer> t(new Tracer());
   t->handler_ = handler;
-  t->skel_ = httptraced_bpf__open();
-  if (t->skel_ == nullptr) {
-    return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
-  }
-  if (absl::Status s = t->Configure(options); !s.ok()) return s;
+  // Read once from the kernel's BTF, for every try below.
+  t->kernel_untrusted_loads_ = KernelAllowsUntrustedLoads();
+  t->kernel_socket_tracepoints_ = KernelHasSocketTracepoints();
+  if (absl::Status s = t->Open(options); !s.ok()) return s;
   libbpf_quiet.store(t->untrusted_loads_, std::memory_order_relaxed);
-  int err = httptraced_bpf__load(t->skel_);
+  int err = t->Load();
   libbpf_quiet.store(false, std::memory_order_relaxed);
   if (err != 0 && t->untrusted_loads_) {
     // The fast payload program is an optimisation: a kernel whose verifier
@@ -206,28 +206,18 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
                  "httptraced: warning: the kernel refused the fast payload programs (%s); loading "
                  "the portable payload program instead (--verbosity=2 shows why)\n",
                  Errno(err).c_str());
-    httptraced_bpf__destroy(t->skel_);
-    t->skel_ = httptraced_bpf__open();
-    if (t->skel_ == nullptr) {
-      return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
-    }
     TracerOptions portable = options;
     portable.fast_fd_filter = false;
-    if (absl::Status s = t->Configure(portable); !s.ok()) return s;
-    err = httptraced_bpf__load(t->skel_);
+    if (absl::Status s = t->Open(portable); !s.ok()) return s;
+    err = t->Load();
   }
   if (err != 0 && !t->verifier_stats_.empty()) {
     // Its statistics took the place of the verifier's log: load the refused
     // program once more, for libbpf to print the log that says why.
-    httptraced_bpf__destroy(t->skel_);
-    t->skel_ = httptraced_bpf__open();
-    if (t->skel_ == nullptr) {
-      return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
-    }
     TracerOptions again = options;
     again.fast_fd_filter = t->untrusted_loads_;
-    if (absl::Status s = t->Configure(again, /*verifier_stats=*/false); !s.ok()) return s;
-    err = httptraced_bpf__load(t->skel_);
+    if (absl::Status s = t->Open(again, /*verifier_stats=*/false); !s.ok()) return s;
+    err = t->Load();
   }
   if (err != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -321,12 +311,94 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
   return t;
 }
 
-absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
-  auto* ro = skel_->rodata;
+void Tracer::SkelDeleter::operator()(httptraced_bpf* s) const { httptraced_bpf__destroy(s); }
+
+namespace {
+
+// The programs of the second loader (Tracer::Load): the socket tracepoints'
+// and libssl's. The first has the payload exit program and the small ones.
+// By strace -T on the 6.18 kernel here, the verifier takes 0.5 s for the exit
+// program and 0.1 s for sys_enter_close_range in the first; 0.2 s for each of
+// sock_send_payload, sock_recv_payload and ssl_data_return in the second.
+bool InSecondLoader(const httptraced_bpf* s, const bpf_program* prog) {
+  const auto& p = s->progs;
+  for (const bpf_program* second :
+       {p.sock_send_payload, p.sock_recv_payload, p.ssl_read_enter, p.ssl_write_enter,
+        p.ssl_read_ex_enter, p.ssl_write_ex_enter, p.ssl_handshake_enter, p.ssl_data_return,
+        p.ssl_handshake_return}) {
+    if (prog == second) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
   if (o.pids.size() > HT_MAX_FILTER || o.ports.size() > HT_MAX_FILTER) {
     return absl::InvalidArgumentError(
         absl::StrCat("at most ", HT_MAX_FILTER, " pids and ", HT_MAX_FILTER, " ports"));
   }
+  ncpus_ = libbpf_num_possible_cpus();
+  if (ncpus_ <= 0) return absl::InternalError("cannot count the possible CPUs");
+  for (Skel* s : {&skel_, &loaders_[0], &loaders_[1]}) {
+    s->reset(httptraced_bpf__open());
+    if (*s == nullptr) {
+      return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
+    }
+    if (absl::Status st = Configure(s->get(), o); !st.ok()) return st;
+  }
+  // One of the two payload programs: the same code, one of them dropping
+  // files and untraced sockets with plain loads where the kernel allows it.
+  const bool fast = untrusted_loads_ = o.fast_fd_filter && kernel_untrusted_loads_;
+  // Their programs share the fast one's checks (the fd's socket is the
+  // tracepoint's): only with it.
+  socket_tracepoints_ = fast && o.socket_tracepoints && kernel_socket_tracepoints_;
+  const bool tls = !o.tls_libraries.empty() || o.tls_scan_processes;
+  // Which programs load, and in which instance: none in skel_ (its maps
+  // only), each wanted one in one of the loaders.
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) bpf_program__set_autoload(prog, false);
+  for (size_t i = 0; i < loaders_.size(); ++i) {
+    const httptraced_bpf* s = loaders_[i].get();
+    const bool second = i == 1;
+    bpf_object__for_each_program(prog, s->obj) {
+      bool wanted = InSecondLoader(s, prog) == second;
+      if (prog == s->progs.sys_exit_payload_fast || prog == s->progs.sys_exit_payload) {
+        wanted = wanted && (prog == s->progs.sys_exit_payload_fast) == fast;
+      } else if (prog == s->progs.sock_send_payload || prog == s->progs.sock_recv_payload) {
+        wanted = wanted && socket_tracepoints_;
+      } else if (IsTlsProgram(s, prog)) {
+        wanted = wanted && tls;
+      } else if (wanted) {
+        // Probe the hooks: a syscall this kernel lacks is skipped with a warning.
+        const absl::string_view tp = TracepointOf(prog);
+        if (!tp.empty() && !IsDir(absl::StrCat(o.tracefs, "/events/", tp))) {
+          std::fprintf(stderr, "httptraced: warning: tracepoint %.*s is missing; not traced\n",
+                       static_cast<int>(tp.size()), tp.data());
+          wanted = false;
+        }
+      }
+      bpf_program__set_autoload(prog, wanted);
+    }
+  }
+  const auto& first = loaders_[0]->progs;
+  payload_prog_ = fast ? first.sys_exit_payload_fast : first.sys_exit_payload;
+  verifier_stats_.clear();
+  if (o.verbosity >= 2 && verifier_stats) {
+    for (bpf_program* p : {payload_prog_, loaders_[1]->progs.sock_send_payload,
+                           loaders_[1]->progs.sock_recv_payload}) {
+      if (!bpf_program__autoload(p)) continue;
+      auto& [stats_prog, log] = verifier_stats_.emplace_back(p, std::vector<char>(64 << 10));
+      // BPF_LOG_STATS (4): the totals only, not the instruction-level log.
+      bpf_program__set_log_level(stats_prog, 4);
+      bpf_program__set_log_buf(stats_prog, log.data(), log.size());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Tracer::Configure(httptraced_bpf* s, const TracerOptions& o) const {
+  auto* ro = s->rodata;
   ro->targ_self_tgid = o.self_tgid;
   ro->targ_npids = static_cast<uint32_t>(o.pids.size());
   for (size_t i = 0; i < o.pids.size(); ++i) ro->targ_pids[i] = o.pids[i];
@@ -345,16 +417,13 @@ absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
     }
     ro->targ_sys_kind[sc.nr] = sc.kind;
   }
-
-  ncpus_ = libbpf_num_possible_cpus();
-  if (ncpus_ <= 0) return absl::InternalError("cannot count the possible CPUs");
   struct {
     bpf_map* map;
     uint32_t entries;
   } sizes[] = {
-      {skel_->maps.events, o.ring_buffer_bytes},
-      {skel_->maps.conns, o.max_connections},
-      {skel_->maps.scratch_space, static_cast<uint32_t>(ncpus_)},
+      {s->maps.events, o.ring_buffer_bytes},
+      {s->maps.conns, o.max_connections},
+      {s->maps.scratch_space, static_cast<uint32_t>(ncpus_)},
   };
   for (const auto& [map, entries] : sizes) {
     if (int err = bpf_map__set_max_entries(map, entries); err != 0) {
@@ -362,43 +431,30 @@ absl::Status Tracer::Configure(const TracerOptions& o, bool verifier_stats) {
                                                      " to ", entries, ": ", Errno(err)));
     }
   }
-  // One of the two payload programs: the same code, one of them dropping
-  // files and untraced sockets with plain loads where the kernel allows it.
-  const bool fast = untrusted_loads_ = o.fast_fd_filter && KernelAllowsUntrustedLoads();
-  payload_prog_ = fast ? skel_->progs.sys_exit_payload_fast : skel_->progs.sys_exit_payload;
-  bpf_program__set_autoload(
-      fast ? skel_->progs.sys_exit_payload : skel_->progs.sys_exit_payload_fast, false);
-  // Their programs share the fast one's checks (the fd's socket is the
-  // tracepoint's): only with it.
-  socket_tracepoints_ = fast && o.socket_tracepoints && KernelHasSocketTracepoints();
-  bpf_program__set_autoload(skel_->progs.sock_send_payload, socket_tracepoints_);
-  bpf_program__set_autoload(skel_->progs.sock_recv_payload, socket_tracepoints_);
-  verifier_stats_.clear();
-  if (o.verbosity >= 2 && verifier_stats) {
-    for (bpf_program* p : {payload_prog_, skel_->progs.sock_send_payload,
-                           skel_->progs.sock_recv_payload}) {
-      if (!bpf_program__autoload(p)) continue;
-      auto& [stats_prog, log] = verifier_stats_.emplace_back(p, std::vector<char>(64 << 10));
-      // BPF_LOG_STATS (4): the totals only, not the instruction-level log.
-      bpf_program__set_log_level(stats_prog, 4);
-      bpf_program__set_log_buf(stats_prog, log.data(), log.size());
-    }
-  }
-  // Probe the hooks: a syscall this kernel lacks is skipped with a warning.
-  bpf_program* prog;
-  bpf_object__for_each_program(prog, skel_->obj) {
-    if (IsTlsProgram(prog)) {
-      bpf_program__set_autoload(prog, !o.tls_libraries.empty() || o.tls_scan_processes);
-      continue;
-    }
-    absl::string_view tp = TracepointOf(prog);
-    if (!tp.empty() && !IsDir(absl::StrCat(o.tracefs, "/events/", tp))) {
-      std::fprintf(stderr, "httptraced: warning: tracepoint %.*s is missing; not traced\n",
-                   static_cast<int>(tp.size()), tp.data());
-      bpf_program__set_autoload(prog, false);
-    }
-  }
   return absl::OkStatus();
+}
+
+int Tracer::Load() {
+  // The maps first, alone; then each loader takes them over (the same object:
+  // the same maps in the same order) and loads its programs, both at once.
+  // The verifier runs in the thread that asks for the load: two loads use two
+  // cores.
+  if (int err = httptraced_bpf__load(skel_.get()); err != 0) return err;
+  for (const Skel& loader : loaders_) {
+    bpf_map* own = nullptr;
+    bpf_map* map = nullptr;
+    while ((own = bpf_object__next_map(skel_->obj, own)) != nullptr) {
+      map = bpf_object__next_map(loader->obj, map);
+      if (map == nullptr || std::strcmp(bpf_map__name(map), bpf_map__name(own)) != 0) {
+        return -EINVAL;
+      }
+      if (int err = bpf_map__reuse_fd(map, bpf_map__fd(own)); err != 0) return err;
+    }
+  }
+  std::array<int, 2> errs{};
+  RunConcurrently(loaders_.size(), loaders_.size(),
+                  [this, &errs](size_t i) { errs[i] = httptraced_bpf__load(loaders_[i].get()); });
+  return errs[0] != 0 ? errs[0] : errs[1];
 }
 
 absl::Status Tracer::AttachOne(bpf_program* prog, const char* category, const char* name) {
@@ -415,10 +471,15 @@ absl::Status Tracer::AttachOne(bpf_program* prog, const char* category, const ch
 }
 
 absl::Status Tracer::Attach(const std::string& tracefs) {
-  bpf_program* prog;
-  bpf_object__for_each_program(prog, skel_->obj) {
-    if (!bpf_program__autoload(prog) || prog == payload_prog_ || IsTlsProgram(prog)) continue;
-    if (absl::Status s = AttachOne(prog, nullptr, nullptr); !s.ok()) return s;
+  for (const Skel& loader : loaders_) {
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, loader->obj) {
+      if (!bpf_program__autoload(prog) || prog == payload_prog_ ||
+          IsTlsProgram(loader.get(), prog)) {
+        continue;
+      }
+      if (absl::Status s = AttachOne(prog, nullptr, nullptr); !s.ok()) return s;
+    }
   }
   for (const PayloadSyscall& sc : kPayloadSyscalls) {
     if (socket_tracepoints_ && OnSocketTracepoints(sc.kind)) continue;
@@ -435,8 +496,8 @@ absl::Status Tracer::Attach(const std::string& tracefs) {
   return absl::OkStatus();
 }
 
-bool Tracer::IsTlsProgram(const bpf_program* prog) const {
-  const auto& p = skel_->progs;
+bool Tracer::IsTlsProgram(const httptraced_bpf* s, const bpf_program* prog) {
+  const auto& p = s->progs;
   for (const bpf_program* tls :
        {p.ssl_read_enter, p.ssl_write_enter, p.ssl_read_ex_enter, p.ssl_write_ex_enter,
         p.ssl_handshake_enter, p.ssl_data_return, p.ssl_handshake_return}) {
@@ -466,7 +527,7 @@ absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries,
 
 absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
                                              const std::vector<pid_t>& targets) {
-  const auto& p = skel_->progs;
+  const auto& p = loaders_[1]->progs;  // InSecondLoader
   absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(lib);
   if (!probes.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("TLS: ", probes.status().message()));
@@ -707,7 +768,6 @@ Tracer::~Tracer() {
   detacher_.Stop();  // the removals under way end before the rest goes
   Detach();
   if (ring_ != nullptr) ring_buffer__free(ring_);
-  if (skel_ != nullptr) httptraced_bpf__destroy(skel_);
 }
 
 }  // namespace httptraced::bpf

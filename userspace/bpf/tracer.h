@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -145,10 +146,15 @@ class Tracer {
 
  private:
   Tracer() = default;
-  // verifier_stats: at --verbosity=2, have the verifier report its
-  // statistics for the payload program (in place of its log, which a
-  // refused program is then loaded again to show).
-  absl::Status Configure(const TracerOptions& options, bool verifier_stats = true);
+  // Opens the skeleton's three instances (skel_, loaders_) afresh and sets
+  // what each loads, with which settings. verifier_stats: at --verbosity=2,
+  // have the verifier report its statistics for the payload programs (in
+  // place of its log, which a refused program is then loaded again to show).
+  absl::Status Open(const TracerOptions& options, bool verifier_stats = true);
+  // One instance's load-time settings: filters in rodata, map sizes.
+  absl::Status Configure(httptraced_bpf* s, const TracerOptions& options) const;
+  // Loads skel_'s maps, then both loaders side by side. 0 or a negative errno.
+  int Load();
   absl::Status Attach(const std::string& tracefs);
   // The uprobes on each library's SSL_read/SSL_write and handshake functions
   // (FindTlsProbes: where). A library with none of them is an error.
@@ -161,14 +167,26 @@ class Tracer {
   // tls_links_. Returns the functions probed.
   absl::StatusOr<int> AttachTlsLibrary(const std::string& lib, const std::vector<pid_t>& targets);
   void DetachTls();
-  bool IsTlsProgram(const bpf_program* prog) const;
+  static bool IsTlsProgram(const httptraced_bpf* s, const bpf_program* prog);
   // Attaches prog to its own section's hook (name null) or to category:name.
   absl::Status AttachOne(bpf_program* prog, const char* category, const char* name);
   static int OnRingSample(void* ctx, void* data, size_t size);
   // ring_buffer__consume within the current budget; returns samples handled.
   int DrainSome();
 
-  httptraced_bpf* skel_ = nullptr;
+  struct SkelDeleter {
+    void operator()(httptraced_bpf* s) const;
+  };
+  using Skel = std::unique_ptr<httptraced_bpf, SkelDeleter>;
+  // The maps, created by this instance of the skeleton, which loads no
+  // program: the ring buffer, the counters and the globals are used here.
+  Skel skel_;
+  // The programs, split between two more instances of the skeleton that use
+  // skel_'s maps and are loaded side by side (Load): the verifier's time is
+  // most of the start-up.
+  std::array<Skel, 2> loaders_;
+  bool kernel_untrusted_loads_ = false;     // KernelAllowsUntrustedLoads()
+  bool kernel_socket_tracepoints_ = false;  // KernelHasSocketTracepoints()
   ring_buffer* ring_ = nullptr;
   SampleHandler* handler_ = nullptr;
   std::vector<::bpf_link*> links_;
