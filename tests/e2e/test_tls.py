@@ -85,15 +85,45 @@ def daemon_fds_become(d, want, timeout=10.0):
             return n
         time.sleep(0.05)
 
+def link_types(pid):
+    """{link type: count} of the BPF links the process holds, from
+    /proc/<pid>/fdinfo ("perf", "raw_tracepoint", "uprobe_multi", ...)."""
+    types = {}
+    fdinfo = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(fdinfo):
+        try:
+            with open(os.path.join(fdinfo, fd)) as f:
+                for line in f:
+                    if line.startswith("link_type:"):
+                        types[line.split()[1]] = types.get(line.split()[1], 0) + 1
+        except OSError:
+            pass
+    return types
+
+
+def tracepoints_attached(daemon):
+    line = next(l for l in daemon.stderr_lines if l.startswith("httptraced: tracing ("))
+    return int(re.match(r"httptraced: tracing \((\d+) tracepoints attached\)", line).group(1))
+
+
 def test_daemon_probes_libssl(tracer):
     """Debian's libssl.so.3: SSL_read and SSL_read_ex share one internal
     function, and so do the writes; the daemon probes those two (cheaper than
     the public functions, whose first instruction the kernel single-steps)
-    and the three handshake functions."""
+    and the three handshake functions. Every process being traced, and the
+    kernel having them (Linux 6.6), they are uprobe_multi links, one per
+    program: the entry programs of the read, the write and the handshakes,
+    and the two return programs (data, handshake), whose removal at stop
+    waits for one RCU grace period in all rather than one per probe."""
     probed = [l for l in tracer.stderr_lines
               if l.startswith("httptraced: TLS: ") and "mapped by pid" not in l]
     assert probed == ["httptraced: TLS: 5 libssl functions probed in "
                       "/usr/lib/x86_64-linux-gnu/libssl.so.3"], tracer.stderr()
+    types = link_types(tracer.pid())
+    tracepoints = tracepoints_attached(tracer)
+    assert types.pop("uprobe_multi") == 3 and types.pop("uretprobe_multi") == 2, types
+    assert sum(types.values()) == tracepoints and set(types) <= {"perf", "raw_tracepoint"}, \
+        types
 
 
 def test_curl_to_nginx_keepalive_both_ends_in_the_clear(tracer, tls_nginx):
@@ -279,6 +309,11 @@ def test_pid_filter_probes_only_those_processes(tmp_path, tls_py_server):
     try:
         assert "httptraced: TLS: 5 libssl functions probed in " \
                "/usr/lib/x86_64-linux-gnu/libssl.so.3" in d.stderr_lines, d.stderr()
+        # Perf-event uprobes in that process (uprobe_multi's pid filter
+        # missed threads before Linux 6.10): an entry and a return per function.
+        types = link_types(d.pid())
+        assert types.get("perf", 0) + types.get("raw_tracepoint", 0) == \
+            tracepoints_attached(d) + 10 and set(types) <= {"perf", "raw_tracepoint"}, types
         client = subprocess.run([PYTHON, "-c", f"""
 import http.client, os, ssl
 c = http.client.HTTPSConnection("127.0.0.1", {tls_py_server.port},
@@ -411,14 +446,18 @@ def test_libssl_mapped_by_processes_is_found_deleted_or_in_another_mount_namespa
         ports = {deleted_port, private_port}
         assert len([r for r in d.records() if server_port(r) in ports]) == 8
         # The private server exits: no process maps its libssl any more, and
-        # the file's 10 uprobes (5 functions, entry and return) are removed,
-        # each held by two descriptors (the perf event and its BPF link).
+        # the file's uprobes (5 functions, entry and return) are removed: 5
+        # uprobe_multi links, one per program (test_daemon_probes_libssl).
         fds = len(os.listdir(f"/proc/{d.pid()}/fd"))
+        types = link_types(d.pid())
         private.terminate()
         private.wait(5)
         wait_line(d, f"httptraced: TLS: probes removed from {tmp_path}/private/libssl.so.3: "
                      "no process maps it")
-        assert daemon_fds_become(d, fds - 20) == fds - 20
+        assert daemon_fds_become(d, fds - 5) == fds - 5
+        types["uprobe_multi"] -= 3
+        types["uretprobe_multi"] -= 2
+        assert link_types(d.pid()) == types
     finally:
         assert d.stop() == 0, d.stderr()
     # The system's libssl, and the two copies, each once (a node running on

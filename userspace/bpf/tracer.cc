@@ -9,12 +9,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -67,46 +69,90 @@ constexpr PayloadSyscall kPayloadSyscalls[] = {
 
 std::string Errno(int err) { return std::strerror(err < 0 ? -err : err); }
 
-// Whether the running kernel's verifier lets a program read untrusted kernel
-// memory with plain loads: its BTF lists BPF_FEAT_RDONLY_CAST_TO_VOID in enum
-// bpf_features (Linux 6.16). Read from the BTF rather than by trying, so an
-// older kernel never sees the program that needs it.
-bool KernelAllowsUntrustedLoads() {
-  btf* vmlinux = btf__load_vmlinux_btf();
-  if (vmlinux == nullptr) return false;
-  bool found = false;
-  const int id = btf__find_by_name_kind(vmlinux, "bpf_features", BTF_KIND_ENUM);
-  if (id > 0) {
-    const btf_type* t = btf__type_by_id(vmlinux, id);
-    const struct btf_enum* values = btf_enum(t);
-    for (int i = 0; i < btf_vlen(t) && !found; ++i) {
-      const char* name = btf__name_by_offset(vmlinux, values[i].name_off);
-      found = name != nullptr && std::strcmp(name, "BPF_FEAT_RDONLY_CAST_TO_VOID") == 0;
-    }
+// What the running kernel offers, read from its BTF rather than by trying, so
+// an older kernel never sees a program or a link it lacks.
+struct KernelFeatures {
+  // The verifier lets a program read untrusted kernel memory with plain
+  // loads: enum bpf_features lists BPF_FEAT_RDONLY_CAST_TO_VOID (Linux 6.16).
+  bool untrusted_loads = false;
+  // The socket-level tracepoints sock_send_length and sock_recv_length
+  // (Linux 6.4) for BTF programs: their btf_trace_<name> typedefs.
+  bool socket_tracepoints = false;
+  // BPF_TRACE_UPROBE_MULTI's value in enum bpf_attach_type (Linux 6.6), 0
+  // when absent: Debian 12's headers and libbpf 1.1.2 predate it.
+  uint32_t uprobe_multi = 0;
+};
+
+// The value of the enumerator `name` of the enum `type` in the BTF, if any.
+std::optional<int64_t> EnumValue(const btf* b, const char* type, const char* name) {
+  const int id = btf__find_by_name_kind(b, type, BTF_KIND_ENUM);
+  if (id <= 0) return std::nullopt;
+  const btf_type* t = btf__type_by_id(b, id);
+  const struct btf_enum* values = btf_enum(t);
+  for (int i = 0; i < btf_vlen(t); ++i) {
+    const char* n = btf__name_by_offset(b, values[i].name_off);
+    if (n != nullptr && std::strcmp(n, name) == 0) return values[i].val;
   }
-  btf__free(vmlinux);
-  return found;
+  return std::nullopt;
 }
 
-// Whether the kernel has the socket-level tracepoints sock_send_length and
-// sock_recv_length (Linux 6.4) for BTF programs: its BTF has their
-// btf_trace_<name> typedefs.
-bool KernelHasSocketTracepoints() {
+KernelFeatures ReadKernelFeatures() {
+  KernelFeatures f;
   btf* vmlinux = btf__load_vmlinux_btf();
-  if (vmlinux == nullptr) return false;
-  const bool found =
+  if (vmlinux == nullptr) return f;
+  f.untrusted_loads =
+      EnumValue(vmlinux, "bpf_features", "BPF_FEAT_RDONLY_CAST_TO_VOID").has_value();
+  f.socket_tracepoints =
       btf__find_by_name_kind(vmlinux, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0 &&
       btf__find_by_name_kind(vmlinux, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF) > 0;
+  const std::optional<int64_t> multi =
+      EnumValue(vmlinux, "bpf_attach_type", "BPF_TRACE_UPROBE_MULTI");
+  if (multi.has_value() && *multi > 0) f.uprobe_multi = static_cast<uint32_t>(*multi);
   btf__free(vmlinux);
-  return found;
+  return f;
 }
 
-// Removes links side by side: each removal waits for the kernel's RCU grace
-// periods (90-200 ms here), which concurrent removals partly overlap.
+// BPF_F_UPROBE_MULTI_RETURN (include/uapi/linux/bpf.h): return probes.
+constexpr uint32_t kUprobeMultiReturn = 1;
+
+// A uprobe_multi link (Linux 6.6): `prog` at each of `offsets` in the file at
+// `path`, in every process, with one bpf(BPF_LINK_CREATE). Returns its fd, or
+// -1 with errno set. Made by hand: libbpf 1.1.2 has no call for it.
+int CreateUprobeMultiLink(const bpf_program* prog, uint32_t attach_type, const std::string& path,
+                          const std::vector<uint64_t>& offsets, bool retprobe) {
+  // union bpf_attr's link_create, as the kernel lays it out for uprobe_multi
+  // (Debian 12's linux/bpf.h has no such member).
+  struct {
+    uint32_t prog_fd;
+    uint32_t target_fd;
+    uint32_t attach_type;
+    uint32_t flags;
+    uint64_t path;
+    uint64_t offsets;
+    uint64_t ref_ctr_offsets;
+    uint64_t cookies;
+    uint32_t cnt;
+    uint32_t multi_flags;
+    uint32_t pid;  // 0: every process
+    uint32_t unused;
+  } attr{};
+  static_assert(sizeof(attr) == 64);
+  attr.prog_fd = static_cast<uint32_t>(bpf_program__fd(prog));
+  attr.attach_type = attach_type;
+  attr.path = reinterpret_cast<uintptr_t>(path.c_str());
+  attr.offsets = reinterpret_cast<uintptr_t>(offsets.data());
+  attr.cnt = static_cast<uint32_t>(offsets.size());
+  attr.multi_flags = retprobe ? kUprobeMultiReturn : 0;
+  return static_cast<int>(syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr)));
+}
+
+
+// Removes links side by side: each removal of a perf-event link (a syscall
+// tracepoint, a uprobe) waits for the kernel's RCU grace periods (90-200 ms
+// here), which concurrent removals partly overlap.
 constexpr size_t kDetachThreads = 32;
-void DestroyLinks(const std::vector<bpf_link*>& links) {
-  RunConcurrently(links.size(), kDetachThreads,
-                  [&links](size_t i) { bpf_link__destroy(links[i]); });
+void DestroyLinks(const std::vector<Link>& links) {
+  RunConcurrently(links.size(), kDetachThreads, [&links](size_t i) { links[i].Destroy(); });
 }
 
 // The payload syscalls that the socket tracepoints carry when they are used
@@ -143,6 +189,11 @@ absl::string_view TracepointOf(const bpf_program* prog) {
 }
 
 }  // namespace
+
+void Link::Destroy() const {
+  if (libbpf != nullptr) bpf_link__destroy(libbpf);
+  if (fd >= 0) close(fd);
+}
 
 absl::Status CheckPrerequisites(const std::string& tracefs) {
   if (!HasCapability(kCapSysAdmin) && !(HasCapability(kCapBpf) && HasCapability(kCapPerfmon))) {
@@ -192,8 +243,10 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
   std::unique_ptr<Tracer> t(new Tracer());
   t->handler_ = handler;
   // Read once from the kernel's BTF, for every try below.
-  t->kernel_untrusted_loads_ = KernelAllowsUntrustedLoads();
-  t->kernel_socket_tracepoints_ = KernelHasSocketTracepoints();
+  const KernelFeatures features = ReadKernelFeatures();
+  t->kernel_untrusted_loads_ = features.untrusted_loads;
+  t->kernel_socket_tracepoints_ = features.socket_tracepoints;
+  t->kernel_uprobe_multi_ = features.uprobe_multi;
   if (absl::Status s = t->Open(options); !s.ok()) return s;
   libbpf_quiet.store(t->untrusted_loads_, std::memory_order_relaxed);
   int err = t->Load();
@@ -354,6 +407,18 @@ absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
   // tracepoint's): only with it.
   socket_tracepoints_ = fast && o.socket_tracepoints && kernel_socket_tracepoints_;
   const bool tls = !o.tls_libraries.empty() || o.tls_scan_processes;
+  // libssl's functions through uprobe_multi links where the kernel has them:
+  // a whole library's probes as seven links, whose removal waits for one RCU
+  // grace period in all rather than one per probe under a global mutex (0.9 s
+  // of a 1.35 s stop with perf-event uprobes). Only for every process: their
+  // pid filter dropped a process's other threads before Linux 6.10 (commit
+  // 46ba0e49b642), and --pid keeps the uprobes of its own. And only with
+  // CAP_SYS_ADMIN, which perf-event uprobes need since mid-2025 and these do
+  // not: HTTPS tracing keeps asking for it (README, Security).
+  uprobe_multi_ = tls && kernel_uprobe_multi_ != 0 && o.pids.empty() &&
+                  HasCapability(kCapSysAdmin)
+                      ? kernel_uprobe_multi_
+                      : 0;
   // Which programs load, and in which instance: none in skel_ (its maps
   // only), each wanted one in one of the loaders.
   bpf_program* prog;
@@ -369,6 +434,10 @@ absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
         wanted = wanted && socket_tracepoints_;
       } else if (IsTlsProgram(s, prog)) {
         wanted = wanted && tls;
+        if (wanted && uprobe_multi_ != 0) {
+          bpf_program__set_expected_attach_type(prog,
+                                                static_cast<bpf_attach_type>(uprobe_multi_));
+        }
       } else if (wanted) {
         // Probe the hooks: a syscall this kernel lacks is skipped with a warning.
         const absl::string_view tp = TracepointOf(prog);
@@ -465,7 +534,7 @@ absl::Status Tracer::AttachOne(bpf_program* prog, const char* category, const ch
         "cannot attach ", bpf_program__name(prog), " to ",
         name == nullptr ? bpf_program__section_name(prog) : name, ": ", Errno(errno)));
   }
-  links_.push_back(link);
+  links_.push_back({.libbpf = link});
   ++attached_;
   return absl::OkStatus();
 }
@@ -532,6 +601,14 @@ absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
   if (!probes.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("TLS: ", probes.status().message()));
   }
+  // With uprobe_multi: each program's offsets, entry and return apart.
+  std::vector<std::pair<bpf_program*, std::vector<uint64_t>>> entries, returns;
+  const auto add = [](auto& groups, bpf_program* prog, uint64_t offset) {
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [prog](const auto& g) { return g.first == prog; });
+    if (it == groups.end()) it = groups.insert(groups.end(), {prog, {}});
+    it->second.push_back(offset);
+  };
   for (const TlsProbe& probe : *probes) {
     bpf_program* enter = probe.kind == TlsProbeKind::kRead      ? p.ssl_read_enter
                          : probe.kind == TlsProbeKind::kWrite   ? p.ssl_write_enter
@@ -540,8 +617,13 @@ absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
                                                                 : p.ssl_handshake_enter;
     bpf_program* exit =
         probe.kind == TlsProbeKind::kHandshake ? p.ssl_handshake_return : p.ssl_data_return;
+    if (uprobe_multi_ != 0) {
+      add(entries, enter, probe.offset);
+      add(returns, exit, probe.offset);
+    }
     for (bpf_program* prog : {enter, exit}) {
       for (pid_t target : targets) {
+        if (uprobe_multi_ != 0) break;
         bpf_uprobe_opts opts{};
         opts.sz = sizeof(opts);
         opts.retprobe = prog == exit;
@@ -561,7 +643,7 @@ absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
               absl::StrCat("TLS: cannot attach a uprobe to ", probe.name, " in ", lib, " (",
                            Errno(errno), ")"));
         }
-        tls_links_.push_back(link);
+        tls_links_.push_back({.libbpf = link});
       }
     }
     if (libbpf_verbosity.load(std::memory_order_relaxed) >= 1) {
@@ -569,6 +651,22 @@ absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
                    probe.name.c_str(), static_cast<unsigned long long>(probe.offset));
     }
     ++tls_probes_;
+  }
+  for (const auto* groups : {&entries, &returns}) {
+    for (const auto& [prog, offsets] : *groups) {
+      const int fd = CreateUprobeMultiLink(prog, uprobe_multi_, lib, offsets, groups == &returns);
+      if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+        return absl::PermissionDeniedError(
+            "TLS: the kernel refused a uprobe on libssl; HTTPS is not traced: grant "
+            "CAP_SYS_ADMIN, or pass --tls=false");
+      }
+      if (fd < 0) {
+        return absl::FailedPreconditionError(absl::StrCat("TLS: cannot attach ",
+                                                          bpf_program__name(prog), " to ", lib,
+                                                          " (uprobe_multi: ", Errno(errno), ")"));
+      }
+      tls_links_.push_back({.fd = fd});
+    }
   }
   return static_cast<int>(probes->size());
 }
@@ -603,7 +701,7 @@ void Tracer::ScanTls(uint64_t now_ns) {
 }
 
 void Tracer::DetachTls() {
-  for (bpf_link* link : tls_links_) bpf_link__destroy(link);
+  for (const Link& link : tls_links_) link.Destroy();
   tls_links_.clear();
   tls_probes_ = 0;
 }
@@ -752,7 +850,7 @@ void Tracer::ClearSkips(const conn::ConnKey& key) {
 void Tracer::Detach() {
   // Every link at once (RunConcurrently: each waits for grace periods that
   // concurrent removals partly overlap).
-  std::vector<bpf_link*> all = std::move(links_);
+  std::vector<Link> all = std::move(links_);
   links_.clear();
   all.insert(all.end(), tls_links_.begin(), tls_links_.end());
   tls_links_.clear();

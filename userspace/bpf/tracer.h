@@ -77,6 +77,15 @@ struct KernelCounters {
   uint64_t tls_no_fd = 0;        // SSL_read/SSL_write calls whose socket was not found
 };
 
+// A program's attachment: a libbpf link, or the fd of a link made with bpf(2)
+// directly (uprobe_multi: libbpf 1.1.2 has no call for those).
+struct Link {
+  ::bpf_link* libbpf = nullptr;
+  int fd = -1;
+  // Detaches: for a perf-event link, after the kernel's RCU grace periods.
+  void Destroy() const;
+};
+
 // Checks what tracing needs before anything is loaded: privileges, kernel BTF,
 // tracefs (mounted here if missing). Each failure is one sentence saying what
 // is missing and how to fix it.
@@ -185,11 +194,15 @@ class Tracer {
   // skel_'s maps and are loaded side by side (Load): the verifier's time is
   // most of the start-up.
   std::array<Skel, 2> loaders_;
-  bool kernel_untrusted_loads_ = false;     // KernelAllowsUntrustedLoads()
-  bool kernel_socket_tracepoints_ = false;  // KernelHasSocketTracepoints()
+  bool kernel_untrusted_loads_ = false;     // KernelFeatures::untrusted_loads
+  bool kernel_socket_tracepoints_ = false;  // KernelFeatures::socket_tracepoints
+  uint32_t kernel_uprobe_multi_ = 0;        // KernelFeatures::uprobe_multi
+  // BPF_TRACE_UPROBE_MULTI when the TLS programs are loaded for uprobe_multi
+  // links (Open says when), else 0: perf-event uprobes through libbpf.
+  uint32_t uprobe_multi_ = 0;
   ring_buffer* ring_ = nullptr;
   SampleHandler* handler_ = nullptr;
-  std::vector<::bpf_link*> links_;
+  std::vector<Link> links_;
   // Attached to the payload syscalls' exits: all of them, or those the socket
   // tracepoints do not carry.
   bpf_program* payload_prog_ = nullptr;
@@ -200,14 +213,14 @@ class Tracer {
   std::vector<std::pair<bpf_program*, std::vector<char>>> verifier_stats_;
   int attached_ = 0;
   int tls_probes_ = 0;
-  std::vector<::bpf_link*> tls_links_;  // the uprobes, also in links_ once all attached
+  std::vector<Link> tls_links_;  // the uprobes, also in links_ once all attached
   std::string tls_warning_;
   std::unique_ptr<TlsScanner> tls_scanner_;
   // The uprobes on files the scanner found, by its handle: removed when no
   // process maps the file any more.
   struct ScannedFile {
     std::string found_as;  // the path its process saw, for the message
-    std::vector<::bpf_link*> links;
+    std::vector<Link> links;
   };
   absl::flat_hash_map<uint64_t, ScannedFile> scanned_links_;
   // Removes the probes of files no process maps any more (slow: see
