@@ -367,6 +367,20 @@ def assert_no_sanitizer_report(daemon):
     assert "runtime error" not in err and "Sanitizer" not in err, err
 
 
+def fdinfo_values(pid, key):
+    """The value of every `key:` line in /proc/<pid>/fdinfo, one per open
+    descriptor that has one ("map_id", "prog_id", "link_type", ...)."""
+    values = []
+    fdinfo = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(fdinfo):
+        try:
+            with open(os.path.join(fdinfo, fd)) as f:
+                values += [line.split()[1] for line in f if line.startswith(key + ":")]
+        except OSError:
+            pass  # closed meanwhile
+    return values
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:

@@ -17,8 +17,9 @@ import time
 
 import pytest
 
-from conftest import (BIN, PYTHON, SERVERS, Daemon, curl, final_stats, peek_server_client,
-                      pick_port, recv_until, server_port, start_server, wait_for_port)
+from conftest import (BIN, PYTHON, SERVERS, Daemon, curl, fdinfo_values, final_stats,
+                      peek_server_client, pick_port, recv_until, server_port, start_server,
+                      wait_for_port)
 
 
 def match(port, path=None, role=None, method=None, original=None):
@@ -773,18 +774,8 @@ def loaded_programs(pid):
     """{name: map ids} of every BPF program the process holds an fd of, and the
     map ids it holds, from /proc/<pid>/fdinfo and bpftool. A name loaded twice
     is an error."""
-    prog_ids, map_ids = set(), set()
-    fdinfo = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(fdinfo):
-        try:
-            with open(os.path.join(fdinfo, fd)) as f:
-                for line in f:
-                    if line.startswith("prog_id:"):
-                        prog_ids.add(int(line.split()[1]))
-                    elif line.startswith("map_id:"):
-                        map_ids.add(int(line.split()[1]))
-        except OSError:
-            pass
+    prog_ids = {int(v) for v in fdinfo_values(pid, "prog_id")}
+    map_ids = {int(v) for v in fdinfo_values(pid, "map_id")}
     progs = {}
     for prog_id in prog_ids:
         info = json.loads(subprocess.run(["bpftool", "-j", "prog", "show", "id", str(prog_id)],

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from conftest import (PYTHON, SERVERS, Daemon, assert_no_sanitizer_report, curl, final_stats,
-                      next_stats, pick_port, rss_kib, start_nginx)
+from conftest import (PYTHON, SERVERS, Daemon, assert_no_sanitizer_report, curl, fdinfo_values,
+                      final_stats, next_stats, pick_port, rss_kib, start_nginx)
 
 MAX_CONNECTIONS = 1024
 
@@ -66,16 +66,7 @@ def next_stats_or_stalled(daemon):
 
 def conns_map(daemon):
     """bpftool's view of this daemon's `conns` map (found through its fds)."""
-    ids = set()
-    fdinfo = f"/proc/{daemon.pid()}/fdinfo"
-    for fd in os.listdir(fdinfo):
-        try:
-            with open(os.path.join(fdinfo, fd)) as f:
-                for line in f:
-                    if line.startswith("map_id:"):
-                        ids.add(int(line.split()[1]))
-        except OSError:
-            pass
+    ids = {int(v) for v in fdinfo_values(daemon.pid(), "map_id")}
     for map_id in ids:
         info = json.loads(subprocess.run(["bpftool", "-j", "map", "show", "id", str(map_id)],
                                          capture_output=True, text=True, check=True).stdout)

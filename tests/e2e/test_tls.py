@@ -6,6 +6,7 @@ by default. Each exchange must be recorded by both ends, in the clear and
 exact, marked tls.established; the TLS records on the wire are never traced
 as payload.
 """
+import collections
 import json
 import os
 import re
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BIN, PYTHON, SERVERS, Daemon, curl, final_stats, pick_port, server_port,
-                      start_nginx, start_server)
+from conftest import (BIN, PYTHON, SERVERS, Daemon, curl, fdinfo_values, final_stats, pick_port,
+                      server_port, start_nginx, start_server)
 
 BIG = 100_000
 
@@ -88,17 +89,7 @@ def daemon_fds_become(d, want, timeout=10.0):
 def link_types(pid):
     """{link type: count} of the BPF links the process holds, from
     /proc/<pid>/fdinfo ("perf", "raw_tracepoint", "uprobe_multi", ...)."""
-    types = {}
-    fdinfo = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(fdinfo):
-        try:
-            with open(os.path.join(fdinfo, fd)) as f:
-                for line in f:
-                    if line.startswith("link_type:"):
-                        types[line.split()[1]] = types.get(line.split()[1], 0) + 1
-        except OSError:
-            pass
-    return types
+    return dict(collections.Counter(fdinfo_values(pid, "link_type")))
 
 
 def tracepoints_attached(daemon):
