@@ -107,9 +107,10 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
   mallopt(M_TRIM_THRESHOLD, 8 << 20);
 
-  // Every tracepoint and uprobe holds two file descriptors (its perf event
-  // and BPF link): about 100 at start, and for each libssl file found later
-  // (per --pid process with --pid) 20 more, or 5 as uprobe_multi links.
+  // Every map, program and attachment holds file descriptors (a tracepoint
+  // or uprobe two: its perf event and BPF link): about 60 once tracing, more
+  // while the programs load, and for each libssl file found later (per --pid
+  // process with --pid) 20 more, or 5 as uprobe_multi links.
   // The soft limit (often 1024) goes up to the hard one; nothing here uses
   // select(), which the soft limit protects.
   if (rlimit nofile; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {

@@ -400,18 +400,32 @@ def test_fifo_as_log_file_is_refused(tmp_path):
                    f"remove it")
 
 
+def test_an_open_file_limit_too_low_to_load_is_one_clear_sentence(tmp_path):
+    """A hard limit of 40 descriptors leaves nothing to raise: loading fails
+    with EMFILE, which is no refusal by the kernel's verifier, so no other
+    program is tried and the message says what to raise."""
+    p = subprocess.run(["prlimit", "--nofile=40:40", str(BIN), f"--log_dir={tmp_path / 'logs'}"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.strip() == (
+        "httptraced: cannot load the BPF programs: Too many open files (each map, program and "
+        "attachment takes a file descriptor, about 100 while loading): raise the open-file "
+        "limit (ulimit -n, or LimitNOFILE= in the unit)")
+
+
 def test_low_open_file_soft_limit_is_raised_to_the_hard_one(tmp_path, py_server):
-    """Each tracepoint and uprobe holds a file descriptor (about 100 at start):
-    under a soft limit of 64 the daemon would fail to attach; it raises the
-    soft limit to the hard one and traces."""
+    """Each map, program and attachment holds a file descriptor (about 60
+    once tracing, more while the programs load): under a soft limit of 40 the
+    daemon would fail to load; it raises the soft limit to the hard one and
+    traces."""
     d = Daemon(tmp_path / "logs", f"--port={py_server.port}")
-    d.args = ["prlimit", "--nofile=64:4096", *d.args]  # prlimit execs: the same pid
+    d.args = ["prlimit", "--nofile=40:4096", *d.args]  # prlimit execs: the same pid
     d.start()
     try:
         limits = Path(f"/proc/{d.pid()}/limits").read_text()
         assert [l.split()[3:5] for l in limits.splitlines() if l.startswith("Max open files")] \
             == [["4096", "4096"]], limits
-        assert len(os.listdir(f"/proc/{d.pid()}/fd")) > 64
+        assert len(os.listdir(f"/proc/{d.pid()}/fd")) > 40
         _, pid = curl(py_server.url("/hello"))
         got = d.wait_for(lambda r: r["process"]["pid"] == pid)
     finally:

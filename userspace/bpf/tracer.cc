@@ -4,6 +4,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <linux/capability.h>
+#include <malloc.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -251,6 +252,13 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
   libbpf_quiet.store(t->untrusted_loads_, std::memory_order_relaxed);
   int err = t->Load();
   libbpf_quiet.store(false, std::memory_order_relaxed);
+  if (err == -EMFILE || err == -ENFILE) {
+    // Not the kernel refusing a program: no other program would do better.
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot load the BPF programs: ", Errno(err),
+        " (each map, program and attachment takes a file descriptor, about 100 while "
+        "loading): raise the open-file limit (ulimit -n, or LimitNOFILE= in the unit)"));
+  }
   if (err != 0 && t->untrusted_loads_) {
     // The fast payload program is an optimisation: a kernel whose verifier
     // refuses it (the feature is listed but something else differs) still
@@ -356,6 +364,12 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
                    bpf_program__name(t->payload_prog_));
     }
   }
+  // Its programs are attached (the links hold them): the first half's
+  // instance, and its parse of the object, can go.
+  t->first_.reset();
+  t->payload_prog_ = nullptr;
+  t->verifier_stats_.clear();
+  malloc_trim(0);
   t->ring_ = ring_buffer__new(bpf_map__fd(t->skel_->maps.events), &Tracer::OnRingSample,
                               t.get(), nullptr);
   if (t->ring_ == nullptr) {
@@ -393,7 +407,7 @@ absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
   }
   ncpus_ = libbpf_num_possible_cpus();
   if (ncpus_ <= 0) return absl::InternalError("cannot count the possible CPUs");
-  for (Skel* s : {&skel_, &loaders_[0], &loaders_[1]}) {
+  for (Skel* s : {&maps_, &first_, &skel_}) {
     s->reset(httptraced_bpf__open());
     if (*s == nullptr) {
       return absl::InternalError(absl::StrCat("cannot open the BPF object: ", Errno(errno)));
@@ -408,7 +422,7 @@ absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
   socket_tracepoints_ = fast && o.socket_tracepoints && kernel_socket_tracepoints_;
   const bool tls = !o.tls_libraries.empty() || o.tls_scan_processes;
   // libssl's functions through uprobe_multi links where the kernel has them:
-  // a whole library's probes as seven links, whose removal waits for one RCU
+  // a library's probes as one link per program, whose removal waits for one RCU
   // grace period in all rather than one per probe under a global mutex (0.9 s
   // of a 1.35 s stop with perf-event uprobes). Only for every process: their
   // pid filter dropped a process's other threads before Linux 6.10 (commit
@@ -419,13 +433,13 @@ absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
                   HasCapability(kCapSysAdmin)
                       ? kernel_uprobe_multi_
                       : 0;
-  // Which programs load, and in which instance: none in skel_ (its maps
-  // only), each wanted one in one of the loaders.
+  // Which programs load, and in which instance: none in maps_, each wanted
+  // one in first_ or skel_ (InSecondLoader).
   bpf_program* prog;
-  bpf_object__for_each_program(prog, skel_->obj) bpf_program__set_autoload(prog, false);
-  for (size_t i = 0; i < loaders_.size(); ++i) {
-    const httptraced_bpf* s = loaders_[i].get();
-    const bool second = i == 1;
+  bpf_object__for_each_program(prog, maps_->obj) bpf_program__set_autoload(prog, false);
+  for (const Skel* loader : {&first_, &skel_}) {
+    const httptraced_bpf* s = loader->get();
+    const bool second = loader == &skel_;
     bpf_object__for_each_program(prog, s->obj) {
       bool wanted = InSecondLoader(s, prog) == second;
       if (prog == s->progs.sys_exit_payload_fast || prog == s->progs.sys_exit_payload) {
@@ -450,12 +464,12 @@ absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
       bpf_program__set_autoload(prog, wanted);
     }
   }
-  const auto& first = loaders_[0]->progs;
+  const auto& first = first_->progs;
   payload_prog_ = fast ? first.sys_exit_payload_fast : first.sys_exit_payload;
   verifier_stats_.clear();
   if (o.verbosity >= 2 && verifier_stats) {
-    for (bpf_program* p : {payload_prog_, loaders_[1]->progs.sock_send_payload,
-                           loaders_[1]->progs.sock_recv_payload}) {
+    for (bpf_program* p :
+         {payload_prog_, skel_->progs.sock_send_payload, skel_->progs.sock_recv_payload}) {
       if (!bpf_program__autoload(p)) continue;
       auto& [stats_prog, log] = verifier_stats_.emplace_back(p, std::vector<char>(64 << 10));
       // BPF_LOG_STATS (4): the totals only, not the instruction-level log.
@@ -508,11 +522,12 @@ int Tracer::Load() {
   // the same maps in the same order) and loads its programs, both at once.
   // The verifier runs in the thread that asks for the load: two loads use two
   // cores.
-  if (int err = httptraced_bpf__load(skel_.get()); err != 0) return err;
-  for (const Skel& loader : loaders_) {
+  if (int err = httptraced_bpf__load(maps_.get()); err != 0) return err;
+  const std::array<httptraced_bpf*, 2> loaders = {first_.get(), skel_.get()};
+  for (httptraced_bpf* loader : loaders) {
     bpf_map* own = nullptr;
     bpf_map* map = nullptr;
-    while ((own = bpf_object__next_map(skel_->obj, own)) != nullptr) {
+    while ((own = bpf_object__next_map(maps_->obj, own)) != nullptr) {
       map = bpf_object__next_map(loader->obj, map);
       if (map == nullptr || std::strcmp(bpf_map__name(map), bpf_map__name(own)) != 0) {
         return -EINVAL;
@@ -521,8 +536,11 @@ int Tracer::Load() {
     }
   }
   std::array<int, 2> errs{};
-  RunConcurrently(loaders_.size(), loaders_.size(),
-                  [this, &errs](size_t i) { errs[i] = httptraced_bpf__load(loaders_[i].get()); });
+  RunConcurrently(loaders.size(), loaders.size(),
+                  [&loaders, &errs](size_t i) { errs[i] = httptraced_bpf__load(loaders[i]); });
+  // The loaders hold the maps now (and skel_ maps the globals): the instance
+  // that made them, and its parse of the object, can go.
+  maps_.reset();
   return errs[0] != 0 ? errs[0] : errs[1];
 }
 
@@ -540,11 +558,11 @@ absl::Status Tracer::AttachOne(bpf_program* prog, const char* category, const ch
 }
 
 absl::Status Tracer::Attach(const std::string& tracefs) {
-  for (const Skel& loader : loaders_) {
+  for (const Skel* loader : {&first_, &skel_}) {
     bpf_program* prog;
-    bpf_object__for_each_program(prog, loader->obj) {
+    bpf_object__for_each_program(prog, (*loader)->obj) {
       if (!bpf_program__autoload(prog) || prog == payload_prog_ ||
-          IsTlsProgram(loader.get(), prog)) {
+          IsTlsProgram(loader->get(), prog)) {
         continue;
       }
       if (absl::Status s = AttachOne(prog, nullptr, nullptr); !s.ok()) return s;
@@ -596,7 +614,7 @@ absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries,
 
 absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
                                              const std::vector<pid_t>& targets) {
-  const auto& p = loaders_[1]->progs;  // InSecondLoader
+  const auto& p = skel_->progs;  // InSecondLoader
   absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(lib);
   if (!probes.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("TLS: ", probes.status().message()));

@@ -155,14 +155,15 @@ class Tracer {
 
  private:
   Tracer() = default;
-  // Opens the skeleton's three instances (skel_, loaders_) afresh and sets
+  // Opens the skeleton's three instances (maps_, first_, skel_) afresh and sets
   // what each loads, with which settings. verifier_stats: at --verbosity=2,
   // have the verifier report its statistics for the payload programs (in
   // place of its log, which a refused program is then loaded again to show).
   absl::Status Open(const TracerOptions& options, bool verifier_stats = true);
   // One instance's load-time settings: filters in rodata, map sizes.
   absl::Status Configure(httptraced_bpf* s, const TracerOptions& options) const;
-  // Loads skel_'s maps, then both loaders side by side. 0 or a negative errno.
+  // Loads maps_'s maps, then first_ and skel_ side by side on them, and
+  // closes maps_. 0 or a negative errno.
   int Load();
   absl::Status Attach(const std::string& tracefs);
   // The uprobes on each library's SSL_read/SSL_write and handshake functions
@@ -187,13 +188,15 @@ class Tracer {
     void operator()(httptraced_bpf* s) const;
   };
   using Skel = std::unique_ptr<httptraced_bpf, SkelDeleter>;
-  // The maps, created by this instance of the skeleton, which loads no
-  // program: the ring buffer, the counters and the globals are used here.
+  // The programs are loaded by two instances of the skeleton side by side
+  // (Load), on the maps of a third that loads none: the verifier's time is
+  // most of the start-up. skel_ is the one kept: it holds the maps (taken
+  // over), maps the globals, and has the programs attached at run time
+  // (libssl's). first_ goes once its programs are attached (Start), maps_
+  // once the loads are done.
   Skel skel_;
-  // The programs, split between two more instances of the skeleton that use
-  // skel_'s maps and are loaded side by side (Load): the verifier's time is
-  // most of the start-up.
-  std::array<Skel, 2> loaders_;
+  Skel first_;
+  Skel maps_;
   bool kernel_untrusted_loads_ = false;     // KernelFeatures::untrusted_loads
   bool kernel_socket_tracepoints_ = false;  // KernelFeatures::socket_tracepoints
   uint32_t kernel_uprobe_multi_ = 0;        // KernelFeatures::uprobe_multi
