@@ -147,7 +147,6 @@ int CreateUprobeMultiLink(const bpf_program* prog, uint32_t attach_type, const s
   return static_cast<int>(syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr)));
 }
 
-
 // Removes links side by side: each removal of a perf-event link (a syscall
 // tracepoint, a uprobe) waits for the kernel's RCU grace periods (90-200 ms
 // here), which concurrent removals partly overlap.
@@ -638,30 +637,30 @@ absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
     if (uprobe_multi_ != 0) {
       add(entries, enter, probe.offset);
       add(returns, exit, probe.offset);
-    }
-    for (bpf_program* prog : {enter, exit}) {
-      for (pid_t target : targets) {
-        if (uprobe_multi_ != 0) break;
-        bpf_uprobe_opts opts{};
-        opts.sz = sizeof(opts);
-        opts.retprobe = prog == exit;
-        bpf_link* link =
-            bpf_program__attach_uprobe_opts(prog, target, lib.c_str(), probe.offset, &opts);
-        if (link == nullptr && errno == ESRCH) continue;  // a --pid process that is gone
-        if (link == nullptr && (errno == EACCES || errno == EPERM)) {
-          // Linux requires CAP_SYS_ADMIN for uprobes since mid-2025 (6.16,
-          // and the stable kernels it was backported to); tracepoints and
-          // BPF need only CAP_BPF and CAP_PERFMON.
-          return absl::PermissionDeniedError(
-              "TLS: the kernel refused a uprobe on libssl (uprobes need CAP_SYS_ADMIN); "
-              "HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false");
+    } else {
+      for (bpf_program* prog : {enter, exit}) {
+        for (pid_t target : targets) {
+          bpf_uprobe_opts opts{};
+          opts.sz = sizeof(opts);
+          opts.retprobe = prog == exit;
+          bpf_link* link =
+              bpf_program__attach_uprobe_opts(prog, target, lib.c_str(), probe.offset, &opts);
+          if (link == nullptr && errno == ESRCH) continue;  // a --pid process that is gone
+          if (link == nullptr && (errno == EACCES || errno == EPERM)) {
+            // Linux requires CAP_SYS_ADMIN for uprobes since mid-2025 (6.16,
+            // and the stable kernels it was backported to); tracepoints and
+            // BPF need only CAP_BPF and CAP_PERFMON.
+            return absl::PermissionDeniedError(
+                "TLS: the kernel refused a uprobe on libssl (uprobes need CAP_SYS_ADMIN); "
+                "HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false");
+          }
+          if (link == nullptr) {
+            return absl::FailedPreconditionError(
+                absl::StrCat("TLS: cannot attach a uprobe to ", probe.name, " in ", lib, " (",
+                             Errno(errno), ")"));
+          }
+          tls_links_.push_back({.libbpf = link});
         }
-        if (link == nullptr) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("TLS: cannot attach a uprobe to ", probe.name, " in ", lib, " (",
-                           Errno(errno), ")"));
-        }
-        tls_links_.push_back({.libbpf = link});
       }
     }
     if (libbpf_verbosity.load(std::memory_order_relaxed) >= 1) {
