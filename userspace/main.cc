@@ -102,7 +102,8 @@ int main(int argc, char** argv) {
   // there once freed. With the programs loaded on two threads (Tracer::Load)
   // that kept 12 MiB resident in the second thread's arena for the daemon's
   // life (RSS 54.5 MiB at start, 41.9 with one thread). Fixed thresholds
-  // instead: RSS 43.4-44.0 MiB. 4 MiB is far above every per-event buffer
+  // instead (and the instances not kept closed, Tracer::Start): RSS
+  // 42.6-42.8 MiB. 4 MiB is far above every per-event buffer
   // (bodies are kept up to --max_body_bytes, 16 KiB by default).
   mallopt(M_MMAP_THRESHOLD, 4 << 20);
   mallopt(M_TRIM_THRESHOLD, 8 << 20);

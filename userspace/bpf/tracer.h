@@ -207,7 +207,7 @@ class Tracer {
   SampleHandler* handler_ = nullptr;
   std::vector<Link> links_;
   // Attached to the payload syscalls' exits: all of them, or those the socket
-  // tracepoints do not carry.
+  // tracepoints do not carry. In first_: null once Start is done.
   bpf_program* payload_prog_ = nullptr;
   bool untrusted_loads_ = false;         // payload_prog_ is sys_exit_payload_fast
   bool socket_tracepoints_ = false;      // sock_{send,recv}_payload carry most syscalls
