@@ -41,7 +41,7 @@ CONFIGS = {
 # Left out unless --configs names them.
 OPT_IN_CONFIGS = {"log_noskip", "log_pid_raw"}
 # The configurations that run httptraced: with --baseline=PATH each also runs as
-# "<config>@base" with that binary, right before it in every repetition (an A/B
+# "<config>@base" with that binary, next to it in every repetition (pair_order; an A/B
 # of two builds in one interleaved run).
 TRACED_CONFIGS = ("log", "log_pid", "stdout", "log_noskip", "log_pid_raw")
 BASELINE_SUFFIX = "@base"
@@ -52,6 +52,21 @@ def config_kind(config):
     if config.endswith(BASELINE_SUFFIX):
         return config[:-len(BASELINE_SUFFIX)], True
     return config, False
+
+
+def pair_order(configs, rep):
+    """The order of one repetition: each `<config>@base` right before its
+    `<config>` in even repetitions and right after it in odd ones (A B, B A, ...),
+    so that whatever the position in the pair does to a run (the first follows
+    the untraced run, the second another daemon's) falls on both builds alike
+    (bench/README.md, "A/B runs")."""
+    order = list(configs)
+    if rep % 2 == 1:
+        for i in range(len(order) - 1):
+            kind, on_baseline = config_kind(order[i])
+            if on_baseline and order[i + 1] == kind:
+                order[i], order[i + 1] = order[i + 1], order[i]
+    return order
 
 
 def describe_config(config):
@@ -873,8 +888,9 @@ class Bench:
             run_wrk(self.procs, self.url(w), self.o.conns[0], 1, self.script(w), self.headers(w))
         total = self.o.reps * len(groups) * len(self.o.configs)
         for rep in range(self.o.reps):
+            order = pair_order(self.o.configs, rep)
             for workload, conns in groups:
-                for config in self.o.configs:
+                for config in order:
                     try:
                         r = self.measure(config, workload, conns, rep)
                     except Interrupted:
@@ -1060,7 +1076,7 @@ def print_table(results, out=sys.stdout):
       f"  git {results['meta']['git_commit'][:12]}{' (dirty)' if results['meta']['git_dirty'] else ''}\n")
     if results["meta"].get("baseline_binary_sha256"):
         w(f"<config>@base: the same with the baseline binary {results['meta']['baseline_binary_sha256'][:12]}"
-          f" ({results['meta']['baseline_binary']}), run right before it in every repetition\n")
+          f" ({results['meta']['baseline_binary']}), run next to it in every repetition (before it in even ones, after it in odd ones)\n")
     if results["summary"]:
         w(f"nginx {results['meta']['nginx_version']} (1 worker, keep-alive) on 127.0.0.1, "
           f"wrk -t1 -c<conns> -d{o['duration']}s; median of {o['reps']} interleaved runs per cell\n")
@@ -1283,8 +1299,8 @@ def parse_args(argv):
     p.add_argument("--binary", default=os.path.join(REPO_DIR, "build/userspace/httptraced"),
                    help="httptraced binary to measure (copied first, so rebuilds do not disturb the run)")
     p.add_argument("--baseline", help="a second httptraced binary: every traced configuration also "
-                   "runs with it, as <config>@base, interleaved right before the same configuration "
-                   "(an A/B of two builds in one run)")
+                   "runs with it, as <config>@base, next to the same configuration: before it in even "
+                   "repetitions, after it in odd ones (an A/B of two builds in one run)")
     p.add_argument("--git-rev", help="git revision the binary was built from (default: HEAD of the work tree)")
     p.add_argument("--helpers", required=True, help="directory with the compiled syscall_loop and idle_conns")
     p.add_argument("--duration", type=float, help="seconds per wrk run (default 4; quick 2)")
