@@ -597,7 +597,7 @@ __attribute__((noinline)) int tls__note_read(__u32 tgid, __s32 fd, __u64 buf)
  * still seen when it returns.
  */
 static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loads,
-					   struct sock *sk)
+					   struct sock *sk, bool rest_only)
 {
 	/* Known at compile time in each program: the socket tracepoints
 	 * never carry splice or the mmsg calls, so their programs are built
@@ -614,7 +614,7 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 		return 0;
 	if (!sock_tp) {
 		a.sys = conn__sys_kind(nr);
-		if (a.sys == 0)
+		if (a.sys == 0 || (rest_only && conn__sys_on_sock_tracepoints(a.sys)))
 			return 0;
 	}
 	task = bpf_get_current_task_btf();
@@ -660,7 +660,7 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 		if (tls__nested(key.tgid, key.fd))
 			return 0;
 	}
-	if (membio_seen && targ_tls && !c->tls && c->proto != PROTO_HTTP &&
+	if (!rest_only && membio_seen && targ_tls && !c->tls && c->proto != PROTO_HTTP &&
 	    (a.sys == HT_SYS_READ || a.sys == HT_SYS_RECVFROM))
 		tls__note_read(key.tgid, key.fd, a.buf);
 	if (c->proto == PROTO_IGNORED)
@@ -673,7 +673,11 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 		conn__mmsg(task, &key, c, &a, ret);
 		return 0;
 	}
-	switch (a.sys) {
+	if (rest_only) {
+		/* Left: sendfile, whose bytes never pass through user memory. */
+		src.buf = a.buf;
+		src.discarded = 1;
+	} else switch (a.sys) {
 	case HT_SYS_READV:
 	case HT_SYS_WRITEV:
 		src.iov = a.buf;
@@ -695,7 +699,7 @@ static __always_inline int conn__exit_data(long nr, long ret, bool untrusted_loa
 	}
 	src.total = ret;
 	src.tid = (__u32)task->pid;
-	if ((a.flags & HT_MSG_TRUNC) && !c->is_unix) {
+	if (!rest_only && (a.flags & HT_MSG_TRUNC) && !c->is_unix) {
 		/* TCP discards the bytes without copying them: nothing to read.
 		 * (A Unix stream socket ignores the flag and copies them.) */
 		src.discarded = 1;

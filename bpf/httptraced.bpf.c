@@ -28,7 +28,7 @@ SEC("tracepoint")
 int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 {
 	/* The format has a 4-byte __syscall_nr where vmlinux.h says long id. */
-	return conn__exit_data((int)ctx->id, ctx->ret, false, NULL);
+	return conn__exit_data((int)ctx->id, ctx->ret, false, NULL, false);
 }
 
 /*
@@ -39,7 +39,7 @@ int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint")
 int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)
 {
-	return conn__exit_data((int)ctx->id, ctx->ret, true, NULL);
+	return conn__exit_data((int)ctx->id, ctx->ret, true, NULL, false);
 }
 
 /*
@@ -53,12 +53,25 @@ int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)
  * must be the one its fd names. Loaded with sys_exit_payload_fast, which then
  * keeps only the syscalls these do not carry (conn__sys_on_sock_tracepoints).
  */
+/*
+ * The fast one again, for the syscalls left on their exits when the socket
+ * tracepoints carry the others: sendfile, splice, recvmmsg and sendmmsg. Built
+ * without the flat, iovec and msghdr payload paths those never take, it gives
+ * the verifier less than half the instructions to walk, the longest load of
+ * the start-up.
+ */
+SEC("tracepoint")
+int sys_exit_payload_rest(struct trace_event_raw_sys_exit *ctx)
+{
+	return conn__exit_data((int)ctx->id, ctx->ret, true, NULL, true);
+}
+
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send_payload, struct sock *sk, int ret, int flags)
 {
 	if (!sk)
 		return 0;
-	return conn__exit_data(0, ret, true, sk);
+	return conn__exit_data(0, ret, true, sk, false);
 }
 
 SEC("tp_btf/sock_recv_length")
@@ -66,7 +79,7 @@ int BPF_PROG(sock_recv_payload, struct sock *sk, int ret, int flags)
 {
 	if (!sk)
 		return 0;
-	return conn__exit_data(0, ret, true, sk);
+	return conn__exit_data(0, ret, true, sk, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_connect")

@@ -209,7 +209,7 @@ class Tracer {
   // Attached to the payload syscalls' exits: all of them, or those the socket
   // tracepoints do not carry. In first_: null once Start is done.
   bpf_program* payload_prog_ = nullptr;
-  bool untrusted_loads_ = false;         // payload_prog_ is sys_exit_payload_fast
+  bool untrusted_loads_ = false;         // payload_prog_ is sys_exit_payload_fast or _rest
   bool socket_tracepoints_ = false;      // sock_{send,recv}_payload carry most syscalls
   // --verbosity=2: the verifier's statistics for the payload programs (the
   // largest, and the ones near the verifier's limits), printed once loaded.
