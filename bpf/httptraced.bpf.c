@@ -34,7 +34,8 @@ int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 /*
  * The same, for kernels that allow plain loads of untrusted kernel memory
  * (Linux 6.16): a non-socket fd is dropped with no helper call after the
- * saved registers (sock__fd_may_be_traced). The daemon loads one of the two.
+ * saved registers (sock__fd_may_be_traced). The daemon loads one of the three
+ * exit programs.
  */
 SEC("tracepoint")
 int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)
@@ -42,17 +43,6 @@ int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)
 	return conn__exit_data((int)ctx->id, ctx->ret, true, NULL, false);
 }
 
-/*
- * The same payload, taken where the socket layer sends or receives it
- * (sock_sendmsg, sock_recvmsg: Linux 6.4) rather than at the syscall's exit:
- * these fire for socket I/O only, so files, pipes and ttys run nothing of
- * ours, and a BTF tracepoint runs its program with none of the per-syscall
- * tracepoint's plumbing (about 200 ns a call here: bench/README.md, "Hook
- * cost"). The syscall (read, write, readv, writev, recvfrom, sendto, recvmsg,
- * sendmsg) and its arguments come from the saved registers, and the socket
- * must be the one its fd names. Loaded with sys_exit_payload_fast, which then
- * keeps only the syscalls these do not carry (conn__sys_on_sock_tracepoints).
- */
 /*
  * The fast one again, for the syscalls left on their exits when the socket
  * tracepoints carry the others: sendfile, splice, recvmmsg and sendmmsg. Built
@@ -66,6 +56,17 @@ int sys_exit_payload_rest(struct trace_event_raw_sys_exit *ctx)
 	return conn__exit_data((int)ctx->id, ctx->ret, true, NULL, true);
 }
 
+/*
+ * The same payload, taken where the socket layer sends or receives it
+ * (sock_sendmsg, sock_recvmsg: Linux 6.4) rather than at the syscall's exit:
+ * these fire for socket I/O only, so files, pipes and ttys run nothing of
+ * ours, and a BTF tracepoint runs its program with none of the per-syscall
+ * tracepoint's plumbing (about 200 ns a call here: bench/README.md, "Hook
+ * cost"). The syscall (read, write, readv, writev, recvfrom, sendto, recvmsg,
+ * sendmsg) and its arguments come from the saved registers, and the socket
+ * must be the one its fd names. Loaded with sys_exit_payload_rest for the
+ * syscalls these do not carry (conn__sys_on_sock_tracepoints).
+ */
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(sock_send_payload, struct sock *sk, int ret, int flags)
 {
