@@ -70,20 +70,6 @@ constexpr PayloadSyscall kPayloadSyscalls[] = {
 
 std::string Errno(int err) { return std::strerror(err < 0 ? -err : err); }
 
-// What the running kernel offers, read from its BTF rather than by trying, so
-// an older kernel never sees a program or a link it lacks.
-struct KernelFeatures {
-  // The verifier lets a program read untrusted kernel memory with plain
-  // loads: enum bpf_features lists BPF_FEAT_RDONLY_CAST_TO_VOID (Linux 6.16).
-  bool untrusted_loads = false;
-  // The socket-level tracepoints sock_send_length and sock_recv_length
-  // (Linux 6.4) for BTF programs: their btf_trace_<name> typedefs.
-  bool socket_tracepoints = false;
-  // BPF_TRACE_UPROBE_MULTI's value in enum bpf_attach_type (Linux 6.6), 0
-  // when absent: Debian 12's headers and libbpf 1.1.2 predate it.
-  uint32_t uprobe_multi = 0;
-};
-
 // The value of the enumerator `name` of the enum `type` in the BTF, if any.
 std::optional<int64_t> EnumValue(const btf* b, const char* type, const char* name) {
   const int id = btf__find_by_name_kind(b, type, BTF_KIND_ENUM);
@@ -243,10 +229,7 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
   std::unique_ptr<Tracer> t(new Tracer());
   t->handler_ = handler;
   // Read once from the kernel's BTF, for every try below.
-  const KernelFeatures features = ReadKernelFeatures();
-  t->kernel_untrusted_loads_ = features.untrusted_loads;
-  t->kernel_socket_tracepoints_ = features.socket_tracepoints;
-  t->kernel_uprobe_multi_ = features.uprobe_multi;
+  t->kernel_ = ReadKernelFeatures();
   if (absl::Status s = t->Open(options); !s.ok()) return s;
   libbpf_quiet.store(t->untrusted_loads_, std::memory_order_relaxed);
   int err = t->Load();
@@ -418,10 +401,10 @@ absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
   }
   // One of the two payload programs: the same code, one of them dropping
   // files and untraced sockets with plain loads where the kernel allows it.
-  const bool fast = untrusted_loads_ = o.fast_fd_filter && kernel_untrusted_loads_;
+  const bool fast = untrusted_loads_ = o.fast_fd_filter && kernel_.untrusted_loads;
   // Their programs share the fast one's checks (the fd's socket is the
   // tracepoint's): only with it.
-  socket_tracepoints_ = fast && o.socket_tracepoints && kernel_socket_tracepoints_;
+  socket_tracepoints_ = fast && o.socket_tracepoints && kernel_.socket_tracepoints;
   const bool tls = !o.tls_libraries.empty() || o.tls_scan_processes;
   // libssl's functions through uprobe_multi links where the kernel has them:
   // a library's probes as one link per program, whose removal waits for one RCU
@@ -431,9 +414,9 @@ absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
   // 46ba0e49b642), and --pid keeps the uprobes of its own. And only with
   // CAP_SYS_ADMIN, which perf-event uprobes need since mid-2025 and these do
   // not: HTTPS tracing keeps asking for it (README, Security).
-  uprobe_multi_ = tls && kernel_uprobe_multi_ != 0 && o.pids.empty() &&
+  uprobe_multi_ = tls && kernel_.uprobe_multi != 0 && o.pids.empty() &&
                   HasCapability(kCapSysAdmin)
-                      ? kernel_uprobe_multi_
+                      ? kernel_.uprobe_multi
                       : 0;
   // The exit program of the payload syscalls: with the socket tracepoints,
   // the one built for the syscalls they leave (sendfile, splice and the

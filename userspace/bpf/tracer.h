@@ -60,6 +60,20 @@ struct TracerOptions {
 };
 
 // Receives each ring-buffer sample. `sample` is valid only during the call.
+// What the running kernel offers, read from its BTF rather than by trying, so
+// an older kernel never sees a program or a link it lacks.
+struct KernelFeatures {
+  // The verifier lets a program read untrusted kernel memory with plain
+  // loads: enum bpf_features lists BPF_FEAT_RDONLY_CAST_TO_VOID (Linux 6.16).
+  bool untrusted_loads = false;
+  // The socket-level tracepoints sock_send_length and sock_recv_length
+  // (Linux 6.4) for BTF programs: their btf_trace_<name> typedefs.
+  bool socket_tracepoints = false;
+  // BPF_TRACE_UPROBE_MULTI's value in enum bpf_attach_type (Linux 6.6), 0
+  // when absent: Debian 12's headers and libbpf 1.1.2 predate it.
+  uint32_t uprobe_multi = 0;
+};
+
 class SampleHandler {
  public:
   virtual ~SampleHandler() = default;
@@ -197,9 +211,7 @@ class Tracer {
   Skel skel_;
   Skel first_;
   Skel maps_;
-  bool kernel_untrusted_loads_ = false;     // KernelFeatures::untrusted_loads
-  bool kernel_socket_tracepoints_ = false;  // KernelFeatures::socket_tracepoints
-  uint32_t kernel_uprobe_multi_ = 0;        // KernelFeatures::uprobe_multi
+  KernelFeatures kernel_;  // read once per Start, for every try
   // BPF_TRACE_UPROBE_MULTI when the TLS programs are loaded for uprobe_multi
   // links (Open says when), else 0: perf-event uprobes through libbpf.
   uint32_t uprobe_multi_ = 0;
