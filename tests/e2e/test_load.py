@@ -767,14 +767,19 @@ def test_ring_buffer_overflow_is_counted_and_records_stay_correct(tmp_path, py_s
     warned = [l for l in d.stderr().splitlines() if "lost" in l and "ring buffer" in l]
     first = re.fullmatch(
         r"httptraced: warning: the ring buffer \(--ring_buffer_mb=1\) was full: (\d+) events? "
-        r"\((\d+) bytes of payload\) lost; the records of their connections have gaps\. Raise "
-        r"--ring_buffer_mb, or trace less \(--pid, --port\)\. Further losses are reported at "
-        r"most every 10 s", warned[0] if warned else "")
+        r"\((\d+) bytes of payload\) lost; the records of their connections have gaps\. In the "
+        r"\d+\.\d s in which they were lost the daemon ran \d+\.\d s, waited \d+\.\d s for a "
+        r"CPU and \d+\.\d s for the disk of its log: raise --ring_buffer_mb, or trace less "
+        r"\(--pid, --port\)\. Further losses are reported at most every 10 s",
+        warned[0] if warned else "")
     assert first, warned
     counts = [(int(first[1]), int(first[2]))]
     for line in warned[1:]:
         m = re.fullmatch(r"httptraced: warning: (\d+) more events? \((\d+) bytes of payload\) "
-                         r"lost to a full ring buffer in the last \d+\.\d s; (\d+) in all", line)
+                         r"lost to a full ring buffer in the last \d+\.\d s; (\d+) in all\. In "
+                         r"the \d+\.\d s in which they were lost the daemon ran \d+\.\d s, "
+                         r"waited \d+\.\d s for a CPU and \d+\.\d s for the disk of its log",
+                         line)
         assert m, line
         counts.append((int(m[1]), int(m[2])))
         assert int(m[3]) == sum(c[0] for c in counts), (line, counts)
@@ -799,6 +804,99 @@ def test_ring_buffer_overflow_is_counted_and_records_stay_correct(tmp_path, py_s
             assert resp["status_code"] == 200
     print(f"{len(recs)} records, {checked} bodies checked, stats {end}")
     assert checked > 0
+
+
+def test_a_stalled_output_is_named_as_the_cause_of_drops(tmp_path, py_server):
+    """--stdout into a pipe whose reader stops reading while 150 echo exchanges of 32 KiB
+    each way go by: the pipe fills, the daemon blocks in write(2) and the ring buffer
+    (--ring_buffer_mb=1) overflows. The warning puts the loss down to the reader of
+    standard output, not to the ring's size; output_wait_ms counts the time blocked; every
+    line that reaches the reader is a whole record; once read again, the daemon records
+    the next exchange exactly."""
+    d = Daemon(tmp_path / "logs", "--stdout", "--ring_buffer_mb=1",
+               f"--port={py_server.port}").start()
+    lines = []
+    reading = threading.Event()
+
+    def reader():
+        reading.wait()
+        for line in d.proc.stdout:
+            lines.append(line)
+
+    threading.Thread(target=reader, daemon=True).start()
+    filler = b"x" * (32 * 1024)
+
+    def client(t):
+        conn = http.client.HTTPConnection("127.0.0.1", py_server.port, timeout=30)
+        for i in range(50):
+            conn.request("POST", f"/echo?id={t}-{i}", body=filler)
+            assert conn.getresponse().read() == filler
+        conn.close()
+
+    def blocked_on_the_pipe():
+        with open(f"/proc/{d.pid()}/task/{d.pid()}/wchan") as f:  # the main thread
+            return "pipe_write" in f.read()
+
+    try:
+        # Records enough to fill the pipe (64 KiB) at the next flush: the
+        # daemon's main thread then sleeps in write(2) before the load starts,
+        # so that every loss below is the stall's.
+        client("fill")
+        deadline = time.monotonic() + 5
+        while not blocked_on_the_pipe():
+            assert time.monotonic() < deadline, "the daemon never blocked on the pipe"
+            time.sleep(0.02)
+        stalled = time.monotonic()
+        threads = [threading.Thread(target=client, args=(t,)) for t in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(1.0)  # the daemon stays blocked on the full pipe meanwhile
+        reading.set()
+        stalled_s = time.monotonic() - stalled
+        deadline = time.monotonic() + 5
+        while "was full" not in d.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        during = settle(d)
+        assert during["kernel_drops"] > 0, during
+        out, _ = curl(py_server.url("/path/after-stall"))
+        assert out == b"path=/path/after-stall\n"
+        deadline = time.monotonic() + 10
+        after = []
+        while len(after) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            after = [json.loads(l) for l in list(lines) if "/path/after-stall" in l]
+        assert len(after) == 2, after
+        for r in after:
+            assert r["url"]["path"] == "/path/after-stall"
+            assert r["http"]["response"]["body"] == {"bytes": 23,
+                                                     "content": "path=/path/after-stall\n"}
+            assert r["httptraced"]["incomplete"] is False
+    finally:
+        reading.set()
+        assert d.stop() == 0, d.stderr()
+    assert_no_sanitizer_report(d)
+    warned = [l for l in d.stderr().splitlines() if "lost" in l and "ring buffer" in l]
+    first = re.fullmatch(
+        r"httptraced: warning: the ring buffer \(--ring_buffer_mb=1\) was full: \d+ events? "
+        r"\(\d+ bytes of payload\) lost; the records of their connections have gaps\. In the "
+        r"(\d+\.\d) s in which they were lost the daemon ran \d+\.\d s, waited \d+\.\d s for a "
+        r"CPU and (\d+\.\d) s for the reader of standard output: read standard output faster, "
+        r"or trace less \(--pid, --port\)\. Further losses are reported at most every 10 s",
+        warned[0] if warned else "")
+    assert first, d.stderr()
+    span_s, waited_s = float(first[1]), float(first[2])
+    # Blocked from the first full pipe until the reader came back: at least the
+    # second after the traffic, at most the whole stall (and the span around it).
+    assert 1.0 <= waited_s <= span_s, (waited_s, span_s)
+    assert waited_s <= stalled_s + 0.5, (waited_s, stalled_s)
+    end = final_stats(d)
+    assert 1000 <= end["output_wait_ms"] <= (time.monotonic() - d.ready_at) * 1000, end
+    assert end["written"] == len(lines) and end["lost"] == 0, (end, len(lines))
+    for line in lines:
+        assert line.endswith("\n")
+        json.loads(line)  # a whole record, never a fragment
 
 
 def test_idle_expiry_never_reuses_a_connection_identity(tmp_path, py_server):

@@ -71,7 +71,7 @@ Daemon::Daemon(const config::Config& config, std::unique_ptr<output::RecordSink>
       table_(TableOptions(config), *this, *this),
       builder_(std::make_unique<record::RecordBuilder>(BuilderOptions(config))),
       decoder_(MakeDecoder(config)),
-      drop_warnings_(config.ring_buffer_mb) {
+      drop_warnings_(config.ring_buffer_mb, config.to_stdout ? Output::kStdout : Output::kLog) {
   RefreshClock();
   batch_.Reserve(kFlushBytes + 64 * 1024);
 }
@@ -136,9 +136,13 @@ void Daemon::Forget(const conn::ConnKey& key) {
 void Daemon::WarnOfDrops(bool at_exit) {
   if (tracer_ == nullptr) return;
   const bpf::KernelCounters k = tracer_->ReadCounters();  // 8 map reads
-  const std::string w = at_exit
-                            ? drop_warnings_.Final(now_ns_, k.ring_drops, k.ring_drop_bytes)
-                            : drop_warnings_.Observe(now_ns_, k.ring_drops, k.ring_drop_bytes);
+  const ThreadTimes thread = thread_clock_.Read();
+  const DrainTimes times{.cpu_ns = thread.cpu_ns,
+                         .cpu_wait_ns = thread.runnable_ns,
+                         .output_wait_ns = stats_.output_wait_ns};
+  const std::string w =
+      at_exit ? drop_warnings_.Final(now_ns_, k.ring_drops, k.ring_drop_bytes, times)
+              : drop_warnings_.Observe(now_ns_, k.ring_drops, k.ring_drop_bytes, times);
   if (!w.empty()) std::fprintf(stderr, "%s\n", w.c_str());
 }
 
@@ -175,7 +179,17 @@ void Daemon::StopTracing(const conn::ConnKey& key) {
 
 void Daemon::Flush() {
   if (batch_.empty()) return;
-  if (absl::Status s = sink_->Write(batch_.view()); !s.ok()) {
+  // Per batch (a MiB or 200 ms): how long the output kept the thread that
+  // drains the ring from draining it, neither running nor waiting for a CPU.
+  const uint64_t wall = Now(CLOCK_MONOTONIC);
+  const ThreadTimes before = thread_clock_.Read();
+  absl::Status s = sink_->Write(batch_.view());
+  const ThreadTimes after = thread_clock_.Read();
+  const uint64_t blocked = Now(CLOCK_MONOTONIC) - wall;
+  const uint64_t accounted =
+      (after.cpu_ns - before.cpu_ns) + (after.runnable_ns - before.runnable_ns);
+  if (blocked > accounted) stats_.output_wait_ns += blocked - accounted;
+  if (!s.ok()) {
     std::fprintf(stderr, "httptraced: log: %s\n", std::string(s.message()).c_str());
   }
   batch_.clear();
@@ -211,6 +225,7 @@ absl::Status Daemon::Reconfigure(const config::Config& next) {
     absl::StatusOr<std::unique_ptr<output::RecordSink>> sink = reload_.open_sink(next);
     if (!sink.ok()) return sink.status();  // keep writing where we were
     sink_ = *std::move(sink);
+    drop_warnings_.set_output(next.to_stdout ? Output::kStdout : Output::kLog);
   } else if (absl::Status s = sink_->Reopen(); !s.ok()) {
     std::fprintf(stderr, "httptraced: reopening the log: %s\n", std::string(s.message()).c_str());
   }
@@ -273,22 +288,27 @@ std::string Daemon::StatsLine() const {
       "kernel_drop_bytes=%d parse_errors=%d gaps=%d uncopied=%d connections=%d opened=%d "
       "evicted=%d "
       "resumed=%d hibernated=%d not_http=%d unix_filtered=%d decode_errors=%d body_skips=%d "
-      "kernel_skipped_bytes=%d tls_unattributed=%d recycled_bytes=%d",
+      "kernel_skipped_bytes=%d tls_unattributed=%d recycled_bytes=%d output_wait_ms=%d",
       stats_.events, stats_.payload_bytes, stats_.records, o.records_written, o.records_lost,
       k.ring_drops, k.ring_drop_bytes, t.parse_errors, t.gaps, t.uncopied, table_.size(), t.opened,
       t.evicted, t.resumed, t.hibernated, t.not_http + k.not_http, t.unix_filtered,
       stats_.decode_errors,
-      t.body_skips, k.body_skipped, k.tls_no_fd, table_.recycled_bytes());
+      t.body_skips, k.body_skipped, k.tls_no_fd, table_.recycled_bytes(),
+      stats_.output_wait_ns / 1'000'000);
 }
 
 absl::Status Daemon::Run(bpf::Tracer& tracer, int signal_fd) {
   tracer_ = &tracer;
+  thread_clock_ = ThreadClock();  // this thread's: it drains the ring
   // The programs are attached and the output is open: ready.
   notifier_->Notify("READY=1\nSTATUS=" + Status());
   uint64_t last_tick = Now(CLOCK_MONOTONIC);
   uint64_t last_status = last_tick;
   uint64_t last_clock = last_tick;
   uint64_t last_stats = last_tick;
+  // The start of the first span a loss is put down to.
+  now_ns_ = last_tick;
+  WarnOfDrops(/*at_exit=*/false);
   bool stop = false;
   while (!stop) {
     now_ns_ = Now(CLOCK_MONOTONIC);
