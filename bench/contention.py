@@ -4,6 +4,7 @@ of it (bench/README.md, "Losses under contention").
 
   sudo /usr/bin/python3 bench/contention.py --binary=PATH [--reps=3] [--duration=8]
       [--scenarios=quiet,disk,cpu] [--conns=64] [--workload=post|get]
+      [--variant=NAME:--flag=value,--flag=value ...]
 
 nginx and wrk as in the benchmark (httpbench.py), httptraced tracing everything into
 its rotating log, and beside them, in turn (interleaved, one run of each per
@@ -12,6 +13,9 @@ repetition):
   disk   dd writing zeros to a file on the log's filesystem for the whole run (up to
          20 GB, removed after);
   cpu    `yes > /dev/null`, one process that never sleeps.
+Each --variant (repeatable) is a daemon configuration run in every scenario and
+repetition, next to the others, in reverse order in odd repetitions (default: one,
+`default`, with no extra flags).
 Per run: req/s, records, the daemon's kernel_drops and output_wait_ms, and where its
 drop warnings say its time went (summed over the lines: the seconds in which events
 were lost, and of them run, waited for a CPU, waited for the output). A table on the
@@ -64,7 +68,14 @@ def main(argv):
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--workload", choices=("post", "get"), default="post")
     ap.add_argument("--scenarios", default="quiet,disk,cpu")
+    ap.add_argument("--variant", action="append", default=[])
     opts = ap.parse_args(argv)
+    variants = []
+    for v in opts.variant or ["default:"]:
+        name, sep, flags = v.partition(":")
+        if not sep or not name:
+            sys.exit(f"contention.py: --variant={v!r}: expected NAME:--flag=value,...")
+        variants.append((name, [f for f in flags.split(",") if f]))
     if os.geteuid() != 0:
         sys.exit("contention.py: run as root (httptraced loads BPF programs)")
     binary = os.path.abspath(opts.binary)
@@ -84,9 +95,11 @@ def main(argv):
         path = "/echo" if opts.workload == "post" else "/index.html"
         script = os.path.join(BENCH_DIR, "post.lua") if opts.workload == "post" else None
         for rep in range(opts.reps):
-            for scenario in scenarios:
-                name = f"{scenario}-{rep}"
-                daemon = hb.Daemon(procs, binary, workdir, name, [])
+            for scenario, (variant, flags) in (
+                    (s, v) for s in scenarios
+                    for v in (variants if rep % 2 == 0 else variants[::-1])):
+                name = f"{scenario}-{variant}-{rep}"
+                daemon = hb.Daemon(procs, binary, workdir, name, flags)
                 load = start_load(scenario, workdir)
                 try:
                     wrk = hb.run_wrk(procs, f"http://127.0.0.1:{nginx.port}{path}", opts.conns,
@@ -98,7 +111,7 @@ def main(argv):
                 hb.settle(daemon.cpu_ns)
                 stats = daemon.stop()
                 text = hb.read_file(daemon.stderr_path)
-                run = {"scenario": scenario, "rep": rep, "rps": round(wrk["rps"]),
+                run = {"scenario": scenario, "variant": variant, "rep": rep, "rps": round(wrk["rps"]),
                        "requests": wrk["requests"], "records": stats.get("written"),
                        "kernel_drops": stats.get("kernel_drops"),
                        "output_wait_ms": stats.get("output_wait_ms"), **breakdown(text)}
@@ -112,7 +125,7 @@ def main(argv):
         procs.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    cols = ("scenario", "rep", "rps", "records", "kernel_drops", "output_wait_ms", "lossy_s",
+    cols = ("scenario", "variant", "rep", "rps", "records", "kernel_drops", "output_wait_ms", "lossy_s",
             "ran_s", "cpu_wait_s", "output_wait_s")
     print(" ".join(f"{c:>14}" for c in cols))
     for r in runs:
