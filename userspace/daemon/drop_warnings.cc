@@ -86,12 +86,11 @@ std::string DropWarnings::Report(uint64_t now_ns, uint64_t drops, uint64_t drop_
   const std::string breakdown = Breakdown(lossy_wall_ns_, lossy_, output_);
   std::string line;
   if (!reported_) {
-    std::string advice = Advice(lossy_wall_ns_, lossy_, output_);
-    if (breakdown.empty()) {
-      advice[0] = 'R';  // the sentence's start: "Raise --ring_buffer_mb, ..."
-    } else {
-      advice = absl::StrCat(breakdown, ": ", advice);
-    }
+    // Without a span (a loss at the first look) there is nothing to tell a
+    // burst from the rest by.
+    const std::string advice =
+        breakdown.empty() ? "Raise --ring_buffer_mb, or trace less (--pid, --port)"
+                          : absl::StrCat(breakdown, ": ", Advice(lossy_wall_ns_, lossy_, output_));
     line = absl::StrFormat(
         "httptraced: warning: the ring buffer (--ring_buffer_mb=%d) was full: %d %s "
         "(%d bytes of payload) lost; the records of their connections have gaps. %s. "
