@@ -11,7 +11,8 @@ its rotating log, and beside them, in turn (interleaved, one run of each per
 repetition):
   quiet  nothing else;
   disk   dd writing zeros to a file on the log's filesystem for the whole run (up to
-         20 GB, removed after);
+         20 GB, removed after), 1 MiB per write;
+  disk64k the same in writes of 64 KiB (each a shorter stay in the kernel);
   cpu    `yes > /dev/null`, one process that never sleeps.
 Each --variant (repeatable) is a daemon configuration run in every scenario and
 repetition, next to the others, in reverse order in odd repetitions (default: one,
@@ -52,9 +53,10 @@ def breakdown(stderr_text):
 
 
 def start_load(scenario, workdir):
-    if scenario == "disk":
-        return subprocess.Popen(["dd", "if=/dev/zero", f"of={workdir}/dd.out", "bs=1M",
-                                 "count=20000"], stderr=subprocess.DEVNULL)
+    if scenario in ("disk", "disk64k"):
+        bs, count = ("1M", "20000") if scenario == "disk" else ("64K", "320000")
+        return subprocess.Popen(["dd", "if=/dev/zero", f"of={workdir}/dd.out", f"bs={bs}",
+                                 f"count={count}"], stderr=subprocess.DEVNULL)
     if scenario == "cpu":
         return subprocess.Popen(["sh", "-c", "exec yes > /dev/null"])
     return None
@@ -83,8 +85,8 @@ def main(argv):
         sys.exit(f"contention.py: {binary} is not an executable file")
     scenarios = opts.scenarios.split(",")
     for s in scenarios:
-        if s not in ("quiet", "disk", "cpu"):
-            sys.exit(f"contention.py: unknown scenario {s!r} (quiet, disk, cpu)")
+        if s not in ("quiet", "disk", "disk64k", "cpu"):
+            sys.exit(f"contention.py: unknown scenario {s!r} (quiet, disk, disk64k, cpu)")
     procs = hb.Procs()
     # On the disk the log goes to (/var/tmp: not a tmpfs), so that dd shares it.
     workdir = tempfile.mkdtemp(prefix="httptraced-contention-", dir="/var/tmp")
