@@ -25,7 +25,6 @@ terminal and bench/results/contention-<timestamp>.json. A measurement, not a tes
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -36,16 +35,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import httpbench as hb  # noqa: E402
 
-BREAKDOWN_RE = re.compile(
-    r"In the (\d+\.\d) s in which they were lost the daemon ran (\d+\.\d) s, waited "
-    r"(\d+\.\d) s for a CPU and (\d+\.\d) s for ")
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def breakdown(stderr_text):
     """Sums the drop warnings' breakdowns: {lossy_s, ran_s, cpu_wait_s, output_wait_s}."""
     sums = [0.0, 0.0, 0.0, 0.0]
-    for m in BREAKDOWN_RE.finditer(stderr_text):
+    for m in hb.BREAKDOWN_RE.finditer(stderr_text):
         for i in range(4):
             sums[i] += float(m.group(i + 1))
     keys = ("lossy_s", "ran_s", "cpu_wait_s", "output_wait_s")

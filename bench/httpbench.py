@@ -507,6 +507,10 @@ class Nginx:
 
 
 STATS_RE = re.compile(r"httptraced: stats ((?:\w+=\d+ ?)+)")
+# The daemon's account of a loss in its drop warnings: "In the 7.5 s in which
+# they were lost the daemon ran 3.2 s, waited 3.5 s for a CPU and 0.3 s for ...".
+BREAKDOWN_RE = re.compile(r"In the (\d+\.\d) s in which they were lost the daemon ran (\d+\.\d) s, "
+                          r"waited (\d+\.\d) s for a CPU and (\d+\.\d) s for ([a-z ]+)")
 
 
 class Daemon:
@@ -826,6 +830,9 @@ class Bench:
                     res["tracer_maxrss_kib"] = daemon.rusage.ru_maxrss
                     res["daemon_total_cpu_ms"] = (daemon.rusage.ru_utime + daemon.rusage.ru_stime) * 1e3
                 res["drops"] = stats.get("kernel_drops", 0) + stats.get("lost", 0)
+                # What the daemon said of its losses: where its time went meanwhile.
+                res["drop_warnings"] = [l for l in read_file(daemon.stderr_path).splitlines()
+                                        if "lost" in l and "ring buffer" in l]
                 res["written"] = stats.get("written", 0)
                 res["written_per_req"] = res["written"] / max(1, w["requests"])
                 # Payload bytes the kernel copied into the ring (both sides).
@@ -905,7 +912,9 @@ class Bench:
                         f"{r['rps']:.0f} req/s, {r['requests']} req"
                         + (f", completeness {r['completeness']:.4f}" if r.get("completeness") is not None else "")
                         + (f", tracer {r['tracer_cpu_us_per_req']:.2f} us/req" if r.get("tracer_cpu_us_per_req") is not None else "")
-                        + (f", drops {r['drops']}" if r.get("drops") else ""))
+                        + (f", drops {r['drops']}" if r.get("drops") else "")
+                        + "".join(f"\n    {m[0]}" for l in r.get("drop_warnings") or ()
+                                  for m in BREAKDOWN_RE.finditer(l)))
         return runs
 
     # -- micro-benchmark: non-socket syscalls ----------------------------------
