@@ -18,6 +18,7 @@ TEST_DEPS=(
   haproxy                                     # a proxy that forwards bodies with splice()
   procps iproute2 ca-certificates
   openssl                                     # certificates for the HTTPS tests
+  wget gnutls-bin                             # a GnuTLS client and server (gnutls-serv)
   zstd                                        # reading rotated logs back (zstd -dc)
 )
 OPS_DEPS=(

@@ -158,9 +158,9 @@ int main(int argc, char** argv) {
     if (!libs.ok()) return Fail(libs.status(), 2);
     if (libs->empty()) {
       std::fprintf(stderr,
-                   "httptraced: no libssl found in the system library directories: HTTPS is "
-                   "traced only in processes that map a libssl of their own (name other "
-                   "files with --tls_libraries)\n");
+                   "httptraced: no libssl or libgnutls found in the system library "
+                   "directories: HTTPS is traced only in processes that map one of their own "
+                   "(name other files with --tls_libraries)\n");
     }
     topts.tls_libraries = *std::move(libs);
     topts.tls_libraries_found = config->tls_libraries.empty();
@@ -170,9 +170,11 @@ int main(int argc, char** argv) {
   if (!tracer.ok()) return Fail(tracer.status(), 1);
   if (!(*tracer)->tls_warning().empty()) {
     std::fprintf(stderr, "httptraced: warning: %s\n", (*tracer)->tls_warning().c_str());
-  } else if (!topts.tls_libraries.empty()) {
-    std::fprintf(stderr, "httptraced: TLS: %d libssl functions probed in %s\n",
-                 (*tracer)->tls_probes(), absl::StrJoin(topts.tls_libraries, ", ").c_str());
+  } else {
+    for (const auto& lib : (*tracer)->tls_libraries_probed()) {
+      std::fprintf(stderr, "httptraced: TLS: %d %s functions probed in %s\n", lib.functions,
+                   lib.library, lib.path.c_str());
+    }
   }
   std::fprintf(stderr, "httptraced: tracing (%d tracepoints attached), writing to %s\n",
                (*tracer)->attached_programs(),

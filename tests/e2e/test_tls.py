@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -97,7 +98,7 @@ def tracepoints_attached(daemon):
     return int(re.match(r"httptraced: tracing \((\d+) tracepoints attached\)", line).group(1))
 
 
-def test_daemon_probes_libssl(tracer):
+def test_daemon_probes_libssl_and_libgnutls(tracer):
     """Debian's libssl.so.3: SSL_read and SSL_read_ex share one internal
     function, and so do the writes; the daemon probes those two (cheaper than
     the public functions, whose first instruction the kernel single-steps)
@@ -105,14 +106,20 @@ def test_daemon_probes_libssl(tracer):
     kernel having them (Linux 6.6), they are uprobe_multi links, one per
     program: the entry programs of the read, the write and the handshakes,
     and the two return programs (data, handshake), whose removal at stop
-    waits for one RCU grace period in all rather than one per probe."""
+    waits for one RCU grace period in all rather than one per probe.
+    Debian's libgnutls.so.30 too (wget, apt, git's libcurl-gnutls): its
+    gnutls_record_recv, gnutls_record_send and gnutls_handshake."""
     probed = [l for l in tracer.stderr_lines
               if l.startswith("httptraced: TLS: ") and "mapped by pid" not in l]
-    assert probed == ["httptraced: TLS: 5 libssl functions probed in "
+    assert probed == ["httptraced: TLS: 3 GnuTLS functions probed in "
+                      "/usr/lib/x86_64-linux-gnu/libgnutls.so.30",
+                      "httptraced: TLS: 5 libssl functions probed in "
                       "/usr/lib/x86_64-linux-gnu/libssl.so.3"], tracer.stderr()
     types = link_types(tracer.pid())
     tracepoints = tracepoints_attached(tracer)
-    assert types.pop("uprobe_multi") == 3 and types.pop("uretprobe_multi") == 2, types
+    # Per file: libssl's 3 entry programs and 2 return programs; GnuTLS's read,
+    # write and handshake entries and the 2 returns.
+    assert types.pop("uprobe_multi") == 6 and types.pop("uretprobe_multi") == 4, types
     assert sum(types.values()) == tracepoints and set(types) <= {"perf", "raw_tracepoint"}, \
         types
 
@@ -184,6 +191,103 @@ print(os.getpid())
     assert {r["httptraced"]["role"] for r in theirs} == {"server"}
 
 
+def test_gnutls_client_wget_both_ends_in_the_clear(tracer, tls_py_server):
+    """wget links GnuTLS (libgnutls.so.30): its gnutls_record_send and
+    gnutls_record_recv carry the plaintext, as SSL_write and SSL_read do for
+    the Python server (OpenSSL) at the other end. Two GETs on one kept-alive
+    connection, then a POST with a body: each exchange recorded by both ends,
+    exact, marked tls.established."""
+    port = tls_py_server.port
+    base = f"https://127.0.0.1:{port}"
+    runs = []
+    for extra, urls in (([], [f"{base}/path/gnutls-1", f"{base}/path/gnutls-2"]),
+                        (["--post-data=order=17&item=gnu"], [f"{base}/echo"])):
+        p = subprocess.Popen(["wget", "-q", "-O", "-", "--no-check-certificate", "--no-proxy",
+                              "--no-hsts", *extra, *urls],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        runs.append((p.pid, out))
+    (get_pid, get_out), (post_pid, post_out) = runs
+    assert get_out == b"path=/path/gnutls-1\npath=/path/gnutls-2\n"
+    assert post_out == b"order=17&item=gnu"
+
+    def exchanges(pid, role):
+        recs = tracer.wait_for(lambda r: server_port(r) == port and r["process"]["pid"] == pid
+                               and r["httptraced"]["role"] == role, 3 if role == "server" else
+                               (2 if pid == get_pid else 1))
+        return recs
+
+    gets = exchanges(get_pid, "client")
+    posts = exchanges(post_pid, "client")
+    server = [r for r in tracer.wait_for(
+        lambda r: server_port(r) == port and r["process"]["pid"] == tls_py_server.pid and
+        (r["url"]["path"].startswith("/path/gnutls-") or
+         r["http"]["request"].get("body", {}).get("content") == "order=17&item=gnu"), 3)]
+    assert [r["process"]["name"] for r in gets + posts] == ["wget"] * 3
+    for mine, theirs in ((gets, server[:2]), (posts, server[2:])):
+        assert [r["httptraced"]["role"] for r in theirs] == ["server"] * len(mine)
+        for a, b in zip(mine, theirs):
+            assert a["client"]["port"] == b["client"]["port"]
+            for r in (a, b):
+                assert r["tls"] == {"established": True}
+                assert r["httptraced"]["incomplete"] is False
+                assert r["http"]["response"]["status_code"] == 200
+    assert [(r["http"]["request"]["method"], r["url"]["path"], r["http"]["response"]["body"],
+             r["httptraced"]["connection"]["seq"]) for r in gets] == [
+        ("GET", "/path/gnutls-1", {"bytes": 20, "content": "path=/path/gnutls-1\n"}, 0),
+        ("GET", "/path/gnutls-2", {"bytes": 20, "content": "path=/path/gnutls-2\n"}, 1)]
+    assert gets[0]["httptraced"]["connection"]["id"] == gets[1]["httptraced"]["connection"]["id"]
+    assert gets[0]["http"]["request"]["headers"]["user-agent"].startswith("Wget/")
+    (post,) = posts
+    assert (post["http"]["request"]["method"], post["http"]["request"]["body"],
+            post["http"]["response"]["body"]) == (
+        "POST", {"bytes": 17, "content": "order=17&item=gnu"},
+        {"bytes": 17, "content": "order=17&item=gnu"})
+    assert [(r["url"]["path"], r["http"]["response"]["body"]) for r in server] == [
+        (r["url"]["path"], r["http"]["response"]["body"]) for r in gets + posts]
+
+
+def test_gnutls_server_answering_curl_both_ends_in_the_clear(tmp_path, cert):
+    """gnutls-serv (GnuTLS's test server, `--http`) answering curl (OpenSSL):
+    the server's gnutls_record_recv and gnutls_record_send carry the request
+    and its HTTP/1.0 response, a page delimited by the close. Both ends are
+    recorded, exact: the server's record holds the very page curl printed."""
+    port = pick_port("0.0.0.0")
+    server = subprocess.Popen(["gnutls-serv", "--http", f"--x509certfile={cert[0]}",
+                               f"--x509keyfile={cert[1]}", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d = Daemon(tmp_path / "logs", f"--port={port}").start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        out, curl_pid = curl("-k", f"https://127.0.0.1:{port}/gnutls/page?q=1")
+        page = out.decode()
+        assert "This is <a href=\"http://www.gnu.org/software/gnutls\">GnuTLS</a>" in page
+        recs = d.wait_for(lambda r: server_port(r) == port, 2)
+    finally:
+        assert d.stop() == 0, d.stderr()
+        server.terminate()
+        server.wait(5)
+    by_role = {r["httptraced"]["role"]: r for r in recs}
+    assert sorted(by_role) == ["client", "server"]
+    assert by_role["client"]["process"]["pid"] == curl_pid
+    assert by_role["server"]["process"]["pid"] == server.pid
+    for r in recs:
+        assert r["tls"] == {"established": True}
+        assert (r["http"]["request"]["method"], r["url"]["path"], r["url"]["query"]) == \
+            ("GET", "/gnutls/page", "q=1")
+        assert r["http"]["response"]["status_code"] == 200
+        assert r["http"]["response"]["body"] == {"bytes": len(out), "content": page}
+        assert r["httptraced"]["incomplete"] is False
+    assert final_stats(d)["tls_unattributed"] == 0
+
+
 def test_tls_off_traces_no_https_and_still_plain_http(tmp_path, tls_nginx, py_server):
     port, _ = tls_nginx
     d = Daemon(tmp_path / "logs", "--tls=false").start()
@@ -216,7 +320,8 @@ def test_bad_tls_libraries_refused_with_one_sentence(tmp_path, value, message):
 
 @pytest.mark.parametrize("lib,message", [
     ("/usr/lib/x86_64-linux-gnu/libc.so.6",
-     "/usr/lib/x86_64-linux-gnu/libc.so.6 exports neither SSL_read nor SSL_write (is it libssl?)"),
+     "/usr/lib/x86_64-linux-gnu/libc.so.6 exports neither SSL_read nor SSL_write nor "
+     "gnutls_record_recv nor gnutls_record_send (is it libssl or libgnutls?)"),
     ("/etc/os-release", "/etc/os-release is not an ELF file"),
 ])
 def test_not_libssl_refused(tmp_path, lib, message):
@@ -301,10 +406,11 @@ def test_pid_filter_probes_only_those_processes(tmp_path, tls_py_server):
         assert "httptraced: TLS: 5 libssl functions probed in " \
                "/usr/lib/x86_64-linux-gnu/libssl.so.3" in d.stderr_lines, d.stderr()
         # Perf-event uprobes in that process (uprobe_multi's pid filter
-        # missed threads before Linux 6.10): an entry and a return per function.
+        # missed threads before Linux 6.10): an entry and a return per function,
+        # libssl's 5 and libgnutls's 3.
         types = link_types(d.pid())
         assert types.get("perf", 0) + types.get("raw_tracepoint", 0) == \
-            tracepoints_attached(d) + 10 and set(types) <= {"perf", "raw_tracepoint"}, types
+            tracepoints_attached(d) + 16 and set(types) <= {"perf", "raw_tracepoint"}, types
         client = subprocess.run([PYTHON, "-c", f"""
 import http.client, os, ssl
 c = http.client.HTTPSConnection("127.0.0.1", {tls_py_server.port},

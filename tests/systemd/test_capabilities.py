@@ -222,8 +222,8 @@ def test_four_capabilities_are_enough(server):
         assert r["http"]["response"]["status_code"] == 200
 
 
-TLS_REFUSED = ("httptraced: warning: TLS: the kernel refused a uprobe on libssl (uprobes need "
-               "CAP_SYS_ADMIN); HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false")
+TLS_REFUSED = ("httptraced: warning: TLS: the kernel refused a uprobe on a TLS library (uprobes "
+               "need CAP_SYS_ADMIN); HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false")
 
 
 def test_https_needs_sys_admin_for_its_uprobes():

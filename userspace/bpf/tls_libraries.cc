@@ -26,14 +26,18 @@ struct FileId {
   bool operator==(const FileId&) const = default;
 };
 
-// "libssl.so.3", "libssl.so.1.1": a versioned name, not the libssl.so
-// development link (which points at one of them anyway).
-bool IsVersionedLibssl(std::string_view name) {
-  constexpr std::string_view kPrefix = "libssl.so.";
-  if (name.size() <= kPrefix.size() || name.substr(0, kPrefix.size()) != kPrefix) return false;
-  name.remove_prefix(kPrefix.size());
-  return std::all_of(name.begin(), name.end(),
-                     [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.'; });
+// "libssl.so.3", "libssl.so.1.1", "libgnutls.so.30": a versioned name, not the
+// .so development link (which points at one of them anyway).
+bool IsVersionedTlsLibrary(std::string_view name) {
+  using std::string_view_literals::operator""sv;
+  for (std::string_view prefix : {"libssl.so."sv, "libgnutls.so."sv}) {
+    if (name.size() <= prefix.size() || name.substr(0, prefix.size()) != prefix) continue;
+    name.remove_prefix(prefix.size());
+    return std::all_of(name.begin(), name.end(), [](char c) {
+      return absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.';
+    });
+  }
+  return false;
 }
 
 // Adds path unless its file is already listed.
@@ -61,7 +65,7 @@ std::vector<std::string> FindTlsLibraries(const std::vector<std::string>& dirs) 
     if (d == nullptr) continue;
     std::vector<std::string> names;
     while (const dirent* e = readdir(d.get())) {
-      if (IsVersionedLibssl(e->d_name)) names.emplace_back(e->d_name);
+      if (IsVersionedTlsLibrary(e->d_name)) names.emplace_back(e->d_name);
     }
     std::sort(names.begin(), names.end());  // readdir's order is the filesystem's
     for (const std::string& name : names) {
@@ -158,8 +162,11 @@ std::vector<uint8_t> ReadCode(int fd, const FuncSym& sym, uint64_t a, size_t n) 
 }  // namespace
 
 absl::StatusOr<std::vector<TlsProbe>> FindTlsProbes(const std::string& path) {
-  constexpr const char* kWanted[] = {"SSL_read",         "SSL_write",   "SSL_read_ex", "SSL_write_ex",
-                                     "SSL_do_handshake", "SSL_connect", "SSL_accept"};
+  constexpr const char* kWanted[] = {"SSL_read",           "SSL_write",
+                                     "SSL_read_ex",        "SSL_write_ex",
+                                     "SSL_do_handshake",   "SSL_connect",
+                                     "SSL_accept",         "gnutls_record_recv",
+                                     "gnutls_record_send", "gnutls_handshake"};
   if (elf_version(EV_CURRENT) == EV_NONE) return absl::InternalError("libelf is unusable");
   ElfFile f;
   f.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -245,15 +252,36 @@ absl::StatusOr<std::vector<TlsProbe>> FindTlsProbes(const std::string& path) {
     }
   }
   if (out.empty()) {
-    return absl::NotFoundError(
-        absl::StrCat(path, " exports neither SSL_read nor SSL_write (is it libssl?)"));
+    // GnuTLS: gnutls_record_recv(session, data, size) and gnutls_record_send
+    // take and return what SSL_read and SSL_write do (a session pointer, a
+    // buffer, its size; the bytes moved, or a negative error). Both begin
+    // with an instruction the kernel single-steps (GnuTLS 3.7: sub, xor),
+    // which its processes pay for on each call.
+    for (const auto& [name, kind] : {std::pair{"gnutls_record_recv", TlsProbeKind::kRead},
+                                     std::pair{"gnutls_record_send", TlsProbeKind::kWrite}}) {
+      if (auto it = syms.find(name); it != syms.end()) {
+        out.push_back({name, it->second.FileOffset(it->second.addr), kind});
+      }
+    }
   }
-  for (const char* name : {"SSL_do_handshake", "SSL_connect", "SSL_accept"}) {
+  if (out.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        path, " exports neither SSL_read nor SSL_write nor gnutls_record_recv nor "
+              "gnutls_record_send (is it libssl or libgnutls?)"));
+  }
+  for (const char* name : {"SSL_do_handshake", "SSL_connect", "SSL_accept", "gnutls_handshake"}) {
     if (auto it = syms.find(name); it != syms.end()) {
       out.push_back({name, it->second.FileOffset(it->second.addr), TlsProbeKind::kHandshake});
     }
   }
   return out;
+}
+
+const char* TlsLibraryOf(const std::vector<TlsProbe>& probes) {
+  for (const TlsProbe& p : probes) {
+    if (p.name.starts_with("gnutls_")) return "GnuTLS";
+  }
+  return "libssl";
 }
 
 }  // namespace httptraced::bpf

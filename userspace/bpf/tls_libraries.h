@@ -1,4 +1,5 @@
-// Which libssl files the TLS uprobes attach to. A uprobe is set on a file
+// Which TLS library files (OpenSSL's libssl, GnuTLS's libgnutls) the TLS
+// uprobes attach to. A uprobe is set on a file
 // (its inode), for every process that maps it, so each file is listed once
 // however many paths lead to it (/lib and /usr/lib on a merged-/usr system).
 #ifndef HTTPTRACED_BPF_TLS_LIBRARIES_H_
@@ -18,8 +19,9 @@ namespace httptraced::bpf {
 // the plain and lib64 ones), searched when --tls_libraries is empty.
 std::vector<std::string> DefaultTlsLibraryDirs();
 
-// The regular files named libssl.so.<version> in `dirs` (missing directories
-// are passed over), one path per file, in the order found.
+// The regular files named libssl.so.<version> or libgnutls.so.<version> in
+// `dirs` (missing directories are passed over), one path per file, in the
+// order found (by name within a directory).
 std::vector<std::string> FindTlsLibraries(const std::vector<std::string>& dirs);
 
 // The files named by --tls_libraries, one path per file. An entry that is
@@ -41,6 +43,11 @@ struct TlsProbe {
   TlsProbeKind kind;
 };
 
+// Where to probe a TLS library file. GnuTLS's gnutls_record_recv and
+// gnutls_record_send are probed as SSL_read and SSL_write (kRead, kWrite),
+// gnutls_handshake as a handshake: the same arguments and results where the
+// probes read them.
+//
 // Where to probe a libssl file. A uprobe on an instruction the kernel cannot
 // emulate is executed out of line, single-stepped: on a virtual machine that
 // trap can cost ten times the probe (about 11 us against 1.3 us per call,
@@ -53,6 +60,9 @@ struct TlsProbe {
 // the public functions are. The handshake functions are probed by name.
 // An error when the file cannot be read as ELF or exports none of them.
 absl::StatusOr<std::vector<TlsProbe>> FindTlsProbes(const std::string& path);
+
+// "GnuTLS" when the probes are GnuTLS's functions, else "libssl" (for messages).
+const char* TlsLibraryOf(const std::vector<TlsProbe>& probes);
 
 // The pieces of FindTlsProbes, on bytes (for tests). A function's code is
 // given with its address.

@@ -33,23 +33,27 @@ struct TempDir {
   }
 };
 
-TEST_CASE("FindTlsLibraries: versioned libssl files, each file once") {
+TEST_CASE("FindTlsLibraries: versioned libssl and libgnutls files, each file once") {
   TempDir t;
   REQUIRE(mkdir((t.path + "/a").c_str(), 0755) == 0);
   REQUIRE(mkdir((t.path + "/b").c_str(), 0755) == 0);
   const std::string three = t.Make("a/libssl.so.3");
   const std::string old = t.Make("a/libssl.so.1.1");
+  const std::string gnutls = t.Make("a/libgnutls.so.30");
   t.Make("a/libcrypto.so.3");
   t.Make("a/libssl.so.3.bak");
+  t.Make("a/libgnutls-dane.so.0");
+  t.Make("a/libgnutlsxx.so.30");
+  t.Make("a/libgnutls.so.30.x");
   // The development link and a second path to the same file (merged /usr).
   REQUIRE(symlink("libssl.so.3", (t.path + "/a/libssl.so").c_str()) == 0);
   REQUIRE(symlink((t.path + "/a/libssl.so.3").c_str(), (t.path + "/b/libssl.so.3").c_str()) == 0);
   REQUIRE(mkdir((t.path + "/a/libssl.so.9").c_str(), 0755) == 0);  // a directory
 
   CHECK(FindTlsLibraries({t.path + "/a", t.path + "/b", t.path + "/missing"}) ==
-        std::vector<std::string>{old, three});
+        std::vector<std::string>{gnutls, old, three});
   CHECK(FindTlsLibraries({t.path + "/b", t.path + "/a"}) ==
-        std::vector<std::string>{t.path + "/b/libssl.so.3", old});
+        std::vector<std::string>{t.path + "/b/libssl.so.3", gnutls, old});
   CHECK(FindTlsLibraries({t.path + "/missing"}).empty());
 }
 
@@ -142,6 +146,26 @@ TEST_CASE("FindTlsProbes: Debian's libssl.so.3, through its internal read and wr
   CHECK((*probes)[0].offset != (*probes)[1].offset);
 }
 
+TEST_CASE("FindTlsProbes: Debian's libgnutls.so.30, its public record functions") {
+  const std::string lib = "/usr/lib/x86_64-linux-gnu/libgnutls.so.30";
+  absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(lib);
+  REQUIRE(probes.ok());
+  REQUIRE(probes->size() == 3);
+  CHECK((*probes)[0].name == "gnutls_record_recv");
+  CHECK((*probes)[0].kind == TlsProbeKind::kRead);
+  CHECK((*probes)[1].name == "gnutls_record_send");
+  CHECK((*probes)[1].kind == TlsProbeKind::kWrite);
+  CHECK((*probes)[2].name == "gnutls_handshake");
+  CHECK((*probes)[2].kind == TlsProbeKind::kHandshake);
+  CHECK(std::string(TlsLibraryOf(*probes)) == "GnuTLS");
+  CHECK((*probes)[0].offset != (*probes)[1].offset);
+  CHECK((*probes)[1].offset != (*probes)[2].offset);
+  absl::StatusOr<std::vector<TlsProbe>> ssl =
+      FindTlsProbes("/usr/lib/x86_64-linux-gnu/libssl.so.3");
+  REQUIRE(ssl.ok());
+  CHECK(std::string(TlsLibraryOf(*ssl)) == "libssl");
+}
+
 std::vector<std::tuple<std::string, uint64_t, TlsProbeKind>> Summary(
     const std::vector<TlsProbe>& probes) {
   std::vector<std::tuple<std::string, uint64_t, TlsProbeKind>> out;
@@ -189,14 +213,17 @@ TEST_CASE("FindTlsProbes: code the file does not hold is not probed") {
   std::ofstream(path, std::ios::binary) << bytes;
   absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(path);
   REQUIRE(!probes.ok());
-  CHECK(probes.status().message() == path + " exports neither SSL_read nor SSL_write (is it libssl?)");
+  CHECK(probes.status().message() ==
+        path + " exports neither SSL_read nor SSL_write nor gnutls_record_recv nor "
+               "gnutls_record_send (is it libssl or libgnutls?)");
 }
 
 TEST_CASE("FindTlsProbes: files that are not libssl") {
   absl::StatusOr<std::vector<TlsProbe>> libc = FindTlsProbes("/usr/lib/x86_64-linux-gnu/libc.so.6");
   REQUIRE(!libc.ok());
   CHECK(libc.status().message() ==
-        "/usr/lib/x86_64-linux-gnu/libc.so.6 exports neither SSL_read nor SSL_write (is it libssl?)");
+        "/usr/lib/x86_64-linux-gnu/libc.so.6 exports neither SSL_read nor SSL_write nor "
+        "gnutls_record_recv nor gnutls_record_send (is it libssl or libgnutls?)");
   TempDir t;
   const std::string text = t.Make("libssl.so.3");
   absl::StatusOr<std::vector<TlsProbe>> not_elf = FindTlsProbes(text);

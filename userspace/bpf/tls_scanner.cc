@@ -74,6 +74,15 @@ bool IsLibsslName(std::string_view name) {
   });
 }
 
+bool IsGnutlsName(std::string_view name) {
+  if (!ConsumePrefix(name, "libgnutls.so")) return false;
+  if (name.empty()) return true;
+  if (!ConsumePrefix(name, ".") || name.empty()) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '.';
+  });
+}
+
 std::vector<MappedLibrary> ParseMappedTlsLibraries(std::string_view maps) {
   std::vector<MappedLibrary> out;
   std::vector<std::pair<std::string_view, std::string_view>> seen;  // (dev, inode)
@@ -95,7 +104,8 @@ std::vector<MappedLibrary> ParseMappedTlsLibraries(std::string_view maps) {
     const bool deleted = path.ends_with(" (deleted)");
     if (deleted) path.remove_suffix(std::string_view(" (deleted)").size());
     const size_t slash = path.rfind('/');
-    if (!IsLibsslName(path.substr(slash + 1))) continue;
+    const std::string_view name = path.substr(slash + 1);
+    if (!IsLibsslName(name) && !IsGnutlsName(name)) continue;
     if (std::find(seen.begin(), seen.end(), std::make_pair(dev, inode)) != seen.end()) continue;
     seen.emplace_back(dev, inode);
     out.push_back(MappedLibrary{std::string(range), std::string(path), deleted});

@@ -1,4 +1,5 @@
-// The libssl files that running processes map, found in /proc. The system's
+// The TLS library files (libssl, libgnutls) that running processes map, found
+// in /proc. The system's
 // libssl (FindTlsLibraries) is not the only one in use on a host: containers
 // bring their own, applications bundle theirs (/opt, Python wheels' renamed
 // copies), and after a package upgrade a long-running server still maps the
@@ -37,7 +38,11 @@ struct MappedLibrary {
 // ("libssl-1a2b3c4d.so.1.1"); not NSS's "libssl3.so".
 bool IsLibsslName(std::string_view name);
 
-// The libssl files in a /proc/<pid>/maps text, each file (device and inode)
+// Whether a file name is GnuTLS's library: "libgnutls.so", "libgnutls.so.30";
+// not "libgnutls-dane.so.0" or "libgnutlsxx.so.30".
+bool IsGnutlsName(std::string_view name);
+
+// The libssl and libgnutls files in a /proc/<pid>/maps text, each file (device and inode)
 // once, with the range of its first mapping. Lines that do not parse are
 // passed over.
 std::vector<MappedLibrary> ParseMappedTlsLibraries(std::string_view maps);

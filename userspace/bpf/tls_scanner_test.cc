@@ -30,7 +30,19 @@ TEST_CASE("IsLibsslName: OpenSSL's libssl and its renamed copies, nothing else")
   }
 }
 
-TEST_CASE("ParseMappedTlsLibraries: each libssl file once, deleted ones too") {
+TEST_CASE("IsGnutlsName: GnuTLS's library, not its companions") {
+  for (const char* yes : {"libgnutls.so", "libgnutls.so.30", "libgnutls.so.30.34.3"}) {
+    INFO(yes);
+    CHECK(IsGnutlsName(yes));
+  }
+  for (const char* no : {"libgnutls-dane.so.0", "libgnutlsxx.so.30", "libgnutls-openssl.so.27",
+                         "libgnutls.so.", "libgnutls.so.30x", "libgnutls", "libssl.so.3", ""}) {
+    INFO(no);
+    CHECK_FALSE(IsGnutlsName(no));
+  }
+}
+
+TEST_CASE("ParseMappedTlsLibraries: each libssl and libgnutls file once, deleted ones too") {
   const std::string maps =
       "55d0c0a00000-55d0c0a28000 r--p 00000000 fe:01 1835045                    "
       "/usr/bin/python3.11\n"
@@ -45,6 +57,12 @@ TEST_CASE("ParseMappedTlsLibraries: each libssl file once, deleted ones too") {
       "/wheel/libssl-1a2b3c4d.so.1.1\n"
       "7f3a20000000-7f3a20010000 r--p 00000000 fe:01 99                         "
       "/usr/lib/x86_64-linux-gnu/libssl3.so\n"
+      "7f3a20100000-7f3a20110000 r--p 00000000 fe:01 120                        "
+      "/usr/lib/x86_64-linux-gnu/libgnutls.so.30\n"
+      "7f3a20110000-7f3a20120000 r-xp 00037000 fe:01 120                        "
+      "/usr/lib/x86_64-linux-gnu/libgnutls.so.30\n"
+      "7f3a20200000-7f3a20210000 r--p 00000000 fe:01 121                        "
+      "/usr/lib/x86_64-linux-gnu/libgnutls-dane.so.0\n"
       "7ffd8e5e9000-7ffd8e60a000 rw-p 00000000 00:00 0                          [stack]\n"
       "garbage line\n"
       "zz-yy r--p 00000000 fe:01 5 /lib/libssl.so.3\n"
@@ -55,6 +73,7 @@ TEST_CASE("ParseMappedTlsLibraries: each libssl file once, deleted ones too") {
             {"7f3a1c000000-7f3a1c020000", "/usr/lib/x86_64-linux-gnu/libssl.so.3", false},
             {"7f3a1e000000-7f3a1e010000", "/opt/my app/lib/libssl.so.1.1", true},
             {"7f3a1f000000-7f3a1f010000", "/wheel/libssl-1a2b3c4d.so.1.1", false},
+            {"7f3a20100000-7f3a20110000", "/usr/lib/x86_64-linux-gnu/libgnutls.so.30", false},
         });
   CHECK(ParseMappedTlsLibraries("").empty());
   CHECK(ParseMappedTlsLibraries("\n\n\n").empty());

@@ -294,9 +294,11 @@ absl::StatusOr<std::unique_ptr<Tracer>> Tracer::Start(const TracerOptions& optio
         "/proc", options.pids,
         [self](uint64_t id, const std::string& path, pid_t target) {
           const int before = self->tls_probes_;
-          absl::StatusOr<int> probed = self->AttachTlsLibrary(path, {target});
+          const char* library = "libssl";
+          absl::StatusOr<int> probed = self->AttachTlsLibrary(path, {target}, &library);
           if (probed.ok()) {
-            self->scanned_links_[id] = {path, std::move(self->tls_links_)};  // path: ScanTls
+            // path: ScanTls
+            self->scanned_links_[id] = {path, library, std::move(self->tls_links_)};
             self->tls_links_.clear();
           } else {
             self->DetachTls();
@@ -592,13 +594,15 @@ absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries,
   for (uint32_t pid : pids) targets.push_back(static_cast<pid_t>(pid));
   if (targets.empty()) targets.push_back(-1);
   for (const std::string& lib : libraries) {
-    absl::StatusOr<int> probed = AttachTlsLibrary(lib, targets);
+    const char* library = "libssl";
+    absl::StatusOr<int> probed = AttachTlsLibrary(lib, targets, &library);
     if (!probed.ok()) {
       if (absl::IsPermissionDenied(probed.status())) return probed.status();
       return absl::FailedPreconditionError(
           absl::StrCat(probed.status().message(),
                        "; name the right file with --tls_libraries or pass --tls=false"));
     }
+    tls_libraries_probed_.push_back({lib, library, *probed});
   }
   links_.insert(links_.end(), tls_links_.begin(), tls_links_.end());
   tls_links_.clear();
@@ -606,12 +610,14 @@ absl::Status Tracer::AttachTls(const std::vector<std::string>& libraries,
 }
 
 absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
-                                             const std::vector<pid_t>& targets) {
+                                             const std::vector<pid_t>& targets,
+                                             const char** library) {
   const auto& p = skel_->progs;  // InSecondLoader
   absl::StatusOr<std::vector<TlsProbe>> probes = FindTlsProbes(lib);
   if (!probes.ok()) {
     return absl::FailedPreconditionError(absl::StrCat("TLS: ", probes.status().message()));
   }
+  if (library != nullptr) *library = TlsLibraryOf(*probes);
   // With uprobe_multi: each program's offsets, entry and return apart.
   std::vector<std::pair<bpf_program*, std::vector<uint64_t>>> entries, returns;
   const auto add = [](auto& groups, bpf_program* prog, uint64_t offset) {
@@ -645,8 +651,8 @@ absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
             // and the stable kernels it was backported to); tracepoints and
             // BPF need only CAP_BPF and CAP_PERFMON.
             return absl::PermissionDeniedError(
-                "TLS: the kernel refused a uprobe on libssl (uprobes need CAP_SYS_ADMIN); "
-                "HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false");
+                "TLS: the kernel refused a uprobe on a TLS library (uprobes need "
+                "CAP_SYS_ADMIN); HTTPS is not traced: grant CAP_SYS_ADMIN, or pass --tls=false");
           }
           if (link == nullptr) {
             return absl::FailedPreconditionError(
@@ -668,7 +674,7 @@ absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
       const int fd = CreateUprobeMultiLink(prog, uprobe_multi_, lib, offsets, groups == &returns);
       if (fd < 0 && (errno == EACCES || errno == EPERM)) {
         return absl::PermissionDeniedError(
-            "TLS: the kernel refused a uprobe on libssl; HTTPS is not traced: grant "
+            "TLS: the kernel refused a uprobe on a TLS library; HTTPS is not traced: grant "
             "CAP_SYS_ADMIN, or pass --tls=false");
       }
       if (fd < 0) {
@@ -693,11 +699,13 @@ void Tracer::ScanTls(uint64_t now_ns) {
     const std::string where =
         absl::StrCat(f.path, f.deleted ? " (deleted)" : "", ", mapped by pid ", f.pid);
     if (f.probes.ok()) {
-      std::fprintf(stderr, "httptraced: TLS: %d libssl functions probed in %s\n", *f.probes,
-                   where.c_str());
+      const char* library = "libssl";
       if (auto it = scanned_links_.find(f.id); it != scanned_links_.end()) {
         it->second.found_as = absl::StrCat(f.path, f.deleted ? " (deleted)" : "");
+        library = it->second.library;
       }
+      std::fprintf(stderr, "httptraced: TLS: %d %s functions probed in %s\n", *f.probes, library,
+                   where.c_str());
       continue;
     }
     if (absl::IsPermissionDenied(f.probes.status())) {
@@ -715,6 +723,7 @@ void Tracer::DetachTls() {
   for (const Link& link : tls_links_) link.Destroy();
   tls_links_.clear();
   tls_probes_ = 0;
+  tls_libraries_probed_.clear();
 }
 
 // libbpf's consume loop runs until the ring is empty; a sample callback that

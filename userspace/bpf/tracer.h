@@ -151,8 +151,15 @@ class Tracer {
   // Detaches every tracepoint; the ring buffer stays readable for a final Drain().
   void Detach();
   int attached_programs() const { return attached_; }
-  // libssl functions probed (entry and return together count once).
+  // TLS library functions probed (entry and return together count once).
   int tls_probes() const { return tls_probes_; }
+  // The files probed at start (TracerOptions::tls_libraries), in order.
+  struct ProbedLibrary {
+    std::string path;
+    const char* library;  // "libssl" or "GnuTLS" (TlsLibraryOf)
+    int functions;
+  };
+  const std::vector<ProbedLibrary>& tls_libraries_probed() const { return tls_libraries_probed_; }
   // Why HTTPS is not traced though --tls asked for it ("" when it is, or not asked).
   const std::string& tls_warning() const { return tls_warning_; }
   // With TracerOptions::tls_scan_processes: looks for libssl files mapped by
@@ -189,7 +196,9 @@ class Tracer {
                          const std::vector<uint32_t>& pids);
   // One library's probes, in `targets` (-1: every process); its links go to
   // tls_links_. Returns the functions probed.
-  absl::StatusOr<int> AttachTlsLibrary(const std::string& lib, const std::vector<pid_t>& targets);
+  // `library`, when given, is set to the file's kind (TlsLibraryOf).
+  absl::StatusOr<int> AttachTlsLibrary(const std::string& lib, const std::vector<pid_t>& targets,
+                                       const char** library = nullptr);
   void DetachTls();
   static bool IsTlsProgram(const httptraced_bpf* s, const bpf_program* prog);
   // Attaches prog to its own section's hook (name null) or to category:name.
@@ -228,6 +237,7 @@ class Tracer {
   std::vector<std::pair<bpf_program*, std::vector<char>>> verifier_stats_;
   int attached_ = 0;
   int tls_probes_ = 0;
+  std::vector<ProbedLibrary> tls_libraries_probed_;
   std::vector<Link> tls_links_;  // the uprobes, also in links_ once all attached
   std::string tls_warning_;
   std::unique_ptr<TlsScanner> tls_scanner_;
@@ -235,6 +245,7 @@ class Tracer {
   // process maps the file any more.
   struct ScannedFile {
     std::string found_as;  // the path its process saw, for the message
+    const char* library;   // "libssl" or "GnuTLS", for the message
     std::vector<Link> links;
   };
   absl::flat_hash_map<uint64_t, ScannedFile> scanned_links_;

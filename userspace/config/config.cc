@@ -47,12 +47,14 @@ ABSL_FLAG(std::string, unix_path, "",
           "says. Empty traces every Unix connection (none when --port is set).");
 ABSL_FLAG(bool, tls, true,
           "Also trace HTTPS: the plaintext that processes pass to OpenSSL's libssl "
-          "(SSL_read/SSL_write, through uprobes on the library file). Programs with their own "
-          "TLS stack (Go, statically linked OpenSSL) are not seen.");
+          "(SSL_read/SSL_write) or GnuTLS's libgnutls (gnutls_record_recv/_send), through "
+          "uprobes on the library file. Programs with their own TLS stack (Go, statically "
+          "linked OpenSSL) are not seen.");
 ABSL_FLAG(std::string, tls_libraries, "",
-          "Comma-separated libssl files to probe for --tls (at most 16; absolute paths, e.g. a "
-          "container's or an application's own copy), and no other. Empty: the libssl.so.* files "
-          "in the system library directories, and every other libssl file a process maps "
+          "Comma-separated libssl or libgnutls files to probe for --tls (at most 16; absolute "
+          "paths, e.g. a container's or an application's own copy), and no other. Empty: the "
+          "libssl.so.* and libgnutls.so.* files in the system library directories, and every "
+          "other such file a process maps "
           "(found in /proc as processes start: containers' and bundled copies, deleted files "
           "still in use).");
 ABSL_FLAG(uint32_t, max_body_bytes, 16384,
