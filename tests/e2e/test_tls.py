@@ -397,20 +397,53 @@ for line in sys.stdin:
     assert len(every) == 6, every
 
 
+SYSTEM_LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+
+
+def code_byte(pid, path, offset):
+    """The byte of `path` at file offset `offset` as process pid sees it in
+    its memory (where a uprobe has put its breakpoint, 0xcc), or None if it
+    does not map that part of the file."""
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        f = line.split()
+        if len(f) < 6 or f[5] != path:
+            continue
+        start, end = (int(x, 16) for x in f[0].split("-"))
+        off = int(f[2], 16)
+        if off <= offset < off + (end - start):
+            with open(f"/proc/{pid}/mem", "rb") as mem:
+                mem.seek(start + offset - off)
+                return mem.read(1)[0]
+    return None
+
+
 def test_pid_filter_probes_only_those_processes(tmp_path, tls_py_server):
-    """With --pid the uprobes go into the listed processes only (the others'
-    libssl code keeps no breakpoint): the server's HTTPS exchanges are
-    recorded, its client's are not."""
-    d = Daemon(tmp_path / "logs", f"--pid={tls_py_server.pid}").start()
+    """With --pid the uprobes go into the listed processes only: the listed
+    server's libssl code has the breakpoints, another process's copy of the
+    same pages has none; the server's HTTPS exchanges are recorded, its
+    client's are not."""
+    other = subprocess.Popen([PYTHON, "-c", "import ssl, sys; print('ready', flush=True); "
+                                            "sys.stdin.read()"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert other.stdout.readline() == "ready\n"
+    d = Daemon(tmp_path / "logs", f"--pid={tls_py_server.pid}", "--verbosity=1").start()
     try:
+        offsets = [int(m.group(1), 16) for m in (
+            re.match(rf"httptraced: TLS: {SYSTEM_LIBSSL}: probing .* at offset (0x[0-9a-f]+)$", l)
+            for l in d.stderr_lines) if m]
+        assert len(offsets) == 5, d.stderr()
+        assert [code_byte(tls_py_server.pid, SYSTEM_LIBSSL, o) for o in offsets] == [0xcc] * 5
+        unprobed = [code_byte(other.pid, SYSTEM_LIBSSL, o) for o in offsets]
+        assert None not in unprobed and 0xcc not in unprobed, unprobed
         assert "httptraced: TLS: 5 libssl functions probed in " \
                "/usr/lib/x86_64-linux-gnu/libssl.so.3" in d.stderr_lines, d.stderr()
-        # Perf-event uprobes in that process (uprobe_multi's pid filter
-        # missed threads before Linux 6.10): an entry and a return per function,
-        # libssl's 5 and libgnutls's 3.
+        # uprobe_multi links whose pid filter is that process (which admits
+        # its every thread since Linux 6.10): per file, one per program, as
+        # when every process is traced (test_daemon_probes_libssl_and_libgnutls).
         types = link_types(d.pid())
-        assert types.get("perf", 0) + types.get("raw_tracepoint", 0) == \
-            tracepoints_attached(d) + 16 and set(types) <= {"perf", "raw_tracepoint"}, types
+        assert types.pop("uprobe_multi") == 6 and types.pop("uretprobe_multi") == 4, types
+        assert sum(types.values()) == tracepoints_attached(d) and \
+            set(types) <= {"perf", "raw_tracepoint"}, types
         client = subprocess.run([PYTHON, "-c", f"""
 import http.client, os, ssl
 c = http.client.HTTPSConnection("127.0.0.1", {tls_py_server.port},
@@ -425,6 +458,8 @@ print(os.getpid())
         time.sleep(1.0)
         every = d.records()
     finally:
+        other.stdin.close()
+        other.wait(10)
         assert d.stop() == 0, d.stderr()
     assert [r["url"]["path"] for r in theirs] == ["/hello", "/path/pid"]
     assert [r["http"]["response"]["body"]["content"] for r in theirs] == \
@@ -432,9 +467,6 @@ print(os.getpid())
     assert all(r["tls"] == {"established": True} for r in theirs)
     assert [r for r in every if r["process"]["pid"] == client_pid] == []
     assert len(every) == 2, every
-
-
-SYSTEM_LIBSSL = "/usr/lib/x86_64-linux-gnu/libssl.so.3"
 
 
 def https_get(port, path):
@@ -586,7 +618,8 @@ def test_named_tls_libraries_are_the_only_ones_probed(tmp_path, own_libssl_serve
 
 def test_pid_filter_probes_a_listed_process_own_libssl(tmp_path, own_libssl_servers):
     """With --pid, the listed process's own libssl is probed in it alone, and
-    its probes go when it exits (the 10 uprobes, two descriptors each)."""
+    its probes go when it exits (5 uprobe_multi links whose pid filter is that
+    process, a descriptor each)."""
     servers, _ = own_libssl_servers
     deleted, port = servers["deleted"]
     d = Daemon(tmp_path / "logs", f"--pid={deleted.pid}").start()
@@ -602,7 +635,7 @@ def test_pid_filter_probes_a_listed_process_own_libssl(tmp_path, own_libssl_serv
         deleted.wait(5)
         wait_line(d, f"httptraced: TLS: probes removed from {tmp_path}/lib/libssl.so.3 "
                      "(deleted): no listed process maps it", timeout=3.0)
-        assert daemon_fds_become(d, fds - 20) == fds - 20
+        assert daemon_fds_become(d, fds - 5) == fds - 5
     finally:
         assert d.stop() == 0, d.stderr()
     assert [(r["url"]["path"], r["tls"]) for r in theirs] == \

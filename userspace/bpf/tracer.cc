@@ -95,6 +95,9 @@ KernelFeatures ReadKernelFeatures() {
   const std::optional<int64_t> multi =
       EnumValue(vmlinux, "bpf_attach_type", "BPF_TRACE_UPROBE_MULTI");
   if (multi.has_value() && *multi > 0) f.uprobe_multi = static_cast<uint32_t>(*multi);
+  f.uprobe_multi_pid =
+      f.uprobe_multi != 0 &&
+      EnumValue(vmlinux, "bpf_attach_type", "BPF_TRACE_KPROBE_SESSION").has_value();
   btf__free(vmlinux);
   return f;
 }
@@ -106,7 +109,7 @@ constexpr uint32_t kUprobeMultiReturn = 1;
 // `path`, in every process, with one bpf(BPF_LINK_CREATE). Returns its fd, or
 // -1 with errno set. Made by hand: libbpf 1.1.2 has no call for it.
 int CreateUprobeMultiLink(const bpf_program* prog, uint32_t attach_type, const std::string& path,
-                          const std::vector<uint64_t>& offsets, bool retprobe) {
+                          const std::vector<uint64_t>& offsets, bool retprobe, pid_t pid) {
   // union bpf_attr's link_create, as the kernel lays it out for uprobe_multi
   // (Debian 12's linux/bpf.h has no such member).
   struct {
@@ -130,6 +133,7 @@ int CreateUprobeMultiLink(const bpf_program* prog, uint32_t attach_type, const s
   attr.offsets = reinterpret_cast<uintptr_t>(offsets.data());
   attr.cnt = static_cast<uint32_t>(offsets.size());
   attr.multi_flags = retprobe ? kUprobeMultiReturn : 0;
+  attr.pid = pid > 0 ? static_cast<uint32_t>(pid) : 0;
   return static_cast<int>(syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr)));
 }
 
@@ -411,13 +415,14 @@ absl::Status Tracer::Open(const TracerOptions& o, bool verifier_stats) {
   // libssl's functions through uprobe_multi links where the kernel has them:
   // a library's probes as one link per program, whose removal waits for one RCU
   // grace period in all rather than one per probe under a global mutex (0.9 s
-  // of a 1.35 s stop with perf-event uprobes). Only for every process: their
-  // pid filter dropped a process's other threads before Linux 6.10 (commit
-  // 46ba0e49b642), and --pid keeps the uprobes of its own. And only with
+  // of a 1.35 s stop with perf-event uprobes). With --pid, a link per listed
+  // process, only where their pid filter admits its every thread (Linux 6.10,
+  // commit 46ba0e49b642; before, --pid keeps perf-event uprobes). And only with
   // CAP_SYS_ADMIN, which perf-event uprobes need since mid-2025 and these do
   // not: HTTPS tracing keeps asking for it (README, Security).
-  uprobe_multi_ = tls && kernel_.uprobe_multi != 0 && o.pids.empty() &&
-                  HasCapability(kCapSysAdmin)
+  uprobe_multi_ = tls && kernel_.uprobe_multi != 0 &&
+                          (o.pids.empty() || kernel_.uprobe_multi_pid) &&
+                          HasCapability(kCapSysAdmin)
                       ? kernel_.uprobe_multi
                       : 0;
   // The exit program of the payload syscalls: with the socket tracepoints,
@@ -671,18 +676,22 @@ absl::StatusOr<int> Tracer::AttachTlsLibrary(const std::string& lib,
   }
   for (const auto* groups : {&entries, &returns}) {
     for (const auto& [prog, offsets] : *groups) {
-      const int fd = CreateUprobeMultiLink(prog, uprobe_multi_, lib, offsets, groups == &returns);
-      if (fd < 0 && (errno == EACCES || errno == EPERM)) {
-        return absl::PermissionDeniedError(
-            "TLS: the kernel refused a uprobe on a TLS library; HTTPS is not traced: grant "
-            "CAP_SYS_ADMIN, or pass --tls=false");
+      for (pid_t target : targets) {  // -1: every process
+        const int fd =
+            CreateUprobeMultiLink(prog, uprobe_multi_, lib, offsets, groups == &returns, target);
+        if (fd < 0 && errno == ESRCH) continue;  // a --pid process that is gone
+        if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+          return absl::PermissionDeniedError(
+              "TLS: the kernel refused a uprobe on a TLS library; HTTPS is not traced: grant "
+              "CAP_SYS_ADMIN, or pass --tls=false");
+        }
+        if (fd < 0) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("TLS: cannot attach ", bpf_program__name(prog), " to ", lib,
+                           " (uprobe_multi: ", Errno(errno), ")"));
+        }
+        tls_links_.push_back({.fd = fd});
       }
-      if (fd < 0) {
-        return absl::FailedPreconditionError(absl::StrCat("TLS: cannot attach ",
-                                                          bpf_program__name(prog), " to ", lib,
-                                                          " (uprobe_multi: ", Errno(errno), ")"));
-      }
-      tls_links_.push_back({.fd = fd});
     }
   }
   return static_cast<int>(probes->size());

@@ -72,6 +72,10 @@ struct KernelFeatures {
   // BPF_TRACE_UPROBE_MULTI's value in enum bpf_attach_type (Linux 6.6), 0
   // when absent: Debian 12's headers and libbpf 1.1.2 predate it.
   uint32_t uprobe_multi = 0;
+  // A uprobe_multi link's pid filter admits every thread of the process
+  // (Linux 6.10, commit 46ba0e49b642; before, only the thread whose id was
+  // the pid). Read from BPF_TRACE_KPROBE_SESSION, new in the same release.
+  bool uprobe_multi_pid = false;
 };
 
 class SampleHandler {
