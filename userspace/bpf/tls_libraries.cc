@@ -166,7 +166,8 @@ absl::StatusOr<std::vector<TlsProbe>> FindTlsProbes(const std::string& path) {
                                      "SSL_read_ex",        "SSL_write_ex",
                                      "SSL_do_handshake",   "SSL_connect",
                                      "SSL_accept",         "gnutls_record_recv",
-                                     "gnutls_record_send", "gnutls_handshake"};
+                                     "gnutls_record_send", "gnutls_record_send2",
+                                     "gnutls_handshake"};
   if (elf_version(EV_CURRENT) == EV_NONE) return absl::InternalError("libelf is unusable");
   ElfFile f;
   f.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -255,13 +256,27 @@ absl::StatusOr<std::vector<TlsProbe>> FindTlsProbes(const std::string& path) {
     // GnuTLS: gnutls_record_recv(session, data, size) and gnutls_record_send
     // take and return what SSL_read and SSL_write do (a session pointer, a
     // buffer, its size; the bytes moved, or a negative error). Both begin
-    // with an instruction the kernel single-steps (GnuTLS 3.7: sub, xor),
-    // which its processes pay for on each call.
-    for (const auto& [name, kind] : {std::pair{"gnutls_record_recv", TlsProbeKind::kRead},
-                                     std::pair{"gnutls_record_send", TlsProbeKind::kWrite}}) {
-      if (auto it = syms.find(name); it != syms.end()) {
-        out.push_back({name, it->second.FileOffset(it->second.addr), kind});
-      }
+    // with an instruction the kernel single-steps (GnuTLS 3.7: sub, xor).
+    // gnutls_record_send only passes its arguments on to gnutls_record_send2
+    // (session, data, size, pad, flags; GnuTLS 3.6.3), which begins with a
+    // push: that one is probed where it begins so, and its direct callers are
+    // seen too. gnutls_record_recv's callee takes other arguments: the
+    // public function is probed, single-stepped on each call.
+    if (auto it = syms.find("gnutls_record_recv"); it != syms.end()) {
+      out.push_back({"gnutls_record_recv", it->second.FileOffset(it->second.addr),
+                     TlsProbeKind::kRead});
+    }
+    const auto send = syms.find("gnutls_record_send"), send2 = syms.find("gnutls_record_send2");
+    std::optional<uint64_t> skip;
+    if (send2 != syms.end()) {
+      skip = EmulatedEntrySkip(ReadCode(f.fd, send2->second, send2->second.addr, 8));
+    }
+    if (send != syms.end() && skip.has_value()) {
+      out.push_back({"gnutls_record_send2 (gnutls_record_send calls it)",
+                     send2->second.FileOffset(send2->second.addr + *skip), TlsProbeKind::kWrite});
+    } else if (send != syms.end()) {
+      out.push_back({"gnutls_record_send", send->second.FileOffset(send->second.addr),
+                     TlsProbeKind::kWrite});
     }
   }
   if (out.empty()) {
