@@ -1,12 +1,12 @@
-// libFuzzer target for bpf::ParseMappedTlsLibraries and IsLibsslName, which
-// read /proc/<pid>/maps: any bytes, as a truncated read or a process's own
-// file names (which may hold spaces and anything but '/' and NUL) could
-// make them.
+// libFuzzer target for bpf::ParseMappedTlsLibraries, IsLibsslName and
+// IsGnutlsName, which read /proc/<pid>/maps: any bytes, as a truncated read
+// or a process's own file names (which may hold spaces and anything but '/'
+// and NUL) could make them.
 //
 // Invariants: each library found comes from one line of the input whose
 // first field is its range and whose path ends with its path (plus
 // " (deleted)" when marked so); the path is absolute and its last component
-// is a libssl name; the same input gives the same answer.
+// is a libssl or libgnutls name; the same input gives the same answer.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -31,7 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t i = 0; i < libs.size(); ++i) {
     const auto& lib = libs[i];
     Check(!lib.range.empty() && lib.path.size() > 1 && lib.path[0] == '/');
-    Check(httptraced::bpf::IsLibsslName(lib.path.substr(lib.path.rfind('/') + 1)));
+    const std::string name = lib.path.substr(lib.path.rfind('/') + 1);
+    Check(httptraced::bpf::IsLibsslName(name) || httptraced::bpf::IsGnutlsName(name));
     const std::string tail = lib.deleted ? lib.path + " (deleted)" : lib.path;
     // A line that starts with the range and ends with the path.
     const std::string head = lib.range + " ";
