@@ -206,6 +206,8 @@ void ConnTable::Erase(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::it
 }
 
 void ConnTable::OnData(const bpf::DataEvent& ev, uint64_t now_ns) {
+  now_ns_ = std::max(now_ns_, now_ns);
+  newest_event_ns_ = std::max(newest_event_ns_, ev.ts_ns);
   if (!forgotten_.empty() && forgotten_.contains(ev.key)) {
     ++stats_.stale_events;
     return;
@@ -309,7 +311,9 @@ void ConnTable::EndExitedProcesses() {
 }
 
 void ConnTable::Tick(uint64_t now_ns) {
+  now_ns_ = std::max(now_ns_, now_ns);
   if (!exits_.empty()) EndExitedProcesses();
+  LetGoOfForgotten();
   // Holes are aged often, but only where there are some.
   for (auto it = holes_.begin(); it != holes_.end();) {
     auto conn = conns_.find(*it);
@@ -373,10 +377,26 @@ void ConnTable::ForgetConn(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>
 
 void ConnTable::IgnoreLateEvents(const ConnKey& key) {
   constexpr size_t kMaxForgotten = 65536;
-  if (forgotten_.insert(key).second) forgotten_order_.push_back(key);
-  while (forgotten_order_.size() > kMaxForgotten) {
-    forgotten_.erase(forgotten_order_.front());
-    forgotten_order_.pop_front();
+  if (forgotten_.try_emplace(key, now_ns_).second) forgotten_order_.emplace_back(key, now_ns_);
+  while (forgotten_order_.size() > kMaxForgotten) PopForgotten();
+}
+
+void ConnTable::PopForgotten() {
+  // Its own entry only: one closed since (OnClose) and forgotten again is newer.
+  const auto& [key, at] = forgotten_order_.front();
+  const auto it = forgotten_.find(key);
+  if (it != forgotten_.end() && it->second == at) forgotten_.erase(it);
+  forgotten_order_.pop_front();
+}
+
+void ConnTable::LetGoOfForgotten() {
+  // Events are read in the order they were reserved in the ring, within
+  // microseconds of their time: one made a second after a key was forgotten
+  // comes after every event made before.
+  constexpr uint64_t kMarginNs = 1'000'000'000;
+  while (!forgotten_order_.empty() &&
+         forgotten_order_.front().second + kMarginNs < newest_event_ns_) {
+    PopForgotten();
   }
 }
 

@@ -130,6 +130,8 @@ class ConnTable {
   }
 
   size_t size() const { return conns_.size(); }
+  // Keys of forgotten connections whose late events are still dropped.
+  size_t forgotten_keys() const { return forgotten_.size(); }
   // Counters including the per-connection ones (walks the table).
   ConnTableStats stats() const;
   // The table's own counters only (cheap): opened, closed, evicted, expired...
@@ -146,9 +148,14 @@ class ConnTable {
   // Spares, once, a connection about to be evicted or expired whose bytes the
   // kernel has counted but the table has not seen yet.
   bool Reprieve(const ConnKey& key, Tracker& t);
-  // Events for key that arrive from now on are dropped as stale (bounded
-  // memory: the oldest keys are let go first).
+  // Events for key that arrive from now on are dropped as stale. Only events
+  // already on their way can come for it (the kernel forgets it too, or its
+  // process is gone), and those were made before this moment: the key is let
+  // go once an event made a second after it has been read (or when the set
+  // is full, oldest first).
   void IgnoreLateEvents(const ConnKey& key);
+  void LetGoOfForgotten();
+  void PopForgotten();
   bool UnixNameListed(std::string_view name) const;
   // Removes a connection from the table and its indexes.
   void Erase(absl::flat_hash_map<ConnKey, std::unique_ptr<Tracker>>::iterator it);
@@ -185,8 +192,12 @@ class ConnTable {
   // Connections forgotten (idle, evicted) whose events may still be in
   // flight: those are dropped, not turned into a new tracker with the same
   // identity. Bounded, oldest out first.
-  absl::flat_hash_set<ConnKey> forgotten_;
-  std::deque<ConnKey> forgotten_order_;
+  absl::flat_hash_map<ConnKey, uint64_t> forgotten_;  // and when (now_ns_)
+  std::deque<std::pair<ConnKey, uint64_t>> forgotten_order_;
+  // The daemon's clock (CLOCK_MONOTONIC, as the kernel's event times) at the
+  // latest Tick or OnData, and the newest event time read.
+  uint64_t now_ns_ = 0;
+  uint64_t newest_event_ns_ = 0;
   uint64_t last_sweep_ns_ = 0;
   // Processes that exited since the last Tick.
   std::vector<bpf::ExitEvent> exits_;

@@ -648,6 +648,40 @@ TEST_CASE("ConnTable tells the kernel what it forgot and drops that connection's
   CHECK(table.size() == 1);
 }
 
+TEST_CASE("ConnTable lets a forgotten key go once an event a second younger has been read") {
+  FakeSink sink;
+  ConnTableOptions options = TestOptions();
+  options.conn_idle_timeout_ns = 1000;
+  ConnTable table(options, sink, sink);
+  const ConnIdSpec id;
+  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+  table.OnData(
+      Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 10)),
+      10);
+  table.Tick(5000);  // forgotten at 5000
+  REQUIRE(table.forgotten_keys() == 1);
+  // Another connection's events: up to a second later, the key stays.
+  const ConnIdSpec other{.tgid = 2000, .fd = 3, .gen = 777};
+  uint64_t pos = 0;
+  const auto other_data = [&](uint64_t ts) {
+    table.OnData(Decode<bpf::DataEvent>(DataSample(other, HT_DIR_INGRESS, pos, kReq, 0,
+                                                   pos == 0 ? HT_DATA_F_STREAM_START : 0, ts)),
+                 ts);
+    pos += std::strlen(kReq);
+  };
+  other_data(1'000'005'000);
+  table.Tick(1'000'005'000);
+  CHECK(table.forgotten_keys() == 1);
+  table.OnData(Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 32, kReq, 0, 0, 4000)),
+               1'000'005'000);
+  CHECK(table.stats().stale_events == 1);
+  // One made more than a second after it: every event of the key was read before.
+  other_data(1'000'005'001);
+  table.Tick(1'000'005'001);
+  CHECK(table.forgotten_keys() == 0);
+  CHECK(table.stats().stale_events == 1);
+}
+
 }  // namespace
 }  // namespace httptraced::conn
 

@@ -110,6 +110,7 @@ void Daemon::OnSample(std::string_view sample) {
   } else {
     const auto& exit = std::get<bpf::ExitEvent>(*ev);
     table_.OnProcessExit(exit);
+    processes_.Forget(exit.tgid, exit.proc_start);
     if (tracer_ != nullptr) tracer_->ProcessExited(exit.tgid);
   }
 }

@@ -50,6 +50,11 @@ std::string_view ContainerIdFromCgroup(std::string_view cgroup) {
   return {};
 }
 
+void ProcessCache::Forget(uint32_t tgid, uint64_t start) {
+  const auto it = entries_.find(tgid);
+  if (it != entries_.end() && it->second.start == start) entries_.erase(it);
+}
+
 const ProcessInfo& ProcessCache::Lookup(const ProcessImage& image, uint64_t now_ns) {
   auto it = entries_.find(image.tgid);
   if (it != entries_.end() && it->second.start == image.start &&

@@ -43,6 +43,10 @@ class ProcessCache {
       : proc_root_(std::move(proc_root)), ttl_ns_(ttl_ns), max_entries_(max_entries) {}
 
   const ProcessInfo& Lookup(const ProcessImage& image, uint64_t now_ns);
+  // The process `tgid` that started at `start` exited: its entry goes (a
+  // host that starts and ends processes all day keeps only the live ones').
+  void Forget(uint32_t tgid, uint64_t start);
+  size_t size() const { return entries_.size(); }
 
  private:
   struct Entry {

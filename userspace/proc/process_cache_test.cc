@@ -65,6 +65,26 @@ TEST_CASE("ProcessCache reads again for another image of the same pid, within th
   std::filesystem::remove_all(root);
 }
 
+TEST_CASE("ProcessCache forgets an exited process, not a later one with its pid") {
+  char tmpl[] = "/tmp/httptraced-proc-XXXXXX";
+  REQUIRE(mkdtemp(tmpl) != nullptr);
+  const std::filesystem::path root(tmpl);
+  std::filesystem::create_directory(root / "42");
+  std::filesystem::create_symlink("/usr/bin/curl", root / "42" / "exe");
+  ProcessCache cache(root.string(), /*ttl_ns=*/1'000'000);
+  CHECK(cache.Lookup({.tgid = 42, .start = 7, .exec_id = 1}, 1000).executable == "/usr/bin/curl");
+  CHECK(cache.Lookup({.tgid = 43, .start = 8, .exec_id = 1}, 1000).executable.empty());
+  REQUIRE(cache.size() == 2);
+  cache.Forget(42, 9);  // another process that had pid 42
+  CHECK(cache.size() == 2);
+  cache.Forget(42, 7);
+  CHECK(cache.size() == 1);
+  cache.Forget(42, 7);
+  cache.Forget(44, 1);
+  CHECK(cache.size() == 1);
+  std::filesystem::remove_all(root);
+}
+
 constexpr std::string_view kId = "4f1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff0";
 
 TEST_CASE("ContainerIdFromCgroup finds the runtimes' container cgroups") {
