@@ -924,7 +924,7 @@ class Bench:
         data = os.path.join(self.workdir, "read-64k.bin")
         with open(data, "wb") as f:
             f.write(os.urandom(65536))
-        modes = ["getppid", "read", "write", "unix"]
+        modes = ["getppid", "read", "write", "unix", "close"]
         # traced_exit: every payload syscall on its exit tracepoint
         # (--socket_tracepoints=false), what kernels before 6.4 run.
         # traced_portable: the payload program without plain loads of kernel

@@ -6,6 +6,8 @@
 //   syscall_loop write   SECONDS        (write() 64 bytes to /dev/null)
 //   syscall_loop unix    SECONDS        (write() 64 bytes into a unix socketpair, read() them
 //                                        back: one call counted per write or read)
+//   syscall_loop close   SECONDS        (dup() of /dev/null's fd, close() of the copy: one
+//                                        call counted per dup or close)
 //
 // Output, one line: "<mode> calls=<n> ns=<elapsed> ns_per_call=<x>".
 #define _GNU_SOURCE
@@ -27,7 +29,7 @@ static long long now_ns(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s getppid|read|write SECONDS [FILE]\n", argv[0]);
+    fprintf(stderr, "usage: %s getppid|read|write|unix|close SECONDS [FILE]\n", argv[0]);
     return 2;
   }
   const char *mode = argv[1];
@@ -46,7 +48,7 @@ int main(int argc, char **argv) {
       return 2;
     }
     fd = open(argv[3], O_RDONLY);
-  } else if (strcmp(mode, "write") == 0) {
+  } else if (strcmp(mode, "write") == 0 || strcmp(mode, "close") == 0) {
     fd = open("/dev/null", O_WRONLY);
   } else if (strcmp(mode, "getppid") != 0) {
     fprintf(stderr, "unknown mode %s\n", mode);
@@ -71,6 +73,13 @@ int main(int argc, char **argv) {
         if (write(pair[0], buf, sizeof(buf)) != (ssize_t)sizeof(buf) ||
             read(pair[1], buf, sizeof(buf)) != (ssize_t)sizeof(buf)) {
           perror("unix");
+          return 1;
+        }
+        i++;  // two calls
+      } else if (mode[0] == 'c') {
+        int copy = dup(fd);
+        if (copy < 0 || close(copy) != 0) {
+          perror("close");
           return 1;
         }
         i++;  // two calls

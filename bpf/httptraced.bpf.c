@@ -9,6 +9,11 @@
  * user registers; close/dup2/dup3 at entry, while the fd is still theirs.
  * Everything that is not a TCP or Unix stream socket is dropped on the first
  * lookups.
+ *
+ * A program on a tracepoint decides by its return value whether the event
+ * goes on to perf: 0 would hide it from every `perf stat`/`perf record` of
+ * the host's other users (a close() or an accept4() that perf never counts).
+ * Ours only observe, so every tracepoint program returns TP_PASS.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -16,6 +21,9 @@
 #include "tls.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* The event goes on to perf's own users (none costs ours nothing). */
+#define TP_PASS 1
 
 /*
  * One program for the exit of every payload syscall (read, write, readv,
@@ -28,7 +36,8 @@ SEC("tracepoint")
 int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 {
 	/* The format has a 4-byte __syscall_nr where vmlinux.h says long id. */
-	return conn__exit_data((int)ctx->id, ctx->ret, false, NULL, false);
+	conn__exit_data((int)ctx->id, ctx->ret, false, NULL, false);
+	return TP_PASS;
 }
 
 /*
@@ -40,7 +49,8 @@ int sys_exit_payload(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint")
 int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)
 {
-	return conn__exit_data((int)ctx->id, ctx->ret, true, NULL, false);
+	conn__exit_data((int)ctx->id, ctx->ret, true, NULL, false);
+	return TP_PASS;
 }
 
 /*
@@ -53,7 +63,8 @@ int sys_exit_payload_fast(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint")
 int sys_exit_payload_rest(struct trace_event_raw_sys_exit *ctx)
 {
-	return conn__exit_data((int)ctx->id, ctx->ret, true, NULL, true);
+	conn__exit_data((int)ctx->id, ctx->ret, true, NULL, true);
+	return TP_PASS;
 }
 
 /*
@@ -86,7 +97,8 @@ int BPF_PROG(sock_recv_payload, struct sock *sk, int ret, int flags)
 SEC("tracepoint/syscalls/sys_exit_connect")
 int sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
-	return conn__exit_connect(ctx->ret);
+	conn__exit_connect(ctx->ret);
+	return TP_PASS;
 }
 
 static __always_inline int accept_exit(long ret)
@@ -95,9 +107,9 @@ static __always_inline int accept_exit(long ret)
 	struct ht_conn_key key = {.tgid = task->tgid, .fd = (__s32)ret};
 
 	if (tracing_stopped || ret < 0 || !filter__pid_allowed(key.tgid))
-		return 0;
+		return TP_PASS;
 	conn__open(task, &key, HT_ORIGIN_ACCEPT, HT_ROLE_SERVER);
-	return 0;
+	return TP_PASS;
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
@@ -119,7 +131,7 @@ static __always_inline int forget_fd(__s32 fd)
 
 	if (fd >= 0 && !tracing_stopped)
 		conn__forget(&key);
-	return 0;
+	return TP_PASS;
 }
 
 SEC("tracepoint/syscalls/sys_enter_close")
@@ -132,7 +144,7 @@ SEC("tracepoint/syscalls/sys_enter_dup2")
 int sys_enter_dup2(struct trace_event_raw_sys_enter *ctx)
 {
 	if (ctx->args[0] == ctx->args[1])
-		return 0;
+		return TP_PASS;
 	return forget_fd((__s32)ctx->args[1]);
 }
 
@@ -198,14 +210,14 @@ int sys_enter_close_range(struct trace_event_raw_sys_enter *ctx)
 	__u32 max_fds, words;
 
 	if (tracing_stopped || (ctx->args[2] & HT_CLOSE_RANGE_CLOEXEC) || first > last)
-		return 0;
+		return TP_PASS;
 	w.tgid = task->tgid;
 	if (!filter__pid_allowed(w.tgid))
-		return 0;
+		return TP_PASS;
 	fdt = task->files->fdt;
 	max_fds = fdt->max_fds;
 	if (first >= max_fds)
-		return 0;
+		return TP_PASS;
 	if (last >= max_fds)
 		last = max_fds - 1;
 	w.open_fds = (__u64 *)fdt->open_fds;
@@ -215,7 +227,7 @@ int sys_enter_close_range(struct trace_event_raw_sys_enter *ctx)
 	words = last / 64 - w.word0 + 1;
 	bpf_loop(words < HT_CLOSE_RANGE_MAX_WORDS ? words : HT_CLOSE_RANGE_MAX_WORDS,
 		 close_range__word, &w, 0);
-	return 0;
+	return TP_PASS;
 }
 
 /*
@@ -233,11 +245,11 @@ int sched_process_exit(void *ctx)
 
 	if (tracing_stopped || (task->flags & HT_PF_KTHREAD) || task->signal->live.counter != 0 ||
 	    !filter__pid_allowed(id.tgid))
-		return 0;
+		return TP_PASS;
 	emit__header(&ev.hdr, HT_EV_PROC_EXIT, &id, (__u32)task->pid, bpf_ktime_get_ns());
 	ev.proc_start = task__proc_start(task);
 	ringbuf__output(&ev, sizeof(ev));
-	return 0;
+	return TP_PASS;
 }
 
 /*

@@ -1552,3 +1552,58 @@ def test_a_connection_begun_with_sendmmsg_is_recorded_from_its_first_byte(
     st = final_stats(d)
     assert (st["bytes"], st["parse_errors"], st["gaps"], st["records"]) == \
         (sum(map(len, pieces)) + len(got), 0, 0, 1), st
+
+
+def _count_own_tracepoint(category, name, action):
+    """How many times the tracepoint category:name fires in this thread while
+    action() runs, counted by the kernel's perf (perf_event_open), as
+    `perf stat -e category:name` would count it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    tp_id = int(pathlib.Path(f"/sys/kernel/tracing/events/{category}/{name}/id").read_text())
+    # struct perf_event_attr, PERF_ATTR_SIZE_VER0 (64 bytes): type, size, config,
+    # sample_period, sample_type, read_format, flags (bit 0: disabled), wakeup_events,
+    # bp_type, config1.
+    attr = ctypes.create_string_buffer(struct.pack("=IIQQQQQIIQ", 2, 64, tp_id, 0, 0, 0, 1, 0, 0, 0),
+                                       64)
+    libc.syscall.restype = ctypes.c_long
+    fd = libc.syscall(298, attr, 0, -1, -1, 8)  # perf_event_open(this thread, any CPU, CLOEXEC)
+    assert fd >= 0, f"perf_event_open({category}:{name}): errno {ctypes.get_errno()}"
+    try:
+        import fcntl
+        fcntl.ioctl(fd, 0x2400, 0)  # PERF_EVENT_IOC_ENABLE
+        action()
+        fcntl.ioctl(fd, 0x2401, 0)  # PERF_EVENT_IOC_DISABLE
+        return struct.unpack("=Q", os.read(fd, 8))[0]
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("socket_tracepoints", ["true", "false"])
+def test_perf_still_counts_the_tracepoints_the_daemon_uses(tmp_path, py_server, socket_tracepoints):
+    """An operator's `perf stat -e syscalls:...` on a host that httptraced traces
+    counts every event: a program on a tracepoint that returns 0 hides the event
+    from perf, and ours only observe. Counted here for this thread, by the
+    kernel's perf: 200 close() of files (sys_enter_close, where the daemon forgets
+    a connection) and 20 requests sent on a traced HTTP connection (sys_exit_sendto:
+    the exit program's when the socket tracepoints are off), each exactly, while
+    the exchanges are still recorded."""
+    def closes():
+        for _ in range(200):
+            os.close(os.open("/dev/null", os.O_RDONLY))
+
+    d = Daemon(tmp_path / "logs", f"--pid={os.getpid()}",
+               f"--socket_tracepoints={socket_tracepoints}").start()
+    try:
+        with socket.create_connection(("127.0.0.1", py_server.port), timeout=10) as s:
+            def requests():
+                for i in range(20):
+                    s.sendall(f"GET /path/perf{i} HTTP/1.1\r\nHost: p\r\n\r\n".encode())
+                    recv_until(s, b"", f"path=/path/perf{i}\n".encode())
+
+            counts = (_count_own_tracepoint("syscalls", "sys_enter_close", closes),
+                      _count_own_tracepoint("syscalls", "sys_exit_sendto", requests))
+        recs = d.wait_for(match(py_server.port, role="client"), 20)
+    finally:
+        assert d.stop() == 0, d.stderr()
+    assert counts == (200, 20)
+    assert [r["url"]["path"] for r in recs] == [f"/path/perf{i}" for i in range(20)]
