@@ -617,16 +617,31 @@ TEST_CASE("ConnTable delivers what waited behind a hole once it times out") {
 namespace httptraced::conn {
 namespace {
 
-TEST_CASE("ConnTable tells the kernel what it forgot and drops that connection's stale events") {
+// A table that forgets a connection idle for 1000 ns, and a server
+// connection whose request was read at 10.
+struct IdleFixture {
+  static ConnTableOptions Options() {
+    ConnTableOptions o = TestOptions();
+    o.conn_idle_timeout_ns = 1000;
+    return o;
+  }
+  IdleFixture() {
+    table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
+    table.OnData(Decode<bpf::DataEvent>(
+                     DataSample(id, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 10)),
+                 10);
+  }
   FakeSink sink;
-  ConnTableOptions options = TestOptions();
-  options.conn_idle_timeout_ns = 1000;
-  ConnTable table(options, sink, sink);
+  ConnTableOptions options = Options();
+  ConnTable table{options, sink, sink};
   const ConnIdSpec id;
-  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
-  table.OnData(
-      Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 10)),
-      10);
+};
+
+TEST_CASE("ConnTable tells the kernel what it forgot and drops that connection's stale events") {
+  IdleFixture f;
+  FakeSink& sink = f.sink;
+  ConnTable& table = f.table;
+  const ConnIdSpec& id = f.id;
   table.OnData(
       Decode<bpf::DataEvent>(DataSample(id, HT_DIR_EGRESS, 0, kResp, 0, HT_DATA_F_STREAM_START, 20)),
       20);
@@ -649,15 +664,9 @@ TEST_CASE("ConnTable tells the kernel what it forgot and drops that connection's
 }
 
 TEST_CASE("ConnTable lets a forgotten key go once an event a second younger has been read") {
-  FakeSink sink;
-  ConnTableOptions options = TestOptions();
-  options.conn_idle_timeout_ns = 1000;
-  ConnTable table(options, sink, sink);
-  const ConnIdSpec id;
-  table.OnOpen(Decode<bpf::OpenEvent>(OpenSample(id, HT_ROLE_SERVER, 80, 1)), "");
-  table.OnData(
-      Decode<bpf::DataEvent>(DataSample(id, HT_DIR_INGRESS, 0, kReq, 0, HT_DATA_F_STREAM_START, 10)),
-      10);
+  IdleFixture f;
+  ConnTable& table = f.table;
+  const ConnIdSpec& id = f.id;
   table.Tick(5000);  // forgotten at 5000
   REQUIRE(table.forgotten_keys() == 1);
   // Another connection's events: up to a second later, the key stays.
