@@ -106,8 +106,9 @@ KernelFeatures ReadKernelFeatures() {
 constexpr uint32_t kUprobeMultiReturn = 1;
 
 // A uprobe_multi link (Linux 6.6): `prog` at each of `offsets` in the file at
-// `path`, in every process, with one bpf(BPF_LINK_CREATE). Returns its fd, or
-// -1 with errno set. Made by hand: libbpf 1.1.2 has no call for it.
+// `path`, in process `pid` (<= 0: every process), with one bpf(BPF_LINK_CREATE).
+// Returns its fd, or -1 with errno set. Made by hand: libbpf 1.1.2 has no call
+// for it.
 int CreateUprobeMultiLink(const bpf_program* prog, uint32_t attach_type, const std::string& path,
                           const std::vector<uint64_t>& offsets, bool retprobe, pid_t pid) {
   // union bpf_attr's link_create, as the kernel lays it out for uprobe_multi
